@@ -1,0 +1,4 @@
+//! The `tributary` command-line tool: the local runtime and operations.
+
+pub mod cli;
+pub mod commands;

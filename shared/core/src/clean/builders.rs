@@ -1,0 +1,203 @@
+//! Arrow builders for kept rows (typed) and rejected rows (trimmed strings
+//! plus reason and provenance).
+
+use super::plan::{Cell, CleanPlan, Rejection};
+use crate::config::ColumnType;
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use std::sync::Arc;
+
+enum ColumnBuilder {
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(t: ColumnType, capacity: usize) -> ColumnBuilder {
+        match t {
+            ColumnType::String => ColumnBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 8)),
+            ColumnType::Int => ColumnBuilder::Int(Int64Builder::with_capacity(capacity)),
+            ColumnType::Float => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
+            ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
+            ColumnType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(capacity)),
+            ColumnType::Timestamp => ColumnBuilder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Str(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float(b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+pub(crate) struct KeptBuilders {
+    columns: Vec<ColumnBuilder>,
+    derived: Vec<Date32Builder>,
+    schema: SchemaRef,
+    len: usize,
+}
+
+impl KeptBuilders {
+    pub fn new(plan: &CleanPlan, capacity: usize) -> KeptBuilders {
+        KeptBuilders {
+            columns: plan
+                .columns
+                .iter()
+                .map(|c| ColumnBuilder::new(c.column_type, capacity))
+                .collect(),
+            derived: plan
+                .derived
+                .iter()
+                .map(|_| Date32Builder::with_capacity(capacity))
+                .collect(),
+            schema: plan.kept_schema(),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Append an evaluated, valid row. String fields are valid UTF-8 (checked
+    /// per record before evaluation).
+    pub fn append(&mut self, plan: &CleanPlan, fields: &[Option<&[u8]>], cells: &[Cell]) {
+        for ((b, cell), field) in self.columns.iter_mut().zip(cells).zip(fields) {
+            match (b, *cell) {
+                (ColumnBuilder::Str(b), Cell::Str) => {
+                    let v = field.unwrap_or_default();
+                    // SAFETY-free fallback: lossy never triggers for checked input.
+                    match std::str::from_utf8(v) {
+                        Ok(s) => b.append_value(s),
+                        Err(_) => b.append_value(String::from_utf8_lossy(v)),
+                    }
+                }
+                (ColumnBuilder::Int(b), Cell::Int(v)) => b.append_value(v),
+                (ColumnBuilder::Float(b), Cell::Float(v)) => b.append_value(v),
+                (ColumnBuilder::Bool(b), Cell::Bool(v)) => b.append_value(v),
+                (ColumnBuilder::Date(b), Cell::Date(v)) => b.append_value(v),
+                (ColumnBuilder::Timestamp(b), Cell::Timestamp(v)) => b.append_value(v),
+                (ColumnBuilder::Str(b), _) => b.append_null(),
+                (ColumnBuilder::Int(b), _) => b.append_null(),
+                (ColumnBuilder::Float(b), _) => b.append_null(),
+                (ColumnBuilder::Bool(b), _) => b.append_null(),
+                (ColumnBuilder::Date(b), _) => b.append_null(),
+                (ColumnBuilder::Timestamp(b), _) => b.append_null(),
+            }
+        }
+        for (b, (_, src)) in self.derived.iter_mut().zip(&plan.derived) {
+            b.append_option(plan.derived_day(cells, *src));
+        }
+        self.len += 1;
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|b| b.finish()).collect();
+        arrays.extend(self.derived.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        self.len = 0;
+        // The builders were made from the same plan as the schema, and
+        // required columns never receive nulls (evaluation rejects them).
+        RecordBatch::try_new(self.schema.clone(), arrays)
+            .expect("kept builders always match the plan's schema")
+    }
+}
+
+pub(crate) struct RejectBuilders {
+    columns: Vec<StringBuilder>,
+    reason: StringBuilder,
+    provenance: Option<(StringBuilder, StringBuilder, Int64Builder)>,
+    schema: SchemaRef,
+    len: usize,
+}
+
+impl RejectBuilders {
+    pub fn schema(plan: &CleanPlan, provenance: bool) -> SchemaRef {
+        let mut fields: Vec<Field> = plan
+            .column_names()
+            .map(|n| Field::new(n, DataType::Utf8, true))
+            .collect();
+        fields.push(Field::new("reject_reason", DataType::Utf8, false));
+        if provenance {
+            fields.push(Field::new("reject_detail", DataType::Utf8, false));
+            fields.push(Field::new("source_file", DataType::Utf8, false));
+            fields.push(Field::new("source_line", DataType::Int64, false));
+        }
+        Arc::new(Schema::new(fields))
+    }
+
+    pub fn new(plan: &CleanPlan, provenance: bool, capacity: usize) -> RejectBuilders {
+        RejectBuilders {
+            columns: plan
+                .columns
+                .iter()
+                .map(|_| StringBuilder::with_capacity(capacity, capacity * 8))
+                .collect(),
+            reason: StringBuilder::new(),
+            provenance: provenance
+                .then(|| (StringBuilder::new(), StringBuilder::new(), Int64Builder::new())),
+            schema: RejectBuilders::schema(plan, provenance),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Rejected values are kept as trimmed text (lossy only where the input
+    /// was not UTF-8, which the reason then says), null where empty.
+    pub fn append(
+        &mut self,
+        fields: &[Option<&[u8]>],
+        rejection: &Rejection,
+        source: &str,
+        line: u64,
+    ) {
+        for (b, f) in self.columns.iter_mut().zip(fields) {
+            match f {
+                Some(v) if !v.is_empty() => b.append_value(String::from_utf8_lossy(v)),
+                _ => b.append_null(),
+            }
+        }
+        self.reason.append_value(&rejection.reason);
+        if let Some((detail, file, line_b)) = &mut self.provenance {
+            detail.append_value(&rejection.detail);
+            file.append_value(source);
+            line_b.append_value(line as i64);
+        }
+        self.len += 1;
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        arrays.push(Arc::new(self.reason.finish()));
+        if let Some((detail, file, line)) = &mut self.provenance {
+            arrays.push(Arc::new(detail.finish()));
+            arrays.push(Arc::new(file.finish()));
+            arrays.push(Arc::new(line.finish()));
+        }
+        self.len = 0;
+        RecordBatch::try_new(self.schema.clone(), arrays)
+            .expect("reject builders always match their schema")
+    }
+}

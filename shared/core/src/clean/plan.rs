@@ -1,0 +1,314 @@
+//! A dataset's cleaning rules compiled once into what the row loop needs, and
+//! the row evaluation itself: trim → null → required → types → value rules.
+
+use crate::clean::temporal::{parse_date_days, parse_timestamp_micros, utc_day_of_micros};
+use crate::config::{ColumnType, DatasetConfig, DerivedKind, NaiveTimestamps};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use std::sync::Arc;
+
+/// Reject reasons the cleaner itself assigns (rules add their own).
+pub const REASON_NULL_REQUIRED: &str = "null_required";
+pub const REASON_RAGGED_ROW: &str = "ragged_row";
+pub const REASON_INVALID_UTF8: &str = "invalid_utf8";
+
+pub(crate) struct CompiledColumn {
+    pub name: String,
+    pub column_type: ColumnType,
+    pub required: bool,
+    pub invalid_reason: String,
+    pub naive: NaiveTimestamps,
+}
+
+pub(crate) enum Check {
+    Range {
+        min: Option<f64>,
+        max: Option<f64>,
+        min_exclusive: bool,
+        max_exclusive: bool,
+    },
+    Allowed(Vec<Box<[u8]>>),
+    Regex(regex::bytes::Regex),
+}
+
+pub(crate) struct CompiledRule {
+    pub column: usize,
+    pub check: Check,
+    pub reason: String,
+    pub reject_null: bool,
+}
+
+/// Everything the cleaner needs to know about one dataset, compiled.
+pub struct CleanPlan {
+    pub(crate) columns: Vec<CompiledColumn>,
+    pub(crate) rules: Vec<CompiledRule>,
+    /// (output name, source column index) of each `date_of` derived column.
+    pub(crate) derived: Vec<(String, usize)>,
+    pub(crate) key: Vec<usize>,
+    pub(crate) event_time: Option<usize>,
+    pub(crate) null_markers: Vec<Box<[u8]>>,
+    pub(crate) trim: bool,
+    pub(crate) fail_on_extra_columns: bool,
+    kept_schema: SchemaRef,
+}
+
+impl CleanPlan {
+    /// Compile a dataset config. The config was validated at load, so
+    /// references resolve; a failure here is a bug, reported as such.
+    pub fn compile(ds: &DatasetConfig) -> Result<CleanPlan, String> {
+        let index = |name: &str| {
+            ds.columns
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| format!("column {name:?} is not declared"))
+        };
+        let columns = ds
+            .columns
+            .iter()
+            .map(|c| CompiledColumn {
+                name: c.name.clone(),
+                column_type: c.column_type,
+                required: c.required,
+                invalid_reason: c.invalid_reason(),
+                naive: c.naive_timestamps,
+            })
+            .collect::<Vec<_>>();
+        let mut rules = Vec::new();
+        for r in &ds.rules {
+            let check = if let Some(allowed) = &r.allowed {
+                Check::Allowed(allowed.iter().map(|a| a.as_bytes().into()).collect())
+            } else if let Some(re) = &r.regex {
+                Check::Regex(regex::bytes::Regex::new(re).map_err(|e| e.to_string())?)
+            } else {
+                Check::Range {
+                    min: r.min,
+                    max: r.max,
+                    min_exclusive: r.min_exclusive,
+                    max_exclusive: r.max_exclusive,
+                }
+            };
+            rules.push(CompiledRule {
+                column: index(&r.column)?,
+                check,
+                reason: r.reason.clone(),
+                reject_null: r.reject_null,
+            });
+        }
+        let derived = ds
+            .derived
+            .iter()
+            .map(|d| match d.kind {
+                DerivedKind::DateOf => index(&d.from).map(|i| (d.name.clone(), i)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = ds
+            .key
+            .iter()
+            .map(|k| index(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let event_time = ds.event_time.as_deref().map(index).transpose()?;
+        let mut fields: Vec<Field> = columns
+            .iter()
+            .map(|c| Field::new(&c.name, arrow_type(c.column_type), !c.required))
+            .collect();
+        for (name, src) in &derived {
+            fields.push(Field::new(name, DataType::Date32, !columns[*src].required));
+        }
+        Ok(CleanPlan {
+            columns,
+            rules,
+            derived,
+            key,
+            event_time,
+            null_markers: ds.null_markers.iter().map(|m| m.as_bytes().into()).collect(),
+            trim: ds.trim,
+            fail_on_extra_columns: ds.extra_columns == crate::config::ExtraColumns::Fail,
+            kept_schema: Arc::new(Schema::new(fields)),
+        })
+    }
+
+    pub fn kept_schema(&self) -> SchemaRef {
+        self.kept_schema.clone()
+    }
+
+    pub fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|c| c.name.as_str())
+    }
+
+    pub(crate) fn is_null(&self, v: &[u8]) -> bool {
+        v.is_empty() || self.null_markers.iter().any(|m| **m == *v)
+    }
+}
+
+pub fn arrow_type(t: ColumnType) -> DataType {
+    match t {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+/// Remove leading and trailing ASCII space and tab — nothing else, so that
+/// meaningful Unicode whitespace is not silently eaten.
+#[inline]
+pub fn trim_space_tab(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// One parsed cell of a row being evaluated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Str,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Date(i32),
+    Timestamp(i64),
+}
+
+/// Why a row was rejected: a stable reason code and a human detail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: String,
+    pub detail: String,
+}
+
+fn parse_bool(v: &[u8]) -> Option<bool> {
+    match v.to_ascii_lowercase().as_slice() {
+        b"true" | b"t" | b"yes" | b"y" | b"1" => Some(true),
+        b"false" | b"f" | b"no" | b"n" | b"0" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_int(v: &[u8]) -> Option<i64> {
+    std::str::from_utf8(v).ok()?.parse::<i64>().ok()
+}
+
+fn parse_float(v: &[u8]) -> Option<f64> {
+    // Rust accepts "inf" and "NaN"; a data platform must not.
+    let f = std::str::from_utf8(v).ok()?.parse::<f64>().ok()?;
+    f.is_finite().then_some(f)
+}
+
+impl CleanPlan {
+    /// Evaluate one row whose fields (already trimmed, in config column
+    /// order; `None` for a column missing from the file) are given. Fills
+    /// `cells` and returns the first failing rule, if any.
+    pub(crate) fn evaluate(
+        &self,
+        fields: &[Option<&[u8]>],
+        cells: &mut Vec<Cell>,
+    ) -> Result<(), Rejection> {
+        cells.clear();
+        for f in fields.iter().take(self.columns.len()) {
+            let null = f.is_none_or(|v| self.is_null(v));
+            cells.push(if null { Cell::Null } else { Cell::Str });
+        }
+        let missing: Vec<&str> = self
+            .columns
+            .iter()
+            .zip(cells.iter())
+            .filter(|(c, cell)| c.required && **cell == Cell::Null)
+            .map(|(c, _)| c.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Rejection {
+                reason: REASON_NULL_REQUIRED.to_string(),
+                detail: format!("required column(s) empty: {}", missing.join(", ")),
+            });
+        }
+        for (i, c) in self.columns.iter().enumerate() {
+            if cells[i] == Cell::Null {
+                continue;
+            }
+            let v = fields[i].unwrap_or_default();
+            let parsed = match c.column_type {
+                ColumnType::String => Some(Cell::Str),
+                ColumnType::Int => parse_int(v).map(Cell::Int),
+                ColumnType::Float => parse_float(v).map(Cell::Float),
+                ColumnType::Bool => parse_bool(v).map(Cell::Bool),
+                ColumnType::Date => parse_date_days(v).map(Cell::Date),
+                ColumnType::Timestamp => parse_timestamp_micros(v, c.naive).map(Cell::Timestamp),
+            };
+            match parsed {
+                Some(cell) => cells[i] = cell,
+                None => {
+                    return Err(Rejection {
+                        reason: c.invalid_reason.clone(),
+                        detail: format!(
+                            "{}: {:?} is not a valid {}",
+                            c.name,
+                            String::from_utf8_lossy(v),
+                            c.column_type.name()
+                        ),
+                    })
+                }
+            }
+        }
+        for r in &self.rules {
+            let cell = cells[r.column];
+            let name = &self.columns[r.column].name;
+            if cell == Cell::Null {
+                if r.reject_null {
+                    return Err(Rejection {
+                        reason: r.reason.clone(),
+                        detail: format!("{name}: empty"),
+                    });
+                }
+                continue;
+            }
+            let v = fields[r.column].unwrap_or_default();
+            let ok = match &r.check {
+                Check::Range {
+                    min,
+                    max,
+                    min_exclusive,
+                    max_exclusive,
+                } => {
+                    let x = match cell {
+                        Cell::Int(i) => i as f64,
+                        Cell::Float(f) => f,
+                        _ => f64::NAN,
+                    };
+                    let above = min.is_none_or(|m| if *min_exclusive { x > m } else { x >= m });
+                    let below = max.is_none_or(|m| if *max_exclusive { x < m } else { x <= m });
+                    above && below
+                }
+                Check::Allowed(set) => set.iter().any(|a| **a == *v),
+                Check::Regex(re) => re.is_match(v),
+            };
+            if !ok {
+                return Err(Rejection {
+                    reason: r.reason.clone(),
+                    detail: format!("{name}: {:?} fails rule {}", String::from_utf8_lossy(v), r.reason),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The event time of an evaluated row (for dedupe), if configured.
+    pub(crate) fn event_time_of(&self, cells: &[Cell]) -> Option<i64> {
+        match self.event_time.map(|i| cells[i]) {
+            Some(Cell::Timestamp(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn derived_day(&self, cells: &[Cell], source: usize) -> Option<i32> {
+        match cells[source] {
+            Cell::Timestamp(t) => Some(utc_day_of_micros(t)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! `pipeline.toml`: datasets and pipelines, validated at load so that a typo
+//! fails before any data moves, with an error naming the file, the field and
+//! the fix.
+
+use crate::layout::{valid_name, Layer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: {field}: {problem}. Fix: {fix}")]
+    Invalid {
+        file: String,
+        field: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Date,
+    Timestamp,
+}
+
+impl ColumnType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int => "int",
+            ColumnType::Float => "float",
+            ColumnType::Bool => "bool",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+}
+
+/// How a timestamp without a UTC offset is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NaiveTimestamps {
+    /// Refuse it: the instant is ambiguous.
+    #[default]
+    Reject,
+    /// Read it as UTC.
+    AssumeUtc,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+    #[serde(default)]
+    pub required: bool,
+    /// Reject reason when the value does not parse as the column's type.
+    pub invalid_reason: Option<String>,
+    #[serde(default)]
+    pub naive_timestamps: NaiveTimestamps,
+}
+
+impl ColumnConfig {
+    pub fn invalid_reason(&self) -> String {
+        self.invalid_reason
+            .clone()
+            .unwrap_or_else(|| format!("bad_{}", self.column_type.name()))
+    }
+}
+
+/// A value rule, evaluated in the order written; the first failing rule is
+/// the row's reject reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub column: String,
+    pub reason: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub min_exclusive: bool,
+    #[serde(default)]
+    pub max_exclusive: bool,
+    pub allowed: Option<Vec<String>>,
+    pub regex: Option<String>,
+    /// A null value fails this rule instead of passing it.
+    #[serde(default)]
+    pub reject_null: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DerivedKind {
+    /// The UTC calendar date of a timestamp column.
+    DateOf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedConfig {
+    pub name: String,
+    pub kind: DerivedKind,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    #[default]
+    Overwrite,
+    Append,
+    Merge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraColumns {
+    /// Drop them and report their names in the clean summary.
+    #[default]
+    Drop,
+    /// Refuse the file.
+    Fail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExpectationConfig {
+    RowCountBetween {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    NotNull {
+        column: String,
+        mostly: Option<f64>,
+    },
+    Unique {
+        column: String,
+        mostly: Option<f64>,
+    },
+    Between {
+        column: String,
+        min: Option<f64>,
+        max: Option<f64>,
+        mostly: Option<f64>,
+    },
+    InSet {
+        column: String,
+        values: Vec<String>,
+        mostly: Option<f64>,
+    },
+    MatchesRegex {
+        column: String,
+        regex: String,
+        mostly: Option<f64>,
+    },
+}
+
+impl ExpectationConfig {
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            ExpectationConfig::RowCountBetween { .. } => None,
+            ExpectationConfig::NotNull { column, .. }
+            | ExpectationConfig::Unique { column, .. }
+            | ExpectationConfig::Between { column, .. }
+            | ExpectationConfig::InSet { column, .. }
+            | ExpectationConfig::MatchesRegex { column, .. } => Some(column),
+        }
+    }
+
+    pub fn mostly(&self) -> Option<f64> {
+        match self {
+            ExpectationConfig::RowCountBetween { .. } => None,
+            ExpectationConfig::NotNull { mostly, .. }
+            | ExpectationConfig::Unique { mostly, .. }
+            | ExpectationConfig::Between { mostly, .. }
+            | ExpectationConfig::InSet { mostly, .. }
+            | ExpectationConfig::MatchesRegex { mostly, .. } => *mostly,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    #[serde(default)]
+    pub description: String,
+    pub columns: Vec<ColumnConfig>,
+    /// Columns that identify a row, for dedupe and merge.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Timestamp column; among duplicates the latest event time wins.
+    pub event_time: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub derived: Vec<DerivedConfig>,
+    /// Values that mean null besides the empty field (after trimming).
+    #[serde(default)]
+    pub null_markers: Vec<String>,
+    #[serde(default = "default_true")]
+    pub trim: bool,
+    #[serde(default)]
+    pub extra_columns: ExtraColumns,
+    #[serde(default)]
+    pub expectations: Vec<ExpectationConfig>,
+    #[serde(default = "default_threshold")]
+    pub quality_threshold: f64,
+    #[serde(default)]
+    pub output_mode: OutputMode,
+    /// Days to keep each layer's partitions; a layer not listed is kept forever.
+    #[serde(default)]
+    pub retention_days: BTreeMap<String, u32>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_threshold() -> f64 {
+    0.95
+}
+
+impl DatasetConfig {
+    pub fn column(&self, name: &str) -> Option<&ColumnConfig> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Retention per layer, typed (validated at load).
+    pub fn retention(&self) -> Vec<(Layer, u32)> {
+        self.retention_days
+            .iter()
+            .filter_map(|(layer, days)| Layer::from_prefix(layer).map(|l| (l, *days)))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    #[serde(default)]
+    pub description: String,
+    /// The datasets that must all have arrived for a date to be data_ready.
+    pub datasets: Vec<String>,
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+}
+
+fn default_tz() -> String {
+    "UTC".to_string()
+}
+
+impl PipelineConfig {
+    pub fn tz(&self) -> chrono_tz::Tz {
+        // Validated at load; UTC is only reached for a config built in code.
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetConfig>,
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate; `file` names the source in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.to_string(),
+            message: describe_toml_error(text, &e),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    pub fn dataset(&self, name: &str) -> Option<&DatasetConfig> {
+        self.datasets.get(name)
+    }
+
+    pub fn dataset_names(&self) -> String {
+        self.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    /// Pipelines a dataset takes part in.
+    pub fn pipelines_of<'a>(
+        &'a self,
+        dataset: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a PipelineConfig)> + 'a {
+        self.pipelines
+            .iter()
+            .filter(move |(_, p)| p.datasets.iter().any(|d| d == dataset))
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |field: String, problem: String, fix: String| ConfigError::Invalid {
+            file: file.to_string(),
+            field,
+            problem,
+            fix,
+        };
+        if self.datasets.is_empty() {
+            return Err(invalid(
+                "datasets".into(),
+                "no dataset is defined".into(),
+                "add a [datasets.<name>] table with its columns".into(),
+            ));
+        }
+        for (name, ds) in &self.datasets {
+            let at = |f: &str| format!("datasets.{name}.{f}");
+            if !valid_name(name) {
+                return Err(invalid(
+                    format!("datasets.{name}"),
+                    "dataset names become S3 prefixes and Glue tables".into(),
+                    "use only letters, digits, '_' and '-'".into(),
+                ));
+            }
+            if ds.columns.is_empty() {
+                return Err(invalid(
+                    at("columns"),
+                    "no columns".into(),
+                    "declare each column with [[datasets.<name>.columns]] name and type".into(),
+                ));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (i, c) in ds.columns.iter().enumerate() {
+                if c.name.trim().is_empty() || !seen.insert(c.name.as_str()) {
+                    return Err(invalid(
+                        format!("datasets.{name}.columns[{i}].name"),
+                        format!("column name {:?} is empty or repeated", c.name),
+                        "give every column a unique, non-empty name".into(),
+                    ));
+                }
+            }
+            let known_columns = ds
+                .columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let need_column = |field: String, col: &str| -> Result<&ColumnConfig, ConfigError> {
+                ds.column(col).ok_or_else(|| {
+                    invalid(
+                        field,
+                        format!("column {col:?} is not declared"),
+                        format!("use one of: {known_columns}"),
+                    )
+                })
+            };
+            for k in &ds.key {
+                need_column(at("key"), k)?;
+            }
+            if let Some(et) = &ds.event_time {
+                let c = need_column(at("event_time"), et)?;
+                if c.column_type != ColumnType::Timestamp {
+                    return Err(invalid(
+                        at("event_time"),
+                        format!("column {et:?} is a {}", c.column_type.name()),
+                        "point event_time at a timestamp column".into(),
+                    ));
+                }
+            }
+            for (i, r) in ds.rules.iter().enumerate() {
+                let field = format!("datasets.{name}.rules[{i}]");
+                let c = need_column(format!("{field}.column"), &r.column)?;
+                let checks = [
+                    r.min.is_some() || r.max.is_some(),
+                    r.allowed.is_some(),
+                    r.regex.is_some(),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
+                if checks != 1 {
+                    return Err(invalid(
+                        field,
+                        format!("a rule needs exactly one check, found {checks}"),
+                        "give it min/max, or allowed, or regex (one rule per check)".into(),
+                    ));
+                }
+                if (r.min.is_some() || r.max.is_some())
+                    && !matches!(c.column_type, ColumnType::Int | ColumnType::Float)
+                {
+                    return Err(invalid(
+                        format!("{field}.min"),
+                        format!("column {:?} is a {}", r.column, c.column_type.name()),
+                        "use min/max only on int or float columns".into(),
+                    ));
+                }
+                if (r.allowed.is_some() || r.regex.is_some())
+                    && c.column_type != ColumnType::String
+                {
+                    return Err(invalid(
+                        field,
+                        format!("column {:?} is a {}", r.column, c.column_type.name()),
+                        "use allowed/regex only on string columns".into(),
+                    ));
+                }
+                if let Some(re) = &r.regex {
+                    regex::Regex::new(re).map_err(|e| {
+                        invalid(
+                            format!("{field}.regex"),
+                            format!("not a valid regular expression: {e}"),
+                            "fix the pattern (Rust regex syntax)".into(),
+                        )
+                    })?;
+                }
+            }
+            for (i, d) in ds.derived.iter().enumerate() {
+                let field = format!("datasets.{name}.derived[{i}]");
+                let c = need_column(format!("{field}.from"), &d.from)?;
+                if c.column_type != ColumnType::Timestamp {
+                    return Err(invalid(
+                        format!("{field}.from"),
+                        format!("date_of needs a timestamp, {:?} is a {}", d.from, c.column_type.name()),
+                        "derive from a timestamp column".into(),
+                    ));
+                }
+                if ds.column(&d.name).is_some() {
+                    return Err(invalid(
+                        format!("{field}.name"),
+                        format!("{:?} is already a column", d.name),
+                        "choose a new name for the derived column".into(),
+                    ));
+                }
+            }
+            if !(0.0..=1.0).contains(&ds.quality_threshold) {
+                return Err(invalid(
+                    at("quality_threshold"),
+                    format!("{} is outside [0, 1]", ds.quality_threshold),
+                    "use a fraction such as 0.95".into(),
+                ));
+            }
+            for (i, e) in ds.expectations.iter().enumerate() {
+                let field = format!("datasets.{name}.expectations[{i}]");
+                if let Some(col) = e.column() {
+                    let derived = ds.derived.iter().any(|d| d.name == col);
+                    if !derived {
+                        need_column(format!("{field}.column"), col)?;
+                    }
+                }
+                if let Some(m) = e.mostly() {
+                    if !(0.0..=1.0).contains(&m) {
+                        return Err(invalid(
+                            format!("{field}.mostly"),
+                            format!("{m} is outside [0, 1]"),
+                            "use the fraction of rows that must pass, e.g. 0.99".into(),
+                        ));
+                    }
+                }
+                if let ExpectationConfig::MatchesRegex { regex, .. } = e {
+                    regex::Regex::new(regex).map_err(|err| {
+                        invalid(
+                            format!("{field}.regex"),
+                            format!("not a valid regular expression: {err}"),
+                            "fix the pattern (Rust regex syntax)".into(),
+                        )
+                    })?;
+                }
+            }
+            if ds.output_mode == OutputMode::Merge && ds.key.is_empty() {
+                return Err(invalid(
+                    at("output_mode"),
+                    "merge upserts on the dataset's key, and no key is set".into(),
+                    "set key = [\"<column>\"] or use output_mode = \"overwrite\"".into(),
+                ));
+            }
+            for layer in ds.retention_days.keys() {
+                if Layer::from_prefix(layer).is_none() {
+                    return Err(invalid(
+                        format!("datasets.{name}.retention_days.{layer}"),
+                        format!("{layer:?} is not a layer"),
+                        "use raw, cleaned, rejects, quality, features, views, stream or dlq"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        for (name, p) in &self.pipelines {
+            if !valid_name(name) {
+                return Err(invalid(
+                    format!("pipelines.{name}"),
+                    "pipeline names become execution names".into(),
+                    "use only letters, digits, '_' and '-'".into(),
+                ));
+            }
+            if p.datasets.is_empty() {
+                return Err(invalid(
+                    format!("pipelines.{name}.datasets"),
+                    "a pipeline needs at least one dataset".into(),
+                    "list the datasets whose arrival makes a date ready".into(),
+                ));
+            }
+            for d in &p.datasets {
+                if !self.datasets.contains_key(d) {
+                    return Err(invalid(
+                        format!("pipelines.{name}.datasets"),
+                        format!("unknown dataset {d:?}"),
+                        format!("use one of: {}", self.dataset_names()),
+                    ));
+                }
+            }
+            if p.timezone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(invalid(
+                    format!("pipelines.{name}.timezone"),
+                    format!("{:?} is not an IANA time zone", p.timezone),
+                    "use a name such as \"UTC\" or \"Europe/Berlin\"".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// toml's messages say what was expected; add the line text so the reader
+/// does not have to count.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let mut msg = e.message().to_string();
+    if let Some(span) = e.span() {
+        let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+        msg = format!("line {line_no}: {msg} (at `{line}`)");
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[datasets.orders]
+key = ["order_id"]
+event_time = "ts"
+[[datasets.orders.columns]]
+name = "order_id"
+type = "string"
+required = true
+[[datasets.orders.columns]]
+name = "ts"
+type = "timestamp"
+
+[pipelines.daily]
+datasets = ["orders"]
+timezone = "Europe/Berlin"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "pipeline.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn loads_minimal() {
+        let c = Config::parse(MINIMAL, "pipeline.toml").unwrap();
+        assert_eq!(c.datasets["orders"].columns.len(), 2);
+        assert_eq!(c.pipelines["daily"].tz(), chrono_tz::Europe::Berlin);
+        assert_eq!(c.pipelines_of("orders").count(), 1);
+    }
+
+    #[test]
+    fn typo_names_line_and_expected_fields() {
+        let e = err(&MINIMAL.replace("required = true", "requried = true"));
+        assert!(e.contains("pipeline.toml"), "{e}");
+        assert!(e.contains("requried"), "{e}");
+        assert!(e.contains("line 8"), "{e}");
+        assert!(e.contains("required"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = err(&MINIMAL.replace("required = true", "required = \"yes\""));
+        assert!(e.contains("line 8") && e.contains("bool"), "{e}");
+        let e = err(&MINIMAL.replace("type = \"timestamp\"", "type = \"datetime\""));
+        assert!(e.contains("datetime") && e.contains("timestamp"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_field_and_fix() {
+        let e = err(&MINIMAL.replace("key = [\"order_id\"]", "key = [\"id\"]"));
+        assert!(e.contains("datasets.orders.key") && e.contains("use one of: order_id, ts"), "{e}");
+        let e = err(&MINIMAL.replace("datasets = [\"orders\"]", "datasets = [\"order\"]"));
+        assert!(e.contains("pipelines.daily.datasets") && e.contains("unknown dataset"), "{e}");
+        let e = err(&MINIMAL.replace("Europe/Berlin", "Mars/Olympus"));
+        assert!(e.contains("pipelines.daily.timezone"), "{e}");
+        let e = err(&MINIMAL.replace("event_time = \"ts\"", "event_time = \"order_id\""));
+        assert!(e.contains("timestamp column"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[datasets.orders.rules]]\ncolumn = \"order_id\"\nreason = \"x\"\nregex = \"([\"\n"
+        ));
+        assert!(e.contains("rules[0].regex"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[datasets.orders.retention_days]\nrw = 3\n"));
+        assert!(e.contains("retention_days.rw"), "{e}");
+    }
+}

@@ -1,0 +1,7 @@
+//! tributary's domain: partition layout, pipeline config, cleaning, quality,
+//! atomic publish, the ports (traits) every adapter implements, and the use
+//! cases over them. Nothing here knows about AWS.
+
+pub mod clean;
+pub mod config;
+pub mod layout;
