@@ -3,13 +3,26 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use crate::commands;
+use crate::local::LocalRuntime;
 
 #[derive(Parser, Debug)]
-#[command(name = "tributary", version, about = "Serverless data pipelines, run locally")]
+#[command(
+    name = "tributary",
+    version,
+    about = "Serverless data pipelines, run locally"
+)]
 pub struct Cli {
     /// Local workspace holding the bucket, state store and catalog.
-    #[arg(long, global = true, default_value = ".tributary")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".tributary",
+        env = "TRIBUTARY_WORKSPACE"
+    )]
     pub workspace: PathBuf,
+    /// pipeline.toml to use (default: the workspace's own copy).
+    #[arg(long, global = true, env = "TRIBUTARY_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Machine-readable output (one JSON document), no progress bars.
     #[arg(long, global = true)]
     pub json: bool,
@@ -19,9 +32,58 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the bundled sample end to end on a fresh workspace.
+    Demo,
+    /// Put a file under raw/ and deliver its S3 ObjectCreated event.
+    Upload {
+        file: PathBuf,
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        date: String,
+    },
+    /// Run one function's handler in-process on a raw AWS event.
+    Invoke {
+        /// object-created, clean-partition, validate-partition, publish-partition
+        function: String,
+        #[arg(long)]
+        event: PathBuf,
+    },
+    /// Partition status, counts, and watermarks.
+    Partitions {
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Only partitions not (yet) published.
+        #[arg(long)]
+        unprocessed: bool,
+    },
+    /// Watermarks.
+    #[command(subcommand)]
+    Watermark(WatermarkCommand),
+    /// Delete partitions past each layer's retention, and superseded runs.
+    Retention {
+        #[arg(long)]
+        dry_run: bool,
+        /// The date to measure retention from (default: today, UTC).
+        #[arg(long)]
+        today: Option<String>,
+    },
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WatermarkCommand {
+    /// Move a pipeline's watermark on purpose (either direction; recorded with who and when).
+    Set {
+        #[arg(long)]
+        pipeline: String,
+        #[arg(long)]
+        date: String,
+        #[arg(long, default_value = "set by operator")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -31,7 +93,39 @@ pub enum BenchCommand {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    if let Command::Bench(BenchCommand::Clean(args)) = &cli.command {
+        return commands::bench::run(args, cli.json);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(cli))
+}
+
+async fn run_async(cli: Cli) -> Result<()> {
+    let open = || LocalRuntime::open(&cli.workspace, cli.config.as_deref());
     match &cli.command {
-        Command::Bench(BenchCommand::Clean(args)) => commands::bench::run(args, cli.json),
+        Command::Demo => commands::demo::run(&cli.workspace, cli.json).await,
+        Command::Upload {
+            file,
+            dataset,
+            date,
+        } => commands::ops::upload(&open()?, file, dataset, date, cli.json).await,
+        Command::Invoke { function, event } => {
+            commands::ops::invoke(&open()?, function, event).await
+        }
+        Command::Partitions {
+            dataset,
+            unprocessed,
+        } => commands::ops::partitions(&open()?, dataset.as_deref(), *unprocessed, cli.json).await,
+        Command::Watermark(WatermarkCommand::Set {
+            pipeline,
+            date,
+            reason,
+        }) => commands::ops::watermark_set(&open()?, pipeline, date, reason, cli.json).await,
+        Command::Retention { dry_run, today } => {
+            commands::ops::retention(&open()?, *dry_run, today.as_deref(), cli.json).await
+        }
+        Command::Bench(_) => unreachable!("handled before the runtime starts"),
     }
 }

@@ -1,1 +1,244 @@
+//! Lambda handler logic: an AWS event (as JSON) in, a use case called, a
+//! JSON response or a typed error out. No Lambda runtime and no SDK here, so
+//! the `tributary` CLI calls exactly these functions in-process.
 
+use aws_lambda_events::event::s3::S3Event;
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tributary_core::layout::parse_date;
+use tributary_core::usecases::{self, Services, UseCaseError};
+
+/// The functions, by the name their binary and Terraform resource use.
+pub const FUNCTIONS: [&str; 4] = [
+    "object-created",
+    "clean-partition",
+    "validate-partition",
+    "publish-partition",
+];
+
+/// A handler failure as Lambda reports it: `error_type` is what Step
+/// Functions matches in `Retry`/`Catch` (`Tributary.Retryable`, ...).
+#[derive(Debug, thiserror::Error)]
+#[error("{error_type}: {message}")]
+pub struct HandlerError {
+    pub error_type: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl From<UseCaseError> for HandlerError {
+    fn from(e: UseCaseError) -> Self {
+        HandlerError {
+            error_type: e.error_name().to_string(),
+            message: e.to_string(),
+            retryable: e.retryable(),
+        }
+    }
+}
+
+fn bad_event(message: String) -> HandlerError {
+    HandlerError {
+        error_type: "Tributary.BadEvent".into(),
+        message,
+        retryable: false,
+    }
+}
+
+/// Run a function by name on a raw event.
+pub async fn invoke(
+    svc: &Services<'_>,
+    function: &str,
+    event: Value,
+) -> Result<Value, HandlerError> {
+    match function {
+        "object-created" => object_created(svc, event).await,
+        "clean-partition" => clean_partition(svc, event).await,
+        "validate-partition" => validate_partition(svc, event).await,
+        "publish-partition" => publish_partition(svc, event).await,
+        other => Err(bad_event(format!(
+            "unknown function {other:?}; known: {}",
+            FUNCTIONS.join(", ")
+        ))),
+    }
+}
+
+/// One created object, whichever notification shape carried it.
+#[derive(Debug, PartialEq)]
+pub struct CreatedObject {
+    /// As delivered: URL-encoded.
+    pub encoded_key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+#[derive(Deserialize)]
+struct EventBridgeObject {
+    key: String,
+    #[serde(default)]
+    etag: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct EventBridgeDetail {
+    object: EventBridgeObject,
+}
+
+/// Accept the direct S3 notification (`Records[]`) and the EventBridge
+/// "Object Created" shape. Both carry the key URL-encoded.
+pub fn created_objects(event: &Value) -> Result<Vec<CreatedObject>, HandlerError> {
+    if event.get("Records").is_some() {
+        let parsed: S3Event = serde_json::from_value(event.clone())
+            .map_err(|e| bad_event(format!("not an S3 notification: {e}")))?;
+        return parsed
+            .records
+            .into_iter()
+            .filter(|r| {
+                r.event_name
+                    .as_deref()
+                    .is_none_or(|n| n.starts_with("ObjectCreated"))
+            })
+            .map(|r| {
+                let key =
+                    r.s3.object
+                        .key
+                        .ok_or_else(|| bad_event("S3 record without s3.object.key".into()))?;
+                Ok(CreatedObject {
+                    encoded_key: key,
+                    etag: r.s3.object.e_tag.unwrap_or_default(),
+                    size: r.s3.object.size.unwrap_or(0).max(0) as u64,
+                })
+            })
+            .collect();
+    }
+    if let Some(detail_type) = event.get("detail-type").and_then(Value::as_str) {
+        if detail_type != "Object Created" {
+            return Err(bad_event(format!(
+                "EventBridge event of type {detail_type:?}; object-created handles \"Object Created\" only"
+            )));
+        }
+        let detail: EventBridgeDetail = serde_json::from_value(
+            event.get("detail").cloned().unwrap_or(Value::Null),
+        )
+        .map_err(|e| {
+            bad_event(format!(
+                "EventBridge Object Created without detail.object.key: {e}"
+            ))
+        })?;
+        return Ok(vec![CreatedObject {
+            encoded_key: detail.object.key,
+            etag: detail.object.etag.unwrap_or_default(),
+            size: detail.object.size.unwrap_or(0),
+        }]);
+    }
+    Err(bad_event(
+        "neither an S3 notification (Records[]) nor an EventBridge \"Object Created\" event".into(),
+    ))
+}
+
+pub async fn object_created(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let mut outcomes = Vec::new();
+    for o in created_objects(&event)? {
+        let outcome = usecases::on_object_created(svc, &o.encoded_key, &o.etag, o.size).await?;
+        outcomes.push(outcome);
+    }
+    Ok(json!({ "objects": outcomes }))
+}
+
+/// The input every partition step receives from the state machine.
+#[derive(Debug, Deserialize)]
+pub struct PartitionInput {
+    pub dataset: String,
+    pub date: String,
+    pub run_id: String,
+    #[serde(default)]
+    pub approved: bool,
+}
+
+impl PartitionInput {
+    fn parse(event: Value) -> Result<(PartitionInput, NaiveDate), HandlerError> {
+        let input: PartitionInput = serde_json::from_value(event)
+            .map_err(|e| bad_event(format!("expected {{dataset, date, run_id}}: {e}")))?;
+        let date = parse_date(&input.date)
+            .ok_or_else(|| bad_event(format!("date {:?} is not YYYY-MM-DD", input.date)))?;
+        if input.run_id.is_empty() || !tributary_core::layout::valid_name(&input.run_id) {
+            return Err(bad_event(format!(
+                "run_id {:?} must be letters, digits, '_' or '-'",
+                input.run_id
+            )));
+        }
+        Ok((input, date))
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, HandlerError> {
+    serde_json::to_value(v).map_err(|e| HandlerError {
+        error_type: "Tributary.Failed".into(),
+        message: format!("encoding the response: {e}"),
+        retryable: false,
+    })
+}
+
+pub async fn clean_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = PartitionInput::parse(event)?;
+    to_json(&usecases::clean_partition(svc, &i.dataset, date, &i.run_id).await?)
+}
+
+pub async fn validate_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = PartitionInput::parse(event)?;
+    to_json(&usecases::validate_partition(svc, &i.dataset, date, &i.run_id).await?)
+}
+
+pub async fn publish_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = PartitionInput::parse(event)?;
+    to_json(&usecases::publish_partition(svc, &i.dataset, date, &i.run_id, i.approved).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_notification_shapes() {
+        let s3 = json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1",
+            "eventTime": "2025-12-03T10:00:00.000Z", "eventName": "ObjectCreated:Put",
+            "userIdentity": {"principalId": "X"}, "requestParameters": {"sourceIPAddress": "1.2.3.4"},
+            "responseElements": {},
+            "s3": {"s3SchemaVersion": "1.0", "configurationId": "raw",
+                   "bucket": {"name": "b", "ownerIdentity": {"principalId": "X"}, "arn": "arn:aws:s3:::b"},
+                   "object": {"key": "raw/orders/date%3D2025-12-03/a+b.csv", "size": 12, "eTag": "abc", "sequencer": "1"}}
+        }]});
+        let got = created_objects(&s3).unwrap();
+        assert_eq!(got[0].encoded_key, "raw/orders/date%3D2025-12-03/a+b.csv");
+        assert_eq!((got[0].size, got[0].etag.as_str()), (12, "abc"));
+        let eb = json!({"version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"version": "0", "bucket": {"name": "b"},
+                       "object": {"key": "raw/orders/date%3D2025-12-03/x.csv", "size": 5, "etag": "e"}}});
+        let got = created_objects(&eb).unwrap();
+        assert_eq!(got[0].encoded_key, "raw/orders/date%3D2025-12-03/x.csv");
+        let err = created_objects(&json!({"hello": 1})).unwrap_err();
+        assert_eq!(err.error_type, "Tributary.BadEvent");
+        let err =
+            created_objects(&json!({"detail-type": "Object Deleted", "detail": {}})).unwrap_err();
+        assert!(err.message.contains("Object Deleted"));
+    }
+
+    #[test]
+    fn partition_input_is_checked() {
+        assert!(PartitionInput::parse(
+            json!({"dataset": "o", "date": "2025-02-30", "run_id": "r"})
+        )
+        .is_err());
+        assert!(PartitionInput::parse(
+            json!({"dataset": "o", "date": "2025-02-03", "run_id": "../x"})
+        )
+        .is_err());
+        assert!(PartitionInput::parse(
+            json!({"dataset": "o", "date": "2025-02-03", "run_id": "r1"})
+        )
+        .is_ok());
+    }
+}

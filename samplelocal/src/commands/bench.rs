@@ -49,16 +49,23 @@ fn load_plan(args: &BenchCleanArgs) -> Result<CleanPlan> {
         Some(p) => Config::load(p)?,
         None => Config::parse(ORDERS_BENCH_CONFIG, "bench/orders-clean.toml")?,
     };
-    let ds = config
-        .dataset(&args.dataset)
-        .with_context(|| format!("dataset {:?} is not in the config (known: {})", args.dataset, config.dataset_names()))?;
+    let ds = config.dataset(&args.dataset).with_context(|| {
+        format!(
+            "dataset {:?} is not in the config (known: {})",
+            args.dataset,
+            config.dataset_names()
+        )
+    })?;
     CleanPlan::compile(ds).map_err(anyhow::Error::msg)
 }
 
 fn peer_run(args: &BenchCleanArgs, threads: usize) -> Result<()> {
     let started = Instant::now();
     let plan = load_plan(args)?;
-    let out_dir = args.out_dir.clone().context("--out-dir is required with --threads")?;
+    let out_dir = args
+        .out_dir
+        .clone()
+        .context("--out-dir is required with --threads")?;
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let input = CleanInput {
         path: args.input.clone(),
@@ -89,7 +96,10 @@ fn peer_run(args: &BenchCleanArgs, threads: usize) -> Result<()> {
         "seconds_in_script": started.elapsed().as_secs_f64(),
         "peak_rss_kb": peak_rss_kb(),
     });
-    std::fs::write(out_dir.join("counts.json"), serde_json::to_vec_pretty(&counts)?)?;
+    std::fs::write(
+        out_dir.join("counts.json"),
+        serde_json::to_vec_pretty(&counts)?,
+    )?;
     println!("{counts}");
     Ok(())
 }
@@ -109,7 +119,10 @@ fn compare(args: &BenchCleanArgs, json_output: bool) -> Result<()> {
         .len();
     let exe = std::env::current_exe()?;
     let tmp = tempfile::tempdir()?;
-    let base = args.out_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let base = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let mut results = Vec::new();
     for threads in [1usize, 2] {
         let mut walls = Vec::new();
@@ -117,8 +130,16 @@ fn compare(args: &BenchCleanArgs, json_output: bool) -> Result<()> {
         for run in 0..args.runs.max(1) {
             let out = base.join(format!("t{threads}_run{run}"));
             let mut cmd = std::process::Command::new(&exe);
-            cmd.args(["bench", "clean", "--in"]).arg(&args.input).arg("--out-dir").arg(&out);
-            cmd.args(["--threads", &threads.to_string(), "--dataset", &args.dataset]);
+            cmd.args(["bench", "clean", "--in"])
+                .arg(&args.input)
+                .arg("--out-dir")
+                .arg(&out);
+            cmd.args([
+                "--threads",
+                &threads.to_string(),
+                "--dataset",
+                &args.dataset,
+            ]);
             if let Some(c) = &args.config {
                 cmd.arg("--config").arg(c);
             }
@@ -126,7 +147,10 @@ fn compare(args: &BenchCleanArgs, json_output: bool) -> Result<()> {
             let output = cmd.output()?;
             let wall = started.elapsed().as_secs_f64();
             if !output.status.success() {
-                bail!("bench run failed: {}", String::from_utf8_lossy(&output.stderr));
+                bail!(
+                    "bench run failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
             }
             let counts: serde_json::Value = serde_json::from_slice(&output.stdout)?;
             walls.push(wall);
@@ -145,15 +169,25 @@ fn compare(args: &BenchCleanArgs, json_output: bool) -> Result<()> {
     if json_output {
         println!("{report}");
     } else {
-        println!("cleaner on {} ({:.1} MB), median of {} runs, whole process:", args.input.display(), bytes as f64 / 1e6, args.runs);
+        println!(
+            "cleaner on {} ({:.1} MB), median of {} runs, whole process:",
+            args.input.display(),
+            bytes as f64 / 1e6,
+            args.runs
+        );
         for r in &results {
             println!(
                 "  {} thread(s): {:>7.1} MB/s  {:>6.2} s  peak RSS {:>7.1} MiB",
-                r["threads"], r["mb_per_s"].as_f64().unwrap_or(0.0), r["wall_s"].as_f64().unwrap_or(0.0),
+                r["threads"],
+                r["mb_per_s"].as_f64().unwrap_or(0.0),
+                r["wall_s"].as_f64().unwrap_or(0.0),
                 r["peak_rss_mib"].as_f64().unwrap_or(0.0)
             );
         }
-        println!("peers in the same run: samplelocal/bench/compare_peers.sh {}", args.input.display());
+        println!(
+            "peers in the same run: samplelocal/bench/compare_peers.sh {}",
+            args.input.display()
+        );
     }
     let _ = Path::new(".");
     Ok(())

@@ -411,8 +411,7 @@ impl Config {
                         "use min/max only on int or float columns".into(),
                     ));
                 }
-                if (r.allowed.is_some() || r.regex.is_some())
-                    && c.column_type != ColumnType::String
+                if (r.allowed.is_some() || r.regex.is_some()) && c.column_type != ColumnType::String
                 {
                     return Err(invalid(
                         field,
@@ -436,7 +435,11 @@ impl Config {
                 if c.column_type != ColumnType::Timestamp {
                     return Err(invalid(
                         format!("{field}.from"),
-                        format!("date_of needs a timestamp, {:?} is a {}", d.from, c.column_type.name()),
+                        format!(
+                            "date_of needs a timestamp, {:?} is a {}",
+                            d.from,
+                            c.column_type.name()
+                        ),
                         "derive from a timestamp column".into(),
                     ));
                 }
@@ -494,8 +497,7 @@ impl Config {
                     return Err(invalid(
                         format!("datasets.{name}.retention_days.{layer}"),
                         format!("{layer:?} is not a layer"),
-                        "use raw, cleaned, rejects, quality, features, views, stream or dlq"
-                            .into(),
+                        "use raw, cleaned, rejects, quality, features, views, stream or dlq".into(),
                     ));
                 }
             }
@@ -570,7 +572,9 @@ timezone = "Europe/Berlin"
 "#;
 
     fn err(text: &str) -> String {
-        Config::parse(text, "pipeline.toml").unwrap_err().to_string()
+        Config::parse(text, "pipeline.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -601,9 +605,15 @@ timezone = "Europe/Berlin"
     #[test]
     fn semantic_errors_name_field_and_fix() {
         let e = err(&MINIMAL.replace("key = [\"order_id\"]", "key = [\"id\"]"));
-        assert!(e.contains("datasets.orders.key") && e.contains("use one of: order_id, ts"), "{e}");
+        assert!(
+            e.contains("datasets.orders.key") && e.contains("use one of: order_id, ts"),
+            "{e}"
+        );
         let e = err(&MINIMAL.replace("datasets = [\"orders\"]", "datasets = [\"order\"]"));
-        assert!(e.contains("pipelines.daily.datasets") && e.contains("unknown dataset"), "{e}");
+        assert!(
+            e.contains("pipelines.daily.datasets") && e.contains("unknown dataset"),
+            "{e}"
+        );
         let e = err(&MINIMAL.replace("Europe/Berlin", "Mars/Olympus"));
         assert!(e.contains("pipelines.daily.timezone"), "{e}");
         let e = err(&MINIMAL.replace("event_time = \"ts\"", "event_time = \"order_id\""));
@@ -612,7 +622,9 @@ timezone = "Europe/Berlin"
             "{MINIMAL}\n[[datasets.orders.rules]]\ncolumn = \"order_id\"\nreason = \"x\"\nregex = \"([\"\n"
         ));
         assert!(e.contains("rules[0].regex"), "{e}");
-        let e = err(&format!("{MINIMAL}\n[datasets.orders.retention_days]\nrw = 3\n"));
+        let e = err(&format!(
+            "{MINIMAL}\n[datasets.orders.retention_days]\nrw = 3\n"
+        ));
         assert!(e.contains("retention_days.rw"), "{e}");
     }
 }

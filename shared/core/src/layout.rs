@@ -106,10 +106,12 @@ pub fn decode_event_key(encoded: &str) -> Result<String, KeyError> {
                 i += 1;
             }
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(|| KeyError::BadEncoding {
-                    key: encoded.to_string(),
-                    reason: format!("truncated escape at byte {i}"),
-                })?;
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .ok_or_else(|| KeyError::BadEncoding {
+                        key: encoded.to_string(),
+                        reason: format!("truncated escape at byte {i}"),
+                    })?;
                 let hi = hex_val(hex[0]);
                 let lo = hex_val(hex[1]);
                 match (hi, lo) {
@@ -260,7 +262,12 @@ pub fn valid_name(name: &str) -> bool {
 /// `<layer>/<name>/date=YYYY-MM-DD/` — always with the trailing slash so that
 /// a prefix listing of one date never matches another name sharing a prefix.
 pub fn partition_prefix(layer: Layer, name: &str, date: NaiveDate) -> String {
-    format!("{}/{}/date={}/", layer.prefix(), name, date.format("%Y-%m-%d"))
+    format!(
+        "{}/{}/date={}/",
+        layer.prefix(),
+        name,
+        date.format("%Y-%m-%d")
+    )
 }
 
 pub fn dataset_prefix(layer: Layer, name: &str) -> String {
@@ -273,13 +280,24 @@ pub fn run_prefix(layer: Layer, name: &str, date: NaiveDate, run_id: &str) -> St
     format!("{}run={run_id}/", partition_prefix(layer, name, date))
 }
 
+/// Where the cleaner stages a run before publication composes it.
+pub fn staging_prefix(layer: Layer, name: &str, date: NaiveDate, run_id: &str) -> String {
+    format!(
+        "{}_staging/run={run_id}/",
+        partition_prefix(layer, name, date)
+    )
+}
+
 /// The pointer readers follow (DESIGN §3 atomic publish).
 pub fn manifest_key(layer: Layer, name: &str, date: NaiveDate) -> String {
     format!("{}_manifest.json", partition_prefix(layer, name, date))
 }
 
 pub fn quality_report_key(dataset: &str, date: NaiveDate) -> String {
-    format!("{}report.json", partition_prefix(Layer::Quality, dataset, date))
+    format!(
+        "{}report.json",
+        partition_prefix(Layer::Quality, dataset, date)
+    )
 }
 
 /// Extract the `run=<id>` segment of a key below a partition, if any.
@@ -308,8 +326,8 @@ mod tests {
 
     #[test]
     fn decodes_event_keys_before_parsing() {
-        let k = PartitionKey::from_event_key("raw/orders/date%3D2025-12-03/my+file%2B1.csv")
-            .unwrap();
+        let k =
+            PartitionKey::from_event_key("raw/orders/date%3D2025-12-03/my+file%2B1.csv").unwrap();
         assert_eq!(k.date, d("2025-12-03"));
         assert_eq!(k.rest, "my file+1.csv");
         assert_eq!(
@@ -341,7 +359,10 @@ mod tests {
             "/raw/orders/date=2025-12-03/x.csv",
         ] {
             assert!(
-                matches!(PartitionKey::parse(bad), Err(KeyError::UnsafeSegment { .. })),
+                matches!(
+                    PartitionKey::parse(bad),
+                    Err(KeyError::UnsafeSegment { .. })
+                ),
                 "{bad}"
             );
         }

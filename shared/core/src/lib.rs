@@ -5,3 +5,8 @@
 pub mod clean;
 pub mod config;
 pub mod layout;
+pub mod ports;
+pub mod publish;
+pub mod quality;
+pub mod state;
+pub mod usecases;

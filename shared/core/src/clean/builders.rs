@@ -23,7 +23,9 @@ enum ColumnBuilder {
 impl ColumnBuilder {
     fn new(t: ColumnType, capacity: usize) -> ColumnBuilder {
         match t {
-            ColumnType::String => ColumnBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 8)),
+            ColumnType::String => {
+                ColumnBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 8))
+            }
             ColumnType::Int => ColumnBuilder::Int(Int64Builder::with_capacity(capacity)),
             ColumnType::Float => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
             ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
@@ -109,7 +111,11 @@ impl KeptBuilders {
 
     pub fn finish(&mut self) -> RecordBatch {
         let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|b| b.finish()).collect();
-        arrays.extend(self.derived.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        arrays.extend(
+            self.derived
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
         self.len = 0;
         // The builders were made from the same plan as the schema, and
         // required columns never receive nulls (evaluation rejects them).
@@ -149,8 +155,13 @@ impl RejectBuilders {
                 .map(|_| StringBuilder::with_capacity(capacity, capacity * 8))
                 .collect(),
             reason: StringBuilder::new(),
-            provenance: provenance
-                .then(|| (StringBuilder::new(), StringBuilder::new(), Int64Builder::new())),
+            provenance: provenance.then(|| {
+                (
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                    Int64Builder::new(),
+                )
+            }),
             schema: RejectBuilders::schema(plan, provenance),
             len: 0,
         }

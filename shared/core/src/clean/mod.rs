@@ -9,7 +9,7 @@
 //! and one bit per row.
 
 mod builders;
-mod dedupe;
+pub(crate) mod dedupe;
 pub mod plan;
 pub mod temporal;
 
@@ -21,7 +21,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use plan::{Cell, REASON_INVALID_UTF8, REASON_RAGGED_ROW};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -104,7 +104,7 @@ impl Default for CleanOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CleanStats {
     pub input: u64,
     pub kept: u64,
@@ -160,14 +160,12 @@ pub fn clean_files(
                 path: kept_path.to_path_buf(),
                 source,
             }),
-            Output::Rejected(b) => {
-                reject_writer
-                    .write(&b)
-                    .map_err(|source| CleanError::Parquet {
-                        path: rejects_path.to_path_buf(),
-                        source,
-                    })
-            }
+            Output::Rejected(b) => reject_writer
+                .write(&b)
+                .map_err(|source| CleanError::Parquet {
+                    path: rejects_path.to_path_buf(),
+                    source,
+                }),
         }
     };
     let stats = if opts.threads <= 1 {
@@ -202,10 +200,12 @@ pub fn clean_files(
         path: kept_path.to_path_buf(),
         source,
     })?;
-    reject_writer.close().map_err(|source| CleanError::Parquet {
-        path: rejects_path.to_path_buf(),
-        source,
-    })?;
+    reject_writer
+        .close()
+        .map_err(|source| CleanError::Parquet {
+            path: rejects_path.to_path_buf(),
+            source,
+        })?;
     debug_assert!(stats.balanced(), "{stats:?}");
     Ok(stats)
 }
@@ -404,8 +404,13 @@ fn for_each_row(
             let line = record.position().map(|p| p.line()).unwrap_or(0);
             let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(source_index.len());
             let mapped = |src: &Option<usize>| {
-                src.and_then(|i| record.get(i))
-                    .map(|v| if plan.trim { plan::trim_space_tab(v) } else { v })
+                src.and_then(|i| record.get(i)).map(|v| {
+                    if plan.trim {
+                        plan::trim_space_tab(v)
+                    } else {
+                        v
+                    }
+                })
             };
             fields.extend(source_index.iter().map(mapped));
             let row_fields = if record.len() != width {

@@ -119,7 +119,11 @@ impl CleanPlan {
             derived,
             key,
             event_time,
-            null_markers: ds.null_markers.iter().map(|m| m.as_bytes().into()).collect(),
+            null_markers: ds
+                .null_markers
+                .iter()
+                .map(|m| m.as_bytes().into())
+                .collect(),
             trim: ds.trim,
             fail_on_extra_columns: ds.extra_columns == crate::config::ExtraColumns::Fail,
             kept_schema: Arc::new(Schema::new(fields)),
@@ -290,7 +294,11 @@ impl CleanPlan {
             if !ok {
                 return Err(Rejection {
                     reason: r.reason.clone(),
-                    detail: format!("{name}: {:?} fails rule {}", String::from_utf8_lossy(v), r.reason),
+                    detail: format!(
+                        "{name}: {:?} fails rule {}",
+                        String::from_utf8_lossy(v),
+                        r.reason
+                    ),
                 });
             }
         }

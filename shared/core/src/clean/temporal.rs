@@ -145,7 +145,14 @@ mod tests {
     #[test]
     fn civil_days_match_chrono() {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
-        for (y, m, d) in [(1970, 1, 1), (2024, 2, 29), (1900, 3, 1), (2000, 12, 31), (1969, 12, 31), (1, 1, 1)] {
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (2024, 2, 29),
+            (1900, 3, 1),
+            (2000, 12, 31),
+            (1969, 12, 31),
+            (1, 1, 1),
+        ] {
             let want = (NaiveDate::from_ymd_opt(y, m, d).unwrap() - epoch).num_days();
             assert_eq!(days_from_civil(y as i64, m, d), want, "{y}-{m}-{d}");
         }
@@ -153,12 +160,30 @@ mod tests {
 
     #[test]
     fn offsets_normalise_to_utc() {
-        assert_eq!(ts("2024-02-29T23:30:00-01:00").unwrap(), "2024-03-01T00:30:00.000000Z");
-        assert_eq!(ts("2025-06-01T00:30:00+09:00").unwrap(), "2025-05-31T15:30:00.000000Z");
-        assert_eq!(ts("2025-06-01T10:00:00.123456-03:30").unwrap(), "2025-06-01T13:30:00.123456Z");
-        assert_eq!(ts("2025-06-04T11:00:00.5Z").unwrap(), "2025-06-04T11:00:00.500000Z");
-        assert_eq!(ts("2025-06-01 20:00:00+08:00").unwrap(), "2025-06-01T12:00:00.000000Z");
-        assert_eq!(ts("2025-06-01T10:00:00+14:00").unwrap(), "2025-05-31T20:00:00.000000Z");
+        assert_eq!(
+            ts("2024-02-29T23:30:00-01:00").unwrap(),
+            "2024-03-01T00:30:00.000000Z"
+        );
+        assert_eq!(
+            ts("2025-06-01T00:30:00+09:00").unwrap(),
+            "2025-05-31T15:30:00.000000Z"
+        );
+        assert_eq!(
+            ts("2025-06-01T10:00:00.123456-03:30").unwrap(),
+            "2025-06-01T13:30:00.123456Z"
+        );
+        assert_eq!(
+            ts("2025-06-04T11:00:00.5Z").unwrap(),
+            "2025-06-04T11:00:00.500000Z"
+        );
+        assert_eq!(
+            ts("2025-06-01 20:00:00+08:00").unwrap(),
+            "2025-06-01T12:00:00.000000Z"
+        );
+        assert_eq!(
+            ts("2025-06-01T10:00:00+14:00").unwrap(),
+            "2025-05-31T20:00:00.000000Z"
+        );
     }
 
     #[test]
@@ -193,7 +218,10 @@ mod tests {
             parse_timestamp_micros(b"1970-01-01 00:00:01", NaiveTimestamps::AssumeUtc),
             Some(1_000_000)
         );
-        assert_eq!(parse_timestamp_micros(b"1970-01-01 00:00:01", NaiveTimestamps::Reject), None);
+        assert_eq!(
+            parse_timestamp_micros(b"1970-01-01 00:00:01", NaiveTimestamps::Reject),
+            None
+        );
     }
 
     #[test]

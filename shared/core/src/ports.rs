@@ -1,0 +1,167 @@
+//! The boundaries to the outside world. Each has an embedded adapter
+//! (`tributary-local`) and an AWS adapter (S3, DynamoDB, Glue), with the same
+//! semantics, so use cases are written once.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Errors of any adapter, classified by what the caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    /// A conditional write lost: someone else changed the item first.
+    #[error("conditional write on {what} failed: {detail}")]
+    ConditionFailed { what: String, detail: String },
+    /// Throttling, timeouts, 5xx, a lock held too long: trying again helps.
+    #[error("{operation} failed transiently: {source}")]
+    Transient {
+        operation: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Access denied, missing bucket/table, validation: an operator must act.
+    #[error("{operation} failed: {source} ({hint})")]
+    Permanent {
+        operation: String,
+        hint: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl PortError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, PortError::Transient { .. })
+    }
+
+    pub fn transient(
+        operation: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        PortError::Transient {
+            operation: operation.into(),
+            source: source.into(),
+        }
+    }
+
+    pub fn permanent(
+        operation: impl Into<String>,
+        hint: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        PortError::Permanent {
+            operation: operation.into(),
+            hint: hint.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Local I/O: "not found" is permanent, anything else may pass.
+    pub fn from_io(operation: impl Into<String>, e: std::io::Error) -> Self {
+        let operation = operation.into();
+        match e.kind() {
+            std::io::ErrorKind::NotFound => PortError::NotFound { what: operation },
+            std::io::ErrorKind::PermissionDenied => {
+                PortError::permanent(operation, "check file permissions of the workspace", e)
+            }
+            _ => PortError::transient(operation, e),
+        }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Content hash in S3's single-part form (hex MD5), quoted-less.
+    pub etag: String,
+    pub last_modified: DateTime<Utc>,
+}
+
+/// The data bucket.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn put_bytes(&self, key: &str, body: Vec<u8>) -> PortResult<ObjectMeta>;
+    /// Upload a local file (streamed; large files need not fit in memory).
+    async fn put_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta>;
+    async fn get_bytes(&self, key: &str) -> PortResult<Vec<u8>>;
+    /// Download into a local file (streamed).
+    async fn get_to_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta>;
+    async fn head(&self, key: &str) -> PortResult<Option<ObjectMeta>>;
+    /// Every object under `prefix`, in key order, across all pages.
+    async fn list(&self, prefix: &str) -> PortResult<Vec<ObjectMeta>>;
+    async fn delete(&self, key: &str) -> PortResult<()>;
+    /// Server-side copy (S3 CopyObject); the destination is replaced atomically.
+    async fn copy(&self, from: &str, to: &str) -> PortResult<ObjectMeta>;
+}
+
+/// An item of the state store with its optimistic-concurrency version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    pub value: serde_json::Value,
+    pub version: u64,
+}
+
+/// The condition a write must satisfy, evaluated atomically with it
+/// (DynamoDB ConditionExpression on a version attribute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    Always,
+    /// attribute_not_exists(pk)
+    NotExists,
+    /// version = :v
+    VersionIs(u64),
+}
+
+/// Watermarks, partition status, executions (one DynamoDB table: pk + sk).
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn get(&self, pk: &str, sk: &str) -> PortResult<Option<Versioned>>;
+    /// Write and return the new version; `ConditionFailed` if the condition
+    /// does not hold at the moment of writing.
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: serde_json::Value,
+        condition: Condition,
+    ) -> PortResult<u64>;
+    async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> PortResult<()>;
+    /// Every item of a partition key, in sort-key order.
+    async fn query(&self, pk: &str) -> PortResult<Vec<(String, Versioned)>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogPartition {
+    pub table: String,
+    pub date: NaiveDate,
+    /// Where readers find the data: the published run's prefix.
+    pub location: String,
+}
+
+/// The Glue Data Catalog: one table per dataset, partitioned by date.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    async fn get_partition(
+        &self,
+        table: &str,
+        date: NaiveDate,
+    ) -> PortResult<Option<CatalogPartition>>;
+    /// Create the partition or switch its location (UpdatePartition).
+    async fn put_partition(&self, partition: CatalogPartition) -> PortResult<()>;
+    async fn delete_partition(&self, table: &str, date: NaiveDate) -> PortResult<()>;
+    async fn list_partitions(&self, table: &str) -> PortResult<Vec<CatalogPartition>>;
+}
+
+/// Starting a pipeline run (Step Functions StartExecution). The name makes
+/// the start idempotent: S3 delivers events at least once.
+#[async_trait]
+pub trait WorkflowStarter: Send + Sync {
+    /// Returns false when an execution with this name already exists.
+    async fn start(&self, execution_name: &str, input: serde_json::Value) -> PortResult<bool>;
+}

@@ -1,0 +1,315 @@
+//! Atomic partition publication (DESIGN §3).
+//!
+//! The cleaner stages a run under `cleaned/<ds>/date=D/_staging/run=<id>/`.
+//! Publishing composes the run's final files under its own prefix
+//! `cleaned/<ds>/date=D/run=<id>/` (holding exactly the published files, so a
+//! catalog reader listing the location sees nothing else), then writes the
+//! partition's `_manifest.json` (one atomic put), then switches the catalog
+//! partition's location to the run prefix. Until the
+//! manifest is replaced, readers keep seeing the previous run in full; after,
+//! the new run in full. A writer that dies anywhere before the manifest put
+//! leaves the old publication untouched and only an orphan run prefix behind,
+//! which the retention sweep removes.
+//!
+//! Output modes: `overwrite` publishes the run's files; `append` copies the
+//! previously published files into the run prefix and adds the new ones;
+//! `merge` rewrites previous rows whose key reappears (upsert) into one file.
+
+use crate::clean::dedupe::KeyPacker;
+use crate::config::OutputMode;
+use crate::layout::{manifest_key, run_prefix, Layer};
+use crate::ports::{ObjectMeta, ObjectStore, PortError};
+use arrow_array::{BooleanArray, RecordBatch};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use chrono::{DateTime, NaiveDate, Utc};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub dataset: String,
+    pub date: NaiveDate,
+    pub run_id: String,
+    /// Where the catalog points; every file below is under it.
+    pub location: String,
+    pub files: Vec<ManifestFile>,
+    pub rows: u64,
+    pub mode: String,
+    pub previous_run: Option<String>,
+    pub published_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("manifest {key} is not valid JSON: {source}")]
+    CorruptManifest {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("merging {dataset} {date}: {message} (if the schema changed on purpose, publish once with output_mode = \"overwrite\")")]
+    Merge {
+        dataset: String,
+        date: NaiveDate,
+        message: String,
+    },
+    #[error("scratch file {path}: {source}")]
+    Scratch {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl PublishError {
+    pub fn retryable(&self) -> bool {
+        match self {
+            PublishError::Port(e) => e.retryable(),
+            PublishError::Scratch { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+pub async fn read_manifest(
+    objects: &dyn ObjectStore,
+    dataset: &str,
+    date: NaiveDate,
+) -> Result<Option<Manifest>, PublishError> {
+    let key = manifest_key(Layer::Cleaned, dataset, date);
+    match objects.get_bytes(&key).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| PublishError::CorruptManifest { key, source }),
+        Err(PortError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub struct PublishRequest<'a> {
+    pub dataset: &'a str,
+    pub date: NaiveDate,
+    pub run_id: &'a str,
+    pub mode: OutputMode,
+    pub key_columns: &'a [String],
+    /// The run's staged data files (under its staging prefix).
+    pub staged: Vec<ObjectMeta>,
+    pub staged_rows: u64,
+}
+
+/// Build the run's final file set for the output mode and switch the
+/// manifest to it. Idempotent: publishing the already-published run again
+/// changes nothing.
+pub async fn publish_run(
+    objects: &dyn ObjectStore,
+    scratch: &Path,
+    req: PublishRequest<'_>,
+) -> Result<Manifest, PublishError> {
+    let previous = read_manifest(objects, req.dataset, req.date).await?;
+    if let Some(p) = &previous {
+        if p.run_id == req.run_id {
+            return Ok(p.clone());
+        }
+    }
+    let location = run_prefix(Layer::Cleaned, req.dataset, req.date, req.run_id);
+    let file_name = |key: &str| key.rsplit('/').next().unwrap_or("part.parquet").to_string();
+    let mut files: Vec<ObjectMeta> = Vec::new();
+    let mut rows = req.staged_rows;
+    match (req.mode, &previous) {
+        (OutputMode::Overwrite, _) | (_, None) => {
+            for f in &req.staged {
+                files.push(
+                    objects
+                        .copy(&f.key, &format!("{location}{}", file_name(&f.key)))
+                        .await?,
+                );
+            }
+        }
+        (OutputMode::Append, Some(prev)) => {
+            for (i, f) in prev.files.iter().enumerate() {
+                let dest = format!("{location}prev-{i:04}-{}", file_name(&f.key));
+                files.push(objects.copy(&f.key, &dest).await?);
+            }
+            for f in &req.staged {
+                files.push(
+                    objects
+                        .copy(&f.key, &format!("{location}{}", file_name(&f.key)))
+                        .await?,
+                );
+            }
+            rows += prev.rows;
+        }
+        (OutputMode::Merge, Some(prev)) => {
+            let (meta, merged_rows) = merge(objects, scratch, &req, prev, &location).await?;
+            files = vec![meta];
+            rows = merged_rows;
+        }
+    }
+    let manifest = Manifest {
+        dataset: req.dataset.to_string(),
+        date: req.date,
+        run_id: req.run_id.to_string(),
+        location,
+        files: files
+            .iter()
+            .map(|f| ManifestFile {
+                key: f.key.clone(),
+                size: f.size,
+                etag: f.etag.clone(),
+            })
+            .collect(),
+        rows,
+        mode: format!("{:?}", req.mode).to_lowercase(),
+        previous_run: previous.map(|p| p.run_id),
+        published_at: Utc::now(),
+    };
+    let body = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| PortError::permanent("encoding manifest", "a bug", e))?;
+    // The switch: one atomic object write.
+    objects
+        .put_bytes(&manifest_key(Layer::Cleaned, req.dataset, req.date), body)
+        .await?;
+    Ok(manifest)
+}
+
+fn remove_scratch(path: &Path) -> Result<(), PublishError> {
+    std::fs::remove_file(path).map_err(|source| PublishError::Scratch {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn key_strings(
+    batch: &RecordBatch,
+    key_columns: &[String],
+    packer: &mut KeyPacker,
+) -> Result<Vec<u128>, String> {
+    let options = FormatOptions::default();
+    let mut formatters = Vec::new();
+    for k in key_columns {
+        let i = batch
+            .schema()
+            .index_of(k)
+            .map_err(|_| format!("key column {k:?} is missing from the data"))?;
+        formatters.push((batch.column(i).clone(), i));
+    }
+    let fmts = formatters
+        .iter()
+        .map(|(a, _)| ArrayFormatter::try_new(a.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let parts: Vec<String> = fmts.iter().map(|f| f.value(row).to_string()).collect();
+        out.push(packer.pack(parts.iter().map(|p| p.as_bytes())));
+    }
+    Ok(out)
+}
+
+/// Upsert: previous rows whose key appears in the new run are replaced.
+/// Memory: the new run's keys, plus one batch at a time.
+async fn merge(
+    objects: &dyn ObjectStore,
+    scratch: &Path,
+    req: &PublishRequest<'_>,
+    prev: &Manifest,
+    location: &str,
+) -> Result<(ObjectMeta, u64), PublishError> {
+    let fail = |message: String| PublishError::Merge {
+        dataset: req.dataset.to_string(),
+        date: req.date,
+        message,
+    };
+    let mut packer = KeyPacker::default();
+    let mut new_local = Vec::new();
+    for (i, f) in req.staged.iter().enumerate() {
+        let p = scratch.join(format!("merge-new-{i}.parquet"));
+        objects.get_to_file(&f.key, &p).await?;
+        new_local.push(p);
+    }
+    let mut old_local = Vec::new();
+    for (i, f) in prev.files.iter().enumerate() {
+        let p = scratch.join(format!("merge-old-{i}.parquet"));
+        objects.get_to_file(&f.key, &p).await?;
+        old_local.push(p);
+    }
+    let read_batches =
+        |path: &Path| -> Result<(arrow_schema::SchemaRef, Vec<RecordBatch>), String> {
+            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+            let schema = builder.schema().clone();
+            let batches = builder
+                .build()
+                .map_err(|e| e.to_string())?
+                .map(|b| b.map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((schema, batches))
+        };
+    let mut new_keys = HashSet::new();
+    let mut schema = None;
+    for p in &new_local {
+        let (s, batches) = read_batches(p).map_err(fail)?;
+        schema.get_or_insert(s);
+        for batch in batches {
+            new_keys.extend(key_strings(&batch, req.key_columns, &mut packer).map_err(fail)?);
+        }
+    }
+    let schema = schema.ok_or_else(|| fail("the run staged no files".into()))?;
+    let merged_path = scratch.join("merged.parquet");
+    let file = std::fs::File::create(&merged_path).map_err(|source| PublishError::Scratch {
+        path: merged_path.display().to_string(),
+        source,
+    })?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut writer =
+        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| fail(e.to_string()))?;
+    let mut rows = 0u64;
+    let schema_changed = |e: parquet::errors::ParquetError| {
+        fail(format!("previous and new data differ in schema: {e}"))
+    };
+    for p in &old_local {
+        for batch in read_batches(p).map_err(fail)?.1 {
+            let keys = key_strings(&batch, req.key_columns, &mut packer).map_err(fail)?;
+            let keep: BooleanArray = keys.iter().map(|k| Some(!new_keys.contains(k))).collect();
+            let filtered = arrow_select::filter::filter_record_batch(&batch, &keep)
+                .map_err(|e| fail(e.to_string()))?;
+            rows += filtered.num_rows() as u64;
+            writer.write(&filtered).map_err(schema_changed)?;
+        }
+    }
+    for p in &new_local {
+        for batch in read_batches(p).map_err(fail)?.1 {
+            rows += batch.num_rows() as u64;
+            writer.write(&batch).map_err(schema_changed)?;
+        }
+    }
+    writer.close().map_err(|e| fail(e.to_string()))?;
+    let meta = objects
+        .put_file(&format!("{location}part-merged.parquet"), &merged_path)
+        .await?;
+    for p in new_local
+        .iter()
+        .chain(&old_local)
+        .chain(std::iter::once(&merged_path))
+    {
+        remove_scratch(p)?;
+    }
+    Ok((meta, rows))
+}

@@ -1,0 +1,281 @@
+//! Typed records over the state store: partition status and watermarks. All
+//! read-modify-write goes through `update`, an optimistic-concurrency loop on
+//! the item's version, so concurrent writers never lose each other's change.
+
+use crate::ports::{Condition, PortError, PortResult, StateStore};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+const MAX_ATTEMPTS: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionState {
+    Arrived,
+    Running,
+    Cleaned,
+    Validated,
+    /// Quality below threshold: waiting for a human decision.
+    Held,
+    Published,
+    Failed,
+    Expired,
+}
+
+impl PartitionState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionState::Arrived => "arrived",
+            PartitionState::Running => "running",
+            PartitionState::Cleaned => "cleaned",
+            PartitionState::Validated => "validated",
+            PartitionState::Held => "held",
+            PartitionState::Published => "published",
+            PartitionState::Failed => "failed",
+            PartitionState::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrivedFile {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    pub dataset: String,
+    pub date: NaiveDate,
+    pub state: PartitionState,
+    pub files: Vec<ArrivedFile>,
+    pub run_id: Option<String>,
+    pub published_run: Option<String>,
+    pub clean: Option<crate::clean::CleanStats>,
+    pub quality_score: Option<f64>,
+    pub quality_passed: Option<bool>,
+    pub error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PartitionStatus {
+    pub fn new(dataset: &str, date: NaiveDate) -> PartitionStatus {
+        PartitionStatus {
+            dataset: dataset.to_string(),
+            date,
+            state: PartitionState::Arrived,
+            files: vec![],
+            run_id: None,
+            published_run: None,
+            clean: None,
+            quality_score: None,
+            quality_passed: None,
+            error: None,
+            updated_at: Utc::now(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkChange {
+    pub date: NaiveDate,
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// The last date up to which a pipeline is complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub pipeline: String,
+    pub date: NaiveDate,
+    pub updated_at: DateTime<Utc>,
+    /// Operator moves, newest last (automatic advances are not listed).
+    #[serde(default)]
+    pub manual_changes: Vec<WatermarkChange>,
+}
+
+pub fn partition_pk(dataset: &str) -> String {
+    format!("partition#{dataset}")
+}
+pub const WATERMARK_PK: &str = "watermark";
+
+fn decode<T: DeserializeOwned>(what: &str, v: serde_json::Value) -> PortResult<T> {
+    serde_json::from_value(v).map_err(|e| {
+        PortError::permanent(
+            format!("decoding {what}"),
+            "the stored item does not match this version's schema",
+            e,
+        )
+    })
+}
+
+fn encode<T: Serialize>(what: &str, v: &T) -> PortResult<serde_json::Value> {
+    serde_json::to_value(v)
+        .map_err(|e| PortError::permanent(format!("encoding {what}"), "a bug", e))
+}
+
+pub async fn get_typed<T: DeserializeOwned>(
+    store: &dyn StateStore,
+    pk: &str,
+    sk: &str,
+) -> PortResult<Option<T>> {
+    match store.get(pk, sk).await? {
+        Some(v) => Ok(Some(decode(&format!("{pk}/{sk}"), v.value)?)),
+        None => Ok(None),
+    }
+}
+
+/// Read-modify-write with optimistic concurrency: `change` sees the current
+/// value (or None) and returns the new one, or None to leave it unchanged.
+/// Retried on a lost race; the final value is returned.
+pub async fn update<T, F>(
+    store: &dyn StateStore,
+    pk: &str,
+    sk: &str,
+    mut change: F,
+) -> PortResult<Option<T>>
+where
+    T: Serialize + DeserializeOwned + Clone,
+    F: FnMut(Option<T>) -> Option<T>,
+{
+    let what = format!("{pk}/{sk}");
+    for _ in 0..MAX_ATTEMPTS {
+        let current = store.get(pk, sk).await?;
+        let (value, condition) = match current {
+            Some(v) => (
+                Some(decode::<T>(&what, v.value)?),
+                Condition::VersionIs(v.version),
+            ),
+            None => (None, Condition::NotExists),
+        };
+        let Some(new) = change(value.clone()) else {
+            return Ok(value);
+        };
+        match store.put(pk, sk, encode(&what, &new)?, condition).await {
+            Ok(_) => return Ok(Some(new)),
+            Err(PortError::ConditionFailed { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(PortError::transient(
+        format!("updating {what}"),
+        format!("lost the race {MAX_ATTEMPTS} times in a row"),
+    ))
+}
+
+pub async fn partition_status(
+    store: &dyn StateStore,
+    dataset: &str,
+    date: NaiveDate,
+) -> PortResult<Option<PartitionStatus>> {
+    get_typed(store, &partition_pk(dataset), &date.to_string()).await
+}
+
+pub async fn update_partition<F>(
+    store: &dyn StateStore,
+    dataset: &str,
+    date: NaiveDate,
+    mut change: F,
+) -> PortResult<PartitionStatus>
+where
+    F: FnMut(&mut PartitionStatus),
+{
+    let updated = update(
+        store,
+        &partition_pk(dataset),
+        &date.to_string(),
+        |current: Option<PartitionStatus>| {
+            let mut s = current.unwrap_or_else(|| PartitionStatus::new(dataset, date));
+            change(&mut s);
+            s.updated_at = Utc::now();
+            Some(s)
+        },
+    )
+    .await?;
+    Ok(updated.unwrap_or_else(|| PartitionStatus::new(dataset, date)))
+}
+
+pub async fn all_partitions(
+    store: &dyn StateStore,
+    dataset: &str,
+) -> PortResult<Vec<PartitionStatus>> {
+    let pk = partition_pk(dataset);
+    store
+        .query(&pk)
+        .await?
+        .into_iter()
+        .map(|(sk, v)| decode(&format!("{pk}/{sk}"), v.value))
+        .collect()
+}
+
+pub async fn watermark(store: &dyn StateStore, pipeline: &str) -> PortResult<Option<Watermark>> {
+    get_typed(store, WATERMARK_PK, pipeline).await
+}
+
+/// Move a watermark forward to `date`; never backwards. Returns the
+/// watermark after the call.
+pub async fn advance_watermark(
+    store: &dyn StateStore,
+    pipeline: &str,
+    date: NaiveDate,
+) -> PortResult<Option<Watermark>> {
+    update(
+        store,
+        WATERMARK_PK,
+        pipeline,
+        |current: Option<Watermark>| match current {
+            Some(w) if w.date >= date => None,
+            Some(mut w) => {
+                w.date = date;
+                w.updated_at = Utc::now();
+                Some(w)
+            }
+            None => Some(Watermark {
+                pipeline: pipeline.to_string(),
+                date,
+                updated_at: Utc::now(),
+                manual_changes: vec![],
+            }),
+        },
+    )
+    .await
+}
+
+/// An operator moving a watermark on purpose, in either direction.
+pub async fn set_watermark(
+    store: &dyn StateStore,
+    pipeline: &str,
+    date: NaiveDate,
+    by: &str,
+    reason: &str,
+) -> PortResult<Watermark> {
+    let now = Utc::now();
+    let change = WatermarkChange {
+        date,
+        at: now,
+        by: by.to_string(),
+        reason: reason.to_string(),
+    };
+    let w = update(
+        store,
+        WATERMARK_PK,
+        pipeline,
+        |current: Option<Watermark>| {
+            let mut w = current.unwrap_or_else(|| Watermark {
+                pipeline: pipeline.to_string(),
+                date,
+                updated_at: now,
+                manual_changes: vec![],
+            });
+            w.date = date;
+            w.updated_at = now;
+            w.manual_changes.push(change.clone());
+            Some(w)
+        },
+    )
+    .await?;
+    w.ok_or_else(|| PortError::transient("setting watermark", "no value after update"))
+}

@@ -1,0 +1,692 @@
+//! The use cases every trigger calls, written once over the ports: the same
+//! code runs in a Lambda with AWS adapters and in `tributary` with embedded
+//! ones.
+
+use crate::clean::{clean_files, CleanError, CleanInput, CleanOptions, CleanPlan, CleanStats};
+use crate::config::{Config, DatasetConfig};
+use crate::layout::{
+    dataset_prefix, partition_prefix, quality_report_key, run_of_key, staging_prefix, KeyError,
+    Layer, PartitionKey,
+};
+use crate::ports::{
+    Catalog, CatalogPartition, ObjectStore, PortError, StateStore, WorkflowStarter,
+};
+use crate::publish::{publish_run, read_manifest, Manifest, PublishError, PublishRequest};
+use crate::quality::{evaluate_files, score, QualityError, QualityReport};
+use crate::state::{self, ArrivedFile, PartitionState, PartitionStatus};
+use chrono::{Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The adapters a use case runs against.
+pub struct Services<'a> {
+    pub config: &'a Config,
+    pub objects: &'a dyn ObjectStore,
+    pub state: &'a dyn StateStore,
+    pub catalog: &'a dyn Catalog,
+    pub workflows: &'a dyn WorkflowStarter,
+    /// Local scratch space (Lambda: /tmp) for downloads and Parquet encoding.
+    pub scratch: &'a Path,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UseCaseError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("dataset {dataset:?} is not defined in pipeline.toml (known: {known})")]
+    UnknownDataset { dataset: String, known: String },
+    #[error("no raw files under {prefix}: nothing to clean")]
+    NoRawFiles { prefix: String },
+    #[error("{dataset} {date}: {what} (partition state is {state})")]
+    WrongState {
+        dataset: String,
+        date: NaiveDate,
+        state: String,
+        what: String,
+    },
+    #[error(transparent)]
+    Clean(#[from] CleanError),
+    #[error(transparent)]
+    Quality(#[from] QualityError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("scratch space {path}: {source}")]
+    Scratch {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl UseCaseError {
+    /// Whether running the same step again can succeed (Step Functions
+    /// `Retry` matches on `error_name`).
+    pub fn retryable(&self) -> bool {
+        match self {
+            UseCaseError::Clean(e) => e.retryable(),
+            UseCaseError::Publish(e) => e.retryable(),
+            UseCaseError::Port(e) => e.retryable(),
+            UseCaseError::Scratch { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn error_name(&self) -> &'static str {
+        if self.retryable() {
+            "Tributary.Retryable"
+        } else {
+            match self {
+                UseCaseError::Key(_) | UseCaseError::UnknownDataset { .. } => "Tributary.BadInput",
+                UseCaseError::Clean(_) | UseCaseError::Quality(_) => "Tributary.BadData",
+                UseCaseError::WrongState { .. } | UseCaseError::NoRawFiles { .. } => {
+                    "Tributary.WrongState"
+                }
+                _ => "Tributary.Failed",
+            }
+        }
+    }
+}
+
+pub type UseCaseResult<T> = Result<T, UseCaseError>;
+
+fn dataset<'a>(config: &'a Config, name: &str) -> UseCaseResult<&'a DatasetConfig> {
+    config
+        .dataset(name)
+        .ok_or_else(|| UseCaseError::UnknownDataset {
+            dataset: name.to_string(),
+            known: config.dataset_names(),
+        })
+}
+
+fn scratch_dir(base: &Path) -> UseCaseResult<tempfile::TempDir> {
+    std::fs::create_dir_all(base).map_err(|source| UseCaseError::Scratch {
+        path: base.display().to_string(),
+        source,
+    })?;
+    tempfile::tempdir_in(base).map_err(|source| UseCaseError::Scratch {
+        path: base.display().to_string(),
+        source,
+    })
+}
+
+// ---------------------------------------------------------------- arrival
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StartedRun {
+    pub pipeline: String,
+    pub date: NaiveDate,
+    pub run_id: String,
+    pub execution_name: String,
+    /// False when S3 re-delivered an event and the run already exists.
+    pub newly_started: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ArrivalOutcome {
+    Recorded {
+        dataset: String,
+        date: NaiveDate,
+        key: String,
+        /// Pipelines whose every dataset has now arrived for the date.
+        started: Vec<StartedRun>,
+        /// Pipelines still waiting, with the datasets they wait for.
+        waiting: BTreeMap<String, Vec<String>>,
+    },
+    /// Not a raw-layer object (a too-broad notification): nothing to do.
+    Ignored { key: String, reason: String },
+}
+
+/// An object arrived under raw/: record it, and start the run of every
+/// pipeline for which the date is now data_ready.
+pub async fn on_object_created(
+    svc: &Services<'_>,
+    encoded_key: &str,
+    etag: &str,
+    size: u64,
+) -> UseCaseResult<ArrivalOutcome> {
+    let key = PartitionKey::from_event_key(encoded_key)?;
+    if key.layer != Layer::Raw {
+        return Ok(ArrivalOutcome::Ignored {
+            key: key.to_key(),
+            reason: format!("only raw/ arrivals start pipelines; this is {}/", key.layer),
+        });
+    }
+    dataset(svc.config, &key.name).map_err(|_| KeyError::UnknownDataset {
+        key: key.to_key(),
+        dataset: key.name.clone(),
+        known: svc.config.dataset_names(),
+    })?;
+    let full_key = key.to_key();
+    let file = ArrivedFile {
+        key: full_key.clone(),
+        etag: etag.trim_matches('"').to_string(),
+        size,
+    };
+    state::update_partition(svc.state, &key.name, key.date, |s| {
+        s.files.retain(|f| f.key != file.key);
+        s.files.push(file.clone());
+        s.files.sort_by(|a, b| a.key.cmp(&b.key));
+        s.state = PartitionState::Arrived;
+        s.error = None;
+    })
+    .await?;
+    let mut started = Vec::new();
+    let mut waiting = BTreeMap::new();
+    for (pipeline, p) in svc.config.pipelines_of(&key.name) {
+        let mut missing = Vec::new();
+        let mut fingerprint = Vec::new();
+        for ds in &p.datasets {
+            match state::partition_status(svc.state, ds, key.date).await? {
+                Some(s) if !s.files.is_empty() => {
+                    for f in &s.files {
+                        fingerprint.push(format!("{}\u{1f}{}\u{1f}{}", f.key, f.etag, f.size));
+                    }
+                }
+                _ => missing.push(ds.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            waiting.insert(pipeline.clone(), missing);
+            continue;
+        }
+        // One execution per partition version: the name is derived from the
+        // files that make it, so a duplicated event cannot start a second run.
+        fingerprint.sort();
+        let run_id = format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(fingerprint.join("\n").as_bytes())
+        );
+        let execution_name = format!("{pipeline}-{}-{run_id}", key.date);
+        let input = serde_json::json!({ "pipeline": pipeline, "date": key.date, "run_id": run_id });
+        let newly_started = svc.workflows.start(&execution_name, input).await?;
+        started.push(StartedRun {
+            pipeline: pipeline.clone(),
+            date: key.date,
+            run_id,
+            execution_name,
+            newly_started,
+        });
+    }
+    Ok(ArrivalOutcome::Recorded {
+        dataset: key.name,
+        date: key.date,
+        key: full_key,
+        started,
+        waiting,
+    })
+}
+
+// ---------------------------------------------------------------- clean
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CleanSummary {
+    pub dataset: String,
+    pub date: NaiveDate,
+    pub run_id: String,
+    pub stats: CleanStats,
+    pub cleaned_key: String,
+    pub rejects_key: String,
+}
+
+pub async fn clean_partition(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<CleanSummary> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let result = clean_inner(svc, ds, dataset_name, date, run_id).await;
+    let outcome = result
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .map(|s| s.stats.clone());
+    state::update_partition(svc.state, dataset_name, date, |s| {
+        s.run_id = Some(run_id.to_string());
+        match &outcome {
+            Ok(stats) => {
+                s.state = PartitionState::Cleaned;
+                s.clean = Some(stats.clone());
+                s.error = None;
+                s.quality_score = None;
+                s.quality_passed = None;
+            }
+            Err(e) => {
+                s.state = PartitionState::Failed;
+                s.error = Some(e.clone());
+            }
+        }
+    })
+    .await?;
+    result
+}
+
+async fn clean_inner(
+    svc: &Services<'_>,
+    ds: &DatasetConfig,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<CleanSummary> {
+    let plan = CleanPlan::compile(ds).map_err(CleanError::Plan)?;
+    let prefix = partition_prefix(Layer::Raw, dataset_name, date);
+    let raw: Vec<_> = svc
+        .objects
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter(|o| !o.key.ends_with('/'))
+        .collect();
+    if raw.is_empty() {
+        return Err(UseCaseError::NoRawFiles { prefix });
+    }
+    state::update_partition(svc.state, dataset_name, date, |s| {
+        s.state = PartitionState::Running;
+        s.run_id = Some(run_id.to_string());
+    })
+    .await?;
+    let scratch = scratch_dir(svc.scratch)?;
+    let mut inputs = Vec::new();
+    for (i, o) in raw.iter().enumerate() {
+        let name = o.key.rsplit('/').next().unwrap_or("input");
+        let path = scratch.path().join(format!("{i:04}-{name}"));
+        svc.objects.get_to_file(&o.key, &path).await?;
+        inputs.push(CleanInput {
+            path,
+            source_name: o.key.clone(),
+        });
+    }
+    let kept_path = scratch.path().join("kept.parquet");
+    let rejects_path = scratch.path().join("rejects.parquet");
+    let stats = clean_files(
+        &plan,
+        &inputs,
+        &kept_path,
+        &rejects_path,
+        &CleanOptions::default(),
+    )?;
+    let cleaned_key = format!(
+        "{}part-00000.parquet",
+        staging_prefix(Layer::Cleaned, dataset_name, date, run_id)
+    );
+    let rejects_key = format!(
+        "{}rejects.parquet",
+        crate::layout::run_prefix(Layer::Rejects, dataset_name, date, run_id)
+    );
+    svc.objects.put_file(&cleaned_key, &kept_path).await?;
+    svc.objects.put_file(&rejects_key, &rejects_path).await?;
+    Ok(CleanSummary {
+        dataset: dataset_name.to_string(),
+        date,
+        run_id: run_id.to_string(),
+        stats,
+        cleaned_key,
+        rejects_key,
+    })
+}
+
+// ---------------------------------------------------------------- validate
+
+pub async fn validate_partition(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<QualityReport> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let staged = svc
+        .objects
+        .list(&staging_prefix(Layer::Cleaned, dataset_name, date, run_id))
+        .await?;
+    if staged.is_empty() {
+        let st = state::partition_status(svc.state, dataset_name, date).await?;
+        return Err(UseCaseError::WrongState {
+            dataset: dataset_name.to_string(),
+            date,
+            state: st.map_or("unknown".into(), |s| s.state.name().into()),
+            what: format!("run {run_id} has no cleaned output to validate; clean it first"),
+        });
+    }
+    let scratch = scratch_dir(svc.scratch)?;
+    let mut paths = Vec::new();
+    for (i, o) in staged.iter().enumerate() {
+        let p = scratch.path().join(format!("{i}.parquet"));
+        svc.objects.get_to_file(&o.key, &p).await?;
+        paths.push(p);
+    }
+    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+    let (rows, results) = evaluate_files(ds, &refs)?;
+    let s = score(&results);
+    let report = QualityReport {
+        dataset: dataset_name.to_string(),
+        date: date.to_string(),
+        run_id: run_id.to_string(),
+        rows,
+        score: s,
+        threshold: ds.quality_threshold,
+        passed: s >= ds.quality_threshold,
+        expectations: results,
+    };
+    let body = serde_json::to_vec_pretty(&report)
+        .map_err(|e| PortError::permanent("encoding quality report", "a bug", e))?;
+    svc.objects
+        .put_bytes(&quality_report_key(dataset_name, date), body)
+        .await?;
+    state::update_partition(svc.state, dataset_name, date, |st| {
+        st.quality_score = Some(report.score);
+        st.quality_passed = Some(report.passed);
+        st.state = if report.passed {
+            PartitionState::Validated
+        } else {
+            PartitionState::Held
+        };
+    })
+    .await?;
+    Ok(report)
+}
+
+// ---------------------------------------------------------------- publish
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PublishSummary {
+    pub manifest: Manifest,
+    /// Pipelines whose watermark moved, and to where.
+    pub watermarks: BTreeMap<String, NaiveDate>,
+}
+
+/// Publish a validated run. `approved` publishes a run held for low quality
+/// (a human decided).
+pub async fn publish_partition(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+    approved: bool,
+) -> UseCaseResult<PublishSummary> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let status = state::partition_status(svc.state, dataset_name, date)
+        .await?
+        .unwrap_or_else(|| PartitionStatus::new(dataset_name, date));
+    let already = status.state == PartitionState::Published
+        && status.published_run.as_deref() == Some(run_id);
+    let publishable = status.run_id.as_deref() == Some(run_id)
+        && (status.state == PartitionState::Validated
+            || (approved && status.state == PartitionState::Held));
+    if !already && !publishable {
+        return Err(UseCaseError::WrongState {
+            dataset: dataset_name.to_string(),
+            date,
+            state: status.state.name().to_string(),
+            what: format!(
+                "run {run_id} cannot be published (current run {:?}); it must be validated, or held and approved",
+                status.run_id
+            ),
+        });
+    }
+    let staged = svc
+        .objects
+        .list(&staging_prefix(Layer::Cleaned, dataset_name, date, run_id))
+        .await?;
+    let scratch = scratch_dir(svc.scratch)?;
+    let manifest = publish_run(
+        svc.objects,
+        scratch.path(),
+        PublishRequest {
+            dataset: dataset_name,
+            date,
+            run_id,
+            mode: ds.output_mode,
+            key_columns: &ds.key,
+            staged,
+            staged_rows: status.clean.as_ref().map_or(0, |c| c.kept),
+        },
+    )
+    .await?;
+    svc.catalog
+        .put_partition(CatalogPartition {
+            table: dataset_name.to_string(),
+            date,
+            location: manifest.location.clone(),
+        })
+        .await?;
+    state::update_partition(svc.state, dataset_name, date, |s| {
+        s.state = PartitionState::Published;
+        s.published_run = Some(run_id.to_string());
+        s.error = None;
+    })
+    .await?;
+    let mut watermarks = BTreeMap::new();
+    for (pipeline, _) in svc.config.pipelines_of(dataset_name) {
+        if let Some(d) = advance_pipeline_watermark(svc, pipeline, date).await? {
+            watermarks.insert(pipeline.clone(), d);
+        }
+    }
+    Ok(PublishSummary {
+        manifest,
+        watermarks,
+    })
+}
+
+async fn pipeline_complete(
+    svc: &Services<'_>,
+    pipeline: &str,
+    date: NaiveDate,
+) -> UseCaseResult<bool> {
+    let Some(p) = svc.config.pipelines.get(pipeline) else {
+        return Ok(false);
+    };
+    for ds in &p.datasets {
+        let published = state::partition_status(svc.state, ds, date)
+            .await?
+            .is_some_and(|s| s.state == PartitionState::Published);
+        if !published {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Advance over contiguous complete dates only: a gap stops the watermark,
+/// so catchup can still see the missing date. Never moves backwards.
+async fn advance_pipeline_watermark(
+    svc: &Services<'_>,
+    pipeline: &str,
+    published: NaiveDate,
+) -> UseCaseResult<Option<NaiveDate>> {
+    let current = state::watermark(svc.state, pipeline).await?;
+    let mut reach = match &current {
+        Some(w) => w.date,
+        None if pipeline_complete(svc, pipeline, published).await? => published,
+        None => return Ok(None),
+    };
+    // Bounded walk: ten years of contiguous dates is far beyond any backlog.
+    for _ in 0..3660 {
+        let next = reach + Duration::days(1);
+        if !pipeline_complete(svc, pipeline, next).await? {
+            break;
+        }
+        reach = next;
+    }
+    if current.as_ref().is_some_and(|w| w.date >= reach) {
+        return Ok(None);
+    }
+    let after = state::advance_watermark(svc.state, pipeline, reach).await?;
+    Ok(after.map(|w| w.date))
+}
+
+// ---------------------------------------------------------------- local run
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DatasetRunReport {
+    pub dataset: String,
+    pub date: NaiveDate,
+    pub state: String,
+    pub stats: Option<CleanStats>,
+    pub quality_score: Option<f64>,
+    pub error: Option<String>,
+    pub location: Option<String>,
+}
+
+/// Clean → validate → publish (or hold) every dataset of a pipeline date.
+/// The in-process sequence the local runtime uses until the ASL interpreter
+/// runs `statemachines/partition_pipeline.asl.json` instead.
+pub async fn run_partition_pipeline(
+    svc: &Services<'_>,
+    pipeline: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<Vec<DatasetRunReport>> {
+    let p = svc
+        .config
+        .pipelines
+        .get(pipeline)
+        .ok_or_else(|| UseCaseError::UnknownDataset {
+            dataset: format!("pipeline {pipeline}"),
+            known: svc
+                .config
+                .pipelines
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let mut reports = Vec::new();
+    for ds in &p.datasets {
+        let mut report = DatasetRunReport {
+            dataset: ds.clone(),
+            date,
+            state: String::new(),
+            stats: None,
+            quality_score: None,
+            error: None,
+            location: None,
+        };
+        let step = async {
+            let cleaned = clean_partition(svc, ds, date, run_id).await?;
+            report.stats = Some(cleaned.stats);
+            let quality = validate_partition(svc, ds, date, run_id).await?;
+            report.quality_score = Some(quality.score);
+            if quality.passed {
+                let published = publish_partition(svc, ds, date, run_id, false).await?;
+                report.location = Some(published.manifest.location);
+            }
+            Ok::<_, UseCaseError>(())
+        }
+        .await;
+        if let Err(e) = step {
+            report.error = Some(e.to_string());
+        }
+        report.state = state::partition_status(svc.state, ds, date)
+            .await?
+            .map_or("unknown".into(), |s| s.state.name().to_string());
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+// ---------------------------------------------------------------- retention
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Deletion {
+    pub dataset: String,
+    pub layer: String,
+    pub date: NaiveDate,
+    pub what: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// How long a run prefix that no manifest points to is left alone: it may
+/// belong to a run still in flight.
+const ORPHAN_GRACE_HOURS: i64 = 24;
+
+/// Delete partitions older than each layer's retention (objects, catalog
+/// partition, status → expired), and run prefixes that are neither the
+/// published run nor the one before it.
+pub async fn retention_sweep(
+    svc: &Services<'_>,
+    today: NaiveDate,
+    dry_run: bool,
+) -> UseCaseResult<Vec<Deletion>> {
+    let mut deletions = Vec::new();
+    for (name, ds) in &svc.config.datasets {
+        let retention: BTreeMap<Layer, u32> = ds.retention().into_iter().collect();
+        for layer in [Layer::Raw, Layer::Cleaned, Layer::Rejects, Layer::Quality] {
+            let objects = svc.objects.list(&dataset_prefix(layer, name)).await?;
+            let mut by_date: BTreeMap<NaiveDate, Vec<_>> = BTreeMap::new();
+            for o in objects {
+                if let Ok(k) = PartitionKey::parse(&o.key) {
+                    by_date.entry(k.date).or_default().push(o);
+                }
+            }
+            let cutoff = retention
+                .get(&layer)
+                .map(|days| today - Duration::days(*days as i64));
+            for (date, objs) in by_date {
+                if cutoff.is_some_and(|c| date < c) {
+                    deletions.push(Deletion {
+                        dataset: name.clone(),
+                        layer: layer.to_string(),
+                        date,
+                        what: "partition past retention".into(),
+                        objects: objs.len() as u64,
+                        bytes: objs.iter().map(|o| o.size).sum(),
+                    });
+                    if !dry_run {
+                        // Unpublish first so no reader is pointed at deleted files.
+                        if layer == Layer::Cleaned {
+                            svc.catalog.delete_partition(name, date).await?;
+                            state::update_partition(svc.state, name, date, |s| {
+                                s.state = PartitionState::Expired
+                            })
+                            .await?;
+                        }
+                        for o in &objs {
+                            svc.objects.delete(&o.key).await?;
+                        }
+                    }
+                    continue;
+                }
+                if matches!(layer, Layer::Cleaned | Layer::Rejects) {
+                    let manifest = read_manifest(svc.objects, name, date).await?;
+                    let keep: Vec<String> = manifest
+                        .iter()
+                        .flat_map(|m| {
+                            std::iter::once(m.run_id.clone()).chain(m.previous_run.clone())
+                        })
+                        .collect();
+                    let mut runs: BTreeMap<String, Vec<_>> = BTreeMap::new();
+                    for o in objs {
+                        if let Some(run) = run_of_key(&o.key) {
+                            runs.entry(run.to_string()).or_default().push(o);
+                        }
+                    }
+                    let grace = Utc::now() - Duration::hours(ORPHAN_GRACE_HOURS);
+                    for (run, objs) in runs {
+                        let newest = objs.iter().map(|o| o.last_modified).max();
+                        if keep.contains(&run) || newest.is_none_or(|t| t > grace) {
+                            continue;
+                        }
+                        deletions.push(Deletion {
+                            dataset: name.clone(),
+                            layer: layer.to_string(),
+                            date,
+                            what: format!("superseded run {run}"),
+                            objects: objs.len() as u64,
+                            bytes: objs.iter().map(|o| o.size).sum(),
+                        });
+                        if !dry_run {
+                            for o in &objs {
+                                svc.objects.delete(&o.key).await?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(deletions)
+}
