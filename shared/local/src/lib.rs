@@ -50,3 +50,6 @@ impl Workspace {
         path.join("bucket").is_dir()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,419 @@
+use super::*;
+use crate::config::Config;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::io::Write;
 
+const CONFIG: &str = r#"
+[datasets.t]
+key = ["id"]
+event_time = "ts"
+null_markers = ["NULL"]
+[[datasets.t.columns]]
+name = "id"
+type = "string"
+required = true
+[[datasets.t.columns]]
+name = "n"
+type = "int"
+[[datasets.t.columns]]
+name = "x"
+type = "float"
+[[datasets.t.columns]]
+name = "ok"
+type = "bool"
+[[datasets.t.columns]]
+name = "d"
+type = "date"
+[[datasets.t.columns]]
+name = "ts"
+type = "timestamp"
+required = true
+invalid_reason = "bad_ts"
+[[datasets.t.columns]]
+name = "s"
+type = "string"
+[[datasets.t.rules]]
+column = "x"
+min = 0.0
+max = 10.0
+max_exclusive = true
+reason = "x_range"
+[[datasets.t.rules]]
+column = "s"
+allowed = ["a", "b"]
+reason = "s_set"
+[[datasets.t.rules]]
+column = "s"
+regex = "^[a-z]$"
+reason = "s_regex"
+[[datasets.t.derived]]
+name = "day"
+kind = "date_of"
+from = "ts"
+"#;
+
+const HEADER: &str = "id,n,x,ok,d,ts,s\n";
+const TS: &str = "2025-01-02T03:04:05Z";
+
+#[derive(Debug)]
+struct Run {
+    stats: CleanStats,
+    kept: Vec<RecordBatch>,
+    rejects: Vec<RecordBatch>,
+}
+
+impl Run {
+    fn kept_rows(&self) -> usize {
+        self.kept.iter().map(|b| b.num_rows()).sum()
+    }
+    fn kept_strings(&self, col: &str) -> Vec<Option<String>> {
+        self.kept
+            .iter()
+            .flat_map(|b| {
+                let a = b.column_by_name(col).unwrap().as_string::<i32>().clone();
+                (0..a.len()).map(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
+            })
+            .collect()
+    }
+    fn reject_column(&self, col: &str) -> Vec<Option<String>> {
+        self.rejects
+            .iter()
+            .flat_map(|b| {
+                let a = b.column_by_name(col).unwrap().as_string::<i32>().clone();
+                (0..a.len()).map(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
+            })
+            .collect()
+    }
+    fn reasons(&self) -> Vec<String> {
+        self.reject_column("reject_reason")
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+fn read(path: &Path) -> Vec<RecordBatch> {
+    let f = File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+fn clean_with(config: &str, files: &[(&str, &[u8])], threads: usize) -> Result<Run, CleanError> {
+    let c = Config::parse(config, "test.toml").unwrap();
+    let plan = CleanPlan::compile(c.datasets.values().next().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inputs: Vec<CleanInput> = files
+        .iter()
+        .map(|(name, bytes)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            CleanInput {
+                path,
+                source_name: format!("raw/t/date=2025-01-02/{name}"),
+            }
+        })
+        .collect();
+    let kept = dir.path().join("kept.parquet");
+    let rejects = dir.path().join("rejects.parquet");
+    let opts = CleanOptions {
+        threads,
+        batch_rows: 3, // several batches even for tiny inputs
+        ..CleanOptions::default()
+    };
+    let stats = clean_files(&plan, &inputs, &kept, &rejects, &opts)?;
+    assert!(stats.balanced(), "{stats:?}");
+    Ok(Run {
+        stats,
+        kept: read(&kept),
+        rejects: read(&rejects),
+    })
+}
+
+fn clean(body: &str) -> Run {
+    clean_with(
+        CONFIG,
+        &[("f.csv", format!("{HEADER}{body}").as_bytes())],
+        1,
+    )
+    .unwrap()
+}
+
+#[test]
+fn types_parse_and_derive() {
+    let r = clean(&format!(
+        "k1,42,1.5,yes,2025-02-28,2025-01-02T23:30:00-01:00,a\n"
+    ));
+    assert_eq!(r.stats.kept, 1);
+    let b = &r.kept[0];
+    assert_eq!(
+        b.column_by_name("n")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .value(0),
+        42
+    );
+    assert_eq!(
+        b.column_by_name("x")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .value(0),
+        1.5
+    );
+    assert!(b.column_by_name("ok").unwrap().as_boolean().value(0));
+    let d = b
+        .column_by_name("d")
+        .unwrap()
+        .as_primitive::<Date32Type>()
+        .value(0);
+    assert_eq!(d, 20147); // 2025-02-28
+    let ts = b
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>()
+        .value(0);
+    assert_eq!(ts, 1_735_864_200_000_000); // 2025-01-03T00:30:00Z
+    let day = b
+        .column_by_name("day")
+        .unwrap()
+        .as_primitive::<Date32Type>()
+        .value(0);
+    assert_eq!(day, 20091); // 2025-01-03: the UTC date, not the local one
+}
+
+#[test]
+fn trims_spaces_and_tabs_only_and_honours_null_markers() {
+    let r = clean(&format!(
+        " k1\t,\t7 ,,,,{TS},  a \nk2,NULL,,,,{TS},\u{a0}a\n"
+    ));
+    assert_eq!(r.kept_strings("id"), vec![Some("k1".into())]);
+    assert_eq!(r.kept_strings("s"), vec![Some("a".into())]);
+    // A non-breaking space is data, not padding: 'Â a' is not in the set.
+    assert_eq!(r.reasons(), vec!["s_set"]);
+    let n = r.kept[0]
+        .column_by_name("n")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .clone();
+    assert_eq!(n.value(0), 7);
+}
+
+#[test]
+fn each_rule_rejects_with_its_reason_in_order() {
+    let body = [
+        format!(",1,1,,,{TS},a"),                  // required null
+        format!("k2,1,1,,,,a"),                    // required null (ts)
+        format!("k3,x,1,,,{TS},a"),                // bad int
+        format!("k4,1,NaN,,,{TS},a"),              // non-finite float
+        format!("k5,1,inf,,,{TS},a"),              // non-finite float
+        format!("k6,1,1,maybe,,{TS},a"),           // bad bool
+        format!("k7,1,1,,2025-02-29,{TS},a"),      // bad date
+        format!("k8,1,1,,,2025-01-02T03:04:05,a"), // naive timestamp refused
+        format!("k9,1,10,,,{TS},a"),               // max exclusive
+        format!("k10,1,-0.5,,,{TS},a"),            // below min
+        format!("k11,1,1,,,{TS},c"),               // not in set
+        format!("k12,1,-1,,,garbage,zz"),          // several faults: type error first
+        format!("k13,1,-1,,,{TS},zz"),             // range before set
+        format!("k14,1,1,,,{TS},"),                // null passes value rules
+    ]
+    .join("\n");
+    let r = clean(&format!("{body}\n"));
+    assert_eq!(
+        r.reasons(),
+        vec![
+            "null_required",
+            "null_required",
+            "bad_int",
+            "bad_float",
+            "bad_float",
+            "bad_bool",
+            "bad_date",
+            "bad_ts",
+            "x_range",
+            "x_range",
+            "s_set",
+            "bad_ts",
+            "x_range",
+        ]
+    );
+    assert_eq!(r.kept_strings("id"), vec![Some("k14".into())]);
+    assert_eq!(r.stats.rejected["x_range"], 3);
+    let details = r.reject_column("reject_detail");
+    assert!(
+        details[2]
+            .as_deref()
+            .unwrap()
+            .contains("n: \"x\" is not a valid int"),
+        "{details:?}"
+    );
+    let lines = r.reject_column("source_file");
+    assert!(lines[0].as_deref().unwrap().ends_with("f.csv"));
+}
+
+#[test]
+fn regex_rule() {
+    let cfg = CONFIG.replace(
+        "allowed = [\"a\", \"b\"]",
+        "allowed = [\"a\", \"b\", \"ab\"]",
+    );
+    let r = clean_with(
+        &cfg,
+        &[("f.csv", format!("{HEADER}k1,1,1,,,{TS},ab\n").as_bytes())],
+        1,
+    )
+    .unwrap();
+    assert_eq!(r.reasons(), vec!["s_regex"]);
+}
+
+#[test]
+fn dedupe_keeps_latest_event_time_and_first_on_ties_across_files() {
+    let a = format!("{HEADER}k1,1,1,,,2025-01-02T10:00:00Z,a\nk2,1,1,,,2025-01-02T10:00:00Z,a\nk3,1,1,,,2025-01-02T10:00:00Z,a\n");
+    // k1: later instant written with an offset that sorts earlier as text.
+    // k2: equal instant → the first (file a) stays. k3: earlier → loses.
+    let b = format!("{HEADER}k1,2,1,,,2025-01-02T11:00:00+01:00,b\nk1,3,1,,,2025-01-02T10:30:00Z,b\nk2,2,1,,,2025-01-02T12:00:00+02:00,b\nk3,2,1,,,2025-01-02T09:00:00Z,b\n");
+    let r = clean_with(
+        CONFIG,
+        &[("a.csv", a.as_bytes()), ("b.csv", b.as_bytes())],
+        1,
+    )
+    .unwrap();
+    assert_eq!(r.stats.duplicates, 4);
+    assert_eq!(
+        r.kept_strings("id"),
+        vec![Some("k2".into()), Some("k3".into()), Some("k1".into())]
+    );
+    let ns: Vec<i64> = r
+        .kept
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("n")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(ns, vec![1, 1, 3]);
+}
+
+#[test]
+fn rfc4180_quoting_bom_crlf_and_gzip() {
+    let body = format!(
+        "\u{feff}{}\"k,1\",1,1,,,{TS},\"a\"\r\n\"k\"\"2\",1,1,,,{TS},\"b\"\r\n\"k\n3\",1,1,,,{TS},a\r\nk4,1,1,,,{TS},\"\"\r\n",
+        HEADER.replace('\n', "\r\n")
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let plain = clean_with(CONFIG, &[("f.csv", body.as_bytes())], 1).unwrap();
+    let zipped = clean_with(CONFIG, &[("f.csv.gz", &gz)], 1).unwrap();
+    for r in [&plain, &zipped] {
+        assert_eq!(
+            r.kept_strings("id"),
+            vec![
+                Some("k,1".into()),
+                Some("k\"2".into()),
+                Some("k\n3".into()),
+                Some("k4".into())
+            ]
+        );
+        assert_eq!(r.kept_strings("s")[3], None, "empty quoted field is null");
+    }
+    assert_eq!(zipped.stats.bytes, gz.len() as u64);
+}
+
+#[test]
+fn ragged_rows_and_invalid_utf8_are_rejected_with_line_numbers() {
+    let mut body = format!("{HEADER}k1,1,1,,,{TS},a\nk2,1\nk3,1,1,,,{TS},a,extra\n").into_bytes();
+    body.extend_from_slice(b"k4\xff,1,1,,,2025-01-02T03:04:05Z,a\n");
+    let r = clean_with(CONFIG, &[("f.csv", &body)], 1).unwrap();
+    assert_eq!(
+        r.reasons(),
+        vec!["ragged_row", "ragged_row", "invalid_utf8"]
+    );
+    let lines: Vec<i64> = r
+        .rejects
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("source_line")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(lines, vec![3, 4, 5]);
+    let detail = r.reject_column("reject_detail");
+    assert!(
+        detail[2].as_deref().unwrap().contains("column id"),
+        "{detail:?}"
+    );
+    // Nothing lost: the raw text of the ragged row is in the detail.
+    assert!(detail[0].as_deref().unwrap().contains("found 2"));
+}
+
+#[test]
+fn file_level_errors_name_the_file_and_problem() {
+    let err = clean_with(CONFIG, &[("empty.csv", b"")], 1).unwrap_err();
+    assert!(matches!(err, CleanError::EmptyFile { .. }), "{err}");
+    assert!(err.to_string().contains("empty.csv"));
+    let err = clean_with(CONFIG, &[("f.csv", b"id,n,x\nk1,1,1\n")], 1).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("lacks required column(s) [\"ts\"]"),
+        "{err}"
+    );
+    assert!(!err.retryable());
+    let err = clean_with(CONFIG, &[("bad.csv.gz", b"not gzip at all")], 1).unwrap_err();
+    assert!(err.to_string().contains("bad.csv.gz"), "{err}");
+}
+
+#[test]
+fn header_only_gives_an_empty_partition() {
+    let r = clean_with(CONFIG, &[("f.csv", HEADER.as_bytes())], 1).unwrap();
+    assert_eq!((r.stats.input, r.kept_rows()), (0, 0));
+}
+
+#[test]
+fn extra_and_missing_optional_columns() {
+    let body = format!("id,ts,surprise\nk1,{TS},zzz\n");
+    let r = clean_with(CONFIG, &[("f.csv", body.as_bytes())], 1).unwrap();
+    assert_eq!(r.stats.kept, 1);
+    assert_eq!(r.kept_strings("s"), vec![None]);
+    assert_eq!(
+        r.stats.dropped_columns.values().next().unwrap(),
+        &vec!["surprise".to_string()]
+    );
+    let strict = format!("{CONFIG}").replace(
+        "null_markers = [\"NULL\"]",
+        "null_markers = [\"NULL\"]\nextra_columns = \"fail\"",
+    );
+    let err = clean_with(&strict, &[("f.csv", body.as_bytes())], 1).unwrap_err();
+    assert!(matches!(err, CleanError::ExtraColumns { .. }), "{err}");
+}
+
+#[test]
+fn two_threads_write_the_same_output() {
+    let mut body = String::from(HEADER);
+    for i in 0..500 {
+        let s = if i % 7 == 0 { "q" } else { "a" };
+        body.push_str(&format!(
+            "k{},{i},{},,,2025-01-02T{:02}:00:00Z,{s}\n",
+            i % 400,
+            i % 12,
+            i % 24
+        ));
+    }
+    let one = clean_with(CONFIG, &[("f.csv", body.as_bytes())], 1).unwrap();
+    let two = clean_with(CONFIG, &[("f.csv", body.as_bytes())], 2).unwrap();
+    assert_eq!(one.stats, two.stats);
+    assert_eq!(one.kept_strings("id"), two.kept_strings("id"));
+    assert_eq!(one.reasons(), two.reasons());
+    assert!(one.stats.duplicates > 0 && one.stats.rejected_total > 0);
+}
