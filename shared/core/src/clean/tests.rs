@@ -147,9 +147,7 @@ fn clean(body: &str) -> Run {
 
 #[test]
 fn types_parse_and_derive() {
-    let r = clean(&format!(
-        "k1,42,1.5,yes,2025-02-28,2025-01-02T23:30:00-01:00,a\n"
-    ));
+    let r = clean("k1,42,1.5,yes,2025-02-28,2025-01-02T23:30:00-01:00,a\n");
     assert_eq!(r.stats.kept, 1);
     let b = &r.kept[0];
     assert_eq!(
@@ -207,20 +205,20 @@ fn trims_spaces_and_tabs_only_and_honours_null_markers() {
 #[test]
 fn each_rule_rejects_with_its_reason_in_order() {
     let body = [
-        format!(",1,1,,,{TS},a"),                  // required null
-        format!("k2,1,1,,,,a"),                    // required null (ts)
-        format!("k3,x,1,,,{TS},a"),                // bad int
-        format!("k4,1,NaN,,,{TS},a"),              // non-finite float
-        format!("k5,1,inf,,,{TS},a"),              // non-finite float
-        format!("k6,1,1,maybe,,{TS},a"),           // bad bool
-        format!("k7,1,1,,2025-02-29,{TS},a"),      // bad date
-        format!("k8,1,1,,,2025-01-02T03:04:05,a"), // naive timestamp refused
-        format!("k9,1,10,,,{TS},a"),               // max exclusive
-        format!("k10,1,-0.5,,,{TS},a"),            // below min
-        format!("k11,1,1,,,{TS},c"),               // not in set
-        format!("k12,1,-1,,,garbage,zz"),          // several faults: type error first
-        format!("k13,1,-1,,,{TS},zz"),             // range before set
-        format!("k14,1,1,,,{TS},"),                // null passes value rules
+        format!(",1,1,,,{TS},a"),                     // required null
+        "k2,1,1,,,,a".to_string(),                    // required null (ts)
+        format!("k3,x,1,,,{TS},a"),                   // bad int
+        format!("k4,1,NaN,,,{TS},a"),                 // non-finite float
+        format!("k5,1,inf,,,{TS},a"),                 // non-finite float
+        format!("k6,1,1,maybe,,{TS},a"),              // bad bool
+        format!("k7,1,1,,2025-02-29,{TS},a"),         // bad date
+        "k8,1,1,,,2025-01-02T03:04:05,a".to_string(), // naive timestamp refused
+        format!("k9,1,10,,,{TS},a"),                  // max exclusive
+        format!("k10,1,-0.5,,,{TS},a"),               // below min
+        format!("k11,1,1,,,{TS},c"),                  // not in set
+        "k12,1,-1,,,garbage,zz".to_string(),          // several faults: type error first
+        format!("k13,1,-1,,,{TS},zz"),                // range before set
+        format!("k14,1,1,,,{TS},"),                   // null passes value rules
     ]
     .join("\n");
     let r = clean(&format!("{body}\n"));
@@ -390,7 +388,7 @@ fn extra_and_missing_optional_columns() {
         r.stats.dropped_columns.values().next().unwrap(),
         &vec!["surprise".to_string()]
     );
-    let strict = format!("{CONFIG}").replace(
+    let strict = CONFIG.replace(
         "null_markers = [\"NULL\"]",
         "null_markers = [\"NULL\"]\nextra_columns = \"fail\"",
     );
