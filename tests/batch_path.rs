@@ -124,6 +124,23 @@ async fn data_ready_waits_for_every_dataset_and_duplicate_events_start_nothing()
     };
     assert!(!started[0].newly_started);
     assert_eq!(h.workflows.drain().len(), 1);
+    // ... and does not reset a partition that has moved on.
+    usecases::run_partition_pipeline(
+        &h.services(),
+        "orders_daily",
+        date("2025-12-03"),
+        &started[0].run_id,
+    )
+    .await
+    .unwrap();
+    usecases::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
+        .await
+        .unwrap();
+    let st = state::partition_status(&h.state, "orders", date("2025-12-03"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.state, PartitionState::Published);
     // The second dataset makes the joined pipeline ready.
     let ArrivalOutcome::Recorded {
         started, waiting, ..

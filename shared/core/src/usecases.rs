@@ -167,6 +167,11 @@ pub async fn on_object_created(
         size,
     };
     state::update_partition(svc.state, &key.name, key.date, |s| {
+        // A re-delivered event for a file already recorded changes nothing:
+        // only a new file or a new version makes a new partition version.
+        if s.files.contains(&file) {
+            return;
+        }
         s.files.retain(|f| f.key != file.key);
         s.files.push(file.clone());
         s.files.sort_by(|a, b| a.key.cmp(&b.key));

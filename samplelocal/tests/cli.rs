@@ -1,0 +1,291 @@
+//! The `tributary` binary as a user runs it.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tributary(ws: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("--workspace")
+        .arg(ws)
+        .args(args)
+        .output()
+        .expect("run tributary")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+fn events() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("events")
+}
+
+#[test]
+fn demo_processes_the_sample_and_accounts_for_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let out = json_of(&tributary(&ws, &["--json", "demo"]));
+    let runs = out["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len(),
+        10,
+        "3 days x 3 single-day datasets + customer_360 on two days, minus..."
+    );
+    for r in runs {
+        let s = &r["stats"];
+        let rejected: u64 = s["rejected"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            s["input"].as_u64().unwrap(),
+            s["kept"].as_u64().unwrap() + rejected + s["duplicates"].as_u64().unwrap()
+        );
+    }
+    let held: Vec<_> = runs.iter().filter(|r| r["state"] == "held").collect();
+    assert_eq!(
+        held.len(),
+        1,
+        "the degraded user_events day waits for approval"
+    );
+    assert_eq!(out["waiting"][0]["pipeline"], "customer_360");
+    assert_eq!(out["watermarks"]["orders_daily"], "2025-12-03");
+    assert_eq!(out["watermarks"]["user_events_daily"], "2025-12-01");
+    // The human-readable form prints the summary table.
+    let text = tributary(&ws, &["demo"]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("dataset") && stdout.contains("quality") && stdout.contains("published"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn upload_invoke_partitions_watermark_and_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    json_of(&tributary(&ws, &["--json", "demo"]));
+
+    // The missing behaviour file arrives: customer_360 becomes ready for 12-03.
+    let file = dir.path().join("behavior.csv");
+    std::fs::write(&file, "customer_id,total_spend,sessions,last_active_ts,churn_risk\nC0001,1.5,2,2025-12-03T10:00:00Z,0.2\n").unwrap();
+    let up = json_of(&tributary(
+        &ws,
+        &[
+            "--json",
+            "upload",
+            file.to_str().unwrap(),
+            "--dataset",
+            "customer_behavior_assets",
+            "--date",
+            "2025-12-03",
+        ],
+    ));
+    assert_eq!(
+        up["key"],
+        "raw/customer_behavior_assets/date=2025-12-03/behavior.csv"
+    );
+    let states: Vec<&str> = up["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["published", "published"]);
+
+    // The same arrival delivered again as an EventBridge event (same ETag)
+    // starts nothing.
+    let parts = json_of(&tributary(
+        &ws,
+        &[
+            "--json",
+            "partitions",
+            "--dataset",
+            "customer_behavior_assets",
+        ],
+    ));
+    let file_meta = parts["partitions"][2]["files"][0].clone();
+    let mut event: Value = serde_json::from_str(
+        &std::fs::read_to_string(events().join("eventbridge-object-created.json")).unwrap(),
+    )
+    .unwrap();
+    event["detail"]["object"]["etag"] = file_meta["etag"].clone();
+    event["detail"]["object"]["size"] = file_meta["size"].clone();
+    let redelivered = dir.path().join("redelivered.json");
+    std::fs::write(&redelivered, event.to_string()).unwrap();
+    let inv = json_of(&tributary(
+        &ws,
+        &[
+            "invoke",
+            "object-created",
+            "--event",
+            redelivered.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        inv["objects"][0]["started"][0]["newly_started"], false,
+        "{inv}"
+    );
+
+    // A manual step-by-step run through the partition handlers.
+    for f in ["clean-partition", "validate-partition", "publish-partition"] {
+        let ev = events().join(format!("{f}.json"));
+        let out = tributary(&ws, &["invoke", f, "--event", ev.to_str().unwrap()]);
+        json_of(&out);
+    }
+    // A bad event is a clear error with the Step Functions error name.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"dataset": "orders", "date": "2025-02-30", "run_id": "x"}"#,
+    )
+    .unwrap();
+    let out = tributary(
+        &ws,
+        &[
+            "invoke",
+            "clean-partition",
+            "--event",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["errorType"], "Tributary.BadEvent");
+
+    let parts = json_of(&tributary(&ws, &["--json", "partitions", "--unprocessed"]));
+    let unprocessed: Vec<&str> = parts["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(unprocessed, vec!["held"]);
+    assert_eq!(parts["watermarks"]["customer_360"]["date"], "2025-12-03");
+
+    let w = json_of(&tributary(
+        &ws,
+        &[
+            "--json",
+            "watermark",
+            "set",
+            "--pipeline",
+            "orders_daily",
+            "--date",
+            "2025-11-30",
+            "--reason",
+            "reprocess",
+        ],
+    ));
+    assert_eq!(w["date"], "2025-11-30");
+    assert_eq!(w["manual_changes"][0]["reason"], "reprocess");
+    let out = tributary(
+        &ws,
+        &[
+            "watermark",
+            "set",
+            "--pipeline",
+            "nope",
+            "--date",
+            "2025-11-30",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown pipeline"));
+
+    let plan = json_of(&tributary(
+        &ws,
+        &["--json", "retention", "--dry-run", "--today", "2026-06-01"],
+    ));
+    let deletions = plan["deletions"].as_array().unwrap();
+    assert!(
+        deletions
+            .iter()
+            .any(|d| d["layer"] == "raw" && d["dataset"] == "orders"),
+        "{plan}"
+    );
+    assert!(
+        ws.join("bucket/raw/orders/date=2025-12-01/orders.csv")
+            .exists(),
+        "dry run"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let out = tributary(&ws, &["partitions"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pipeline.toml"));
+    let cfg = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &cfg,
+        "[datasets.x]\n[[datasets.x.columns]]\nname = \"a\"\ntype = \"strng\"\n",
+    )
+    .unwrap();
+    let out = tributary(&ws, &["--config", cfg.to_str().unwrap(), "partitions"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pipeline.toml") && err.contains("line 4") && err.contains("strng"),
+        "{err}"
+    );
+    // A folder that is not a workspace is never wiped by demo.
+    let precious = dir.path().join("precious");
+    std::fs::create_dir_all(&precious).unwrap();
+    std::fs::write(precious.join("thesis.txt"), "do not delete").unwrap();
+    let out = tributary(&precious, &["demo"]);
+    assert!(!out.status.success());
+    assert!(precious.join("thesis.txt").exists());
+}
+
+#[test]
+fn bench_clean_peer_mode_writes_the_harness_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("orders.csv");
+    std::fs::write(
+        &input,
+        "order_id,user_id,product_id,amount,currency,order_ts,status,country\n\
+         A,1,P,1.00,USD,2025-06-01T10:00:00Z,paid,US\n\
+         A,1,P,2.00,USD,2025-06-01T11:00:00Z,paid,US\n\
+         B,2,P,0,USD,2025-06-01T10:00:00Z,paid,US\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = json_of(&tributary(
+        dir.path(),
+        &[
+            "bench",
+            "clean",
+            "--in",
+            input.to_str().unwrap(),
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            "--threads",
+            "2",
+        ],
+    ));
+    assert_eq!(
+        (
+            out["input"].as_u64(),
+            out["kept"].as_u64(),
+            out["duplicates"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1))
+    );
+    assert_eq!(out["rejected"]["nonpositive_amount"], 1);
+    for f in [
+        "orders_clean.parquet",
+        "orders_rejected.parquet",
+        "counts.json",
+    ] {
+        assert!(out_dir.join(f).exists(), "{f}");
+    }
+}
