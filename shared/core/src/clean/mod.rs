@@ -96,7 +96,7 @@ pub struct CleanOptions {
 impl Default for CleanOptions {
     fn default() -> Self {
         CleanOptions {
-            batch_rows: 65_536,
+            batch_rows: 16_384,
             threads: 1,
             reject_provenance: true,
             zstd_level: 3,
