@@ -71,7 +71,7 @@ fn csv(rows: &[(&str, f64, &str)]) -> Vec<u8> {
 
 /// Put a raw file and deliver its (URL-encoded) S3 event.
 async fn arrive(h: &Harness, key: &str, body: Vec<u8>) -> ArrivalOutcome {
-    let meta = h.objects.put_bytes(key, body).await.expect("put");
+    let meta = h.adapters.objects.put_bytes(key, body).await.expect("put");
     usecases::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
         .await
         .expect("arrival")
@@ -79,7 +79,7 @@ async fn arrive(h: &Harness, key: &str, body: Vec<u8>) -> ArrivalOutcome {
 
 async fn run_all(h: &Harness) -> Vec<usecases::DatasetRunReport> {
     let mut reports = Vec::new();
-    for run in h.workflows.drain() {
+    for run in h.adapters.workflows.drain() {
         let d = date(run.input["date"].as_str().expect("date"));
         let pipeline = run.input["pipeline"].as_str().expect("pipeline");
         let run_id = run.input["run_id"].as_str().expect("run id");
@@ -114,7 +114,7 @@ async fn data_ready_waits_for_every_dataset_and_duplicate_events_start_nothing()
     assert!(started[0].newly_started);
     assert_eq!(waiting["joined"], vec!["customers".to_string()]);
     // S3 delivers at least once: the same event again starts nothing new.
-    let meta = h.objects.head(key).await.unwrap().unwrap();
+    let meta = h.adapters.objects.head(key).await.unwrap().unwrap();
     let again =
         usecases::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
             .await
@@ -123,7 +123,7 @@ async fn data_ready_waits_for_every_dataset_and_duplicate_events_start_nothing()
         panic!()
     };
     assert!(!started[0].newly_started);
-    assert_eq!(h.workflows.drain().len(), 1);
+    assert_eq!(h.adapters.workflows.drain().len(), 1);
     // ... and does not reset a partition that has moved on.
     usecases::run_partition_pipeline(
         &h.services(),
@@ -136,7 +136,7 @@ async fn data_ready_waits_for_every_dataset_and_duplicate_events_start_nothing()
     usecases::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
         .await
         .unwrap();
-    let st = state::partition_status(&h.state, "orders", date("2025-12-03"))
+    let st = state::partition_status(&h.adapters.state, "orders", date("2025-12-03"))
         .await
         .unwrap()
         .unwrap();
@@ -238,7 +238,7 @@ async fn append_adds_to_the_partition() {
     let mut ids = h.published_column("orders", date("2025-12-03"), "id").await;
     ids.sort();
     assert_eq!(ids, vec!["a", "b"]);
-    let m = read_manifest(&h.objects, "orders", date("2025-12-03"))
+    let m = read_manifest(&h.adapters.objects, "orders", date("2025-12-03"))
         .await
         .unwrap()
         .unwrap();
@@ -270,12 +270,12 @@ async fn merge_upserts_on_the_key() {
     let mut ids = h.published_column("orders", d, "id").await;
     ids.sort();
     assert_eq!(ids, vec!["a", "b", "c"], "b was replaced, not duplicated");
-    let m = read_manifest(&h.objects, "orders", d)
+    let m = read_manifest(&h.adapters.objects, "orders", d)
         .await
         .unwrap()
         .unwrap();
     assert_eq!((m.rows, m.files.len()), (3, 1));
-    let catalog = tributary_core::ports::Catalog::get_partition(&h.catalog, "orders", d)
+    let catalog = tributary_core::ports::Catalog::get_partition(&h.adapters.catalog, "orders", d)
         .await
         .unwrap()
         .unwrap();
@@ -348,7 +348,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
         )
         .await;
         run_all(&h).await;
-        let before = read_manifest(&h.objects, "orders", d)
+        let before = read_manifest(&h.adapters.objects, "orders", d)
             .await
             .unwrap()
             .unwrap();
@@ -362,7 +362,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
         else {
             panic!()
         };
-        h.workflows.drain();
+        h.adapters.workflows.drain();
         let run_id = &started[0].run_id;
         let svc = h.services();
         usecases::clean_partition(&svc, "orders", d, run_id)
@@ -372,7 +372,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
             .await
             .unwrap();
         let failing = FailingStore {
-            inner: &h.objects,
+            inner: &h.adapters.objects,
             fail_on,
         };
         let err =
@@ -382,7 +382,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
         assert!(err.retryable(), "{mode}: {err}");
         // Readers still see exactly the previous version, through manifest and catalog.
         assert_eq!(
-            read_manifest(&h.objects, "orders", d)
+            read_manifest(&h.adapters.objects, "orders", d)
                 .await
                 .unwrap()
                 .unwrap(),
@@ -392,7 +392,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
         let mut ids = h.published_column("orders", d, "id").await;
         ids.sort();
         assert_eq!(ids, vec!["a", "b"], "{mode}");
-        let cat = tributary_core::ports::Catalog::get_partition(&h.catalog, "orders", d)
+        let cat = tributary_core::ports::Catalog::get_partition(&h.adapters.catalog, "orders", d)
             .await
             .unwrap()
             .unwrap();
@@ -401,7 +401,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
         usecases::publish_partition(&svc, "orders", d, run_id, false)
             .await
             .unwrap();
-        let after = read_manifest(&h.objects, "orders", d)
+        let after = read_manifest(&h.adapters.objects, "orders", d)
             .await
             .unwrap()
             .unwrap();
@@ -429,7 +429,7 @@ async fn held_partitions_publish_only_when_approved() {
     let reports = run_all(&h).await;
     assert_eq!(reports[0].state, "held");
     assert!(reports[0].quality_score.unwrap() < 0.9);
-    let status = state::partition_status(&h.state, "orders", d)
+    let status = state::partition_status(&h.adapters.state, "orders", d)
         .await
         .unwrap()
         .unwrap();
@@ -438,20 +438,21 @@ async fn held_partitions_publish_only_when_approved() {
         .await
         .unwrap_err();
     assert!(matches!(err, UseCaseError::WrongState { .. }), "{err}");
-    assert!(read_manifest(&h.objects, "orders", d)
+    assert!(read_manifest(&h.adapters.objects, "orders", d)
         .await
         .unwrap()
         .is_none());
     usecases::publish_partition(&h.services(), "orders", d, &run_id, true)
         .await
         .unwrap();
-    let status = state::partition_status(&h.state, "orders", d)
+    let status = state::partition_status(&h.adapters.state, "orders", d)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(status.state, PartitionState::Published);
     let report: serde_json::Value = serde_json::from_slice(
-        &h.objects
+        &h.adapters
+            .objects
             .get_bytes("quality/orders/date=2025-12-03/report.json")
             .await
             .unwrap(),
@@ -465,7 +466,7 @@ async fn held_partitions_publish_only_when_approved() {
 }
 
 async fn watermark_of(h: &Harness) -> Option<chrono::NaiveDate> {
-    state::watermark(&h.state, "orders_daily")
+    state::watermark(&h.adapters.state, "orders_daily")
         .await
         .unwrap()
         .map(|w| w.date)
@@ -501,13 +502,13 @@ async fn watermark_advances_over_contiguous_dates_only_and_never_backwards() {
         "the gap closed: jump over 12-03"
     );
     // The automatic advance never moves backwards.
-    let after = state::advance_watermark(&h.state, "orders_daily", date("2025-11-01"))
+    let after = state::advance_watermark(&h.adapters.state, "orders_daily", date("2025-11-01"))
         .await
         .unwrap();
     assert_eq!(after.map(|w| w.date), Some(date("2025-12-03")));
     // An operator may, and it is recorded.
     let w = state::set_watermark(
-        &h.state,
+        &h.adapters.state,
         "orders_daily",
         date("2025-11-30"),
         "alice",
@@ -518,7 +519,7 @@ async fn watermark_advances_over_contiguous_dates_only_and_never_backwards() {
     assert_eq!(w.date, date("2025-11-30"));
     assert_eq!(w.manual_changes[0].by, "alice");
     // The joined pipeline never completed (no customers): no watermark.
-    assert!(state::watermark(&h.state, "joined")
+    assert!(state::watermark(&h.adapters.state, "joined")
         .await
         .unwrap()
         .is_none());
@@ -537,6 +538,7 @@ async fn counts_balance_and_rejects_keep_their_rows() {
     );
     assert!(s.balanced());
     let rejects = h
+        .adapters
         .objects
         .list("rejects/orders/date=2025-12-03/")
         .await
@@ -574,7 +576,8 @@ async fn retention_deletes_expired_partitions_from_storage_catalog_and_state() {
     );
     assert!(!layers.iter().any(|(_, d)| d == "2025-12-01"), "{layers:?}");
     assert!(
-        h.objects
+        h.adapters
+            .objects
             .head("raw/orders/date=2025-01-01/a.csv")
             .await
             .unwrap()
@@ -585,18 +588,21 @@ async fn retention_deletes_expired_partitions_from_storage_catalog_and_state() {
         .await
         .unwrap();
     assert!(h
+        .adapters
         .objects
         .list("raw/orders/date=2025-01-01/")
         .await
         .unwrap()
         .is_empty());
     assert!(h
+        .adapters
         .objects
         .list("cleaned/orders/date=2025-01-01/")
         .await
         .unwrap()
         .is_empty());
     assert!(h
+        .adapters
         .objects
         .head("raw/orders/date=2025-12-01/a.csv")
         .await
@@ -604,18 +610,19 @@ async fn retention_deletes_expired_partitions_from_storage_catalog_and_state() {
         .is_some());
     let d = date("2025-01-01");
     assert!(
-        tributary_core::ports::Catalog::get_partition(&h.catalog, "orders", d)
+        tributary_core::ports::Catalog::get_partition(&h.adapters.catalog, "orders", d)
             .await
             .unwrap()
             .is_none()
     );
-    let st = state::partition_status(&h.state, "orders", d)
+    let st = state::partition_status(&h.adapters.state, "orders", d)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(st.state, PartitionState::Expired);
     // Rejects have no retention configured here: kept.
     assert!(!h
+        .adapters
         .objects
         .list("rejects/orders/date=2025-01-01/")
         .await

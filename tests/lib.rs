@@ -6,51 +6,37 @@ use arrow_array::cast::AsArray;
 use arrow_array::Array;
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::path::PathBuf;
 use tributary_core::config::Config;
-use tributary_core::ports::{ObjectStore, StateStore};
+use tributary_core::ports::ObjectStore;
 use tributary_core::publish::read_manifest;
 use tributary_core::usecases::Services;
-use tributary_local::{FileCatalog, FileStateStore, FsObjectStore, QueuedWorkflows, Workspace};
+use tributary_local::{LocalAdapters, Workspace};
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub config: Config,
-    pub objects: FsObjectStore,
-    pub state: FileStateStore,
-    pub catalog: FileCatalog,
-    pub workflows: QueuedWorkflows<FileStateStore>,
-    pub scratch: PathBuf,
+    pub adapters: LocalAdapters,
 }
 
 impl Harness {
     pub fn new(config: &str) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ws = Workspace::new(dir.path());
         Harness {
             config: Config::parse(config, "test.toml").expect("test config"),
-            objects: ws.object_store(),
-            state: ws.state_store(),
-            catalog: ws.catalog_store(),
-            workflows: QueuedWorkflows::new(ws.state_store()),
-            scratch: ws.scratch(),
+            adapters: Workspace::new(dir.path()).adapters(),
             dir,
         }
     }
 
     pub fn services(&self) -> Services<'_> {
-        self.services_with(&self.objects)
+        self.adapters.services(&self.config)
     }
 
     /// The same services with another object store (e.g. one that fails).
     pub fn services_with<'a>(&'a self, objects: &'a dyn ObjectStore) -> Services<'a> {
         Services {
-            config: &self.config,
             objects,
-            state: &self.state as &dyn StateStore,
-            catalog: &self.catalog,
-            workflows: &self.workflows,
-            scratch: &self.scratch,
+            ..self.services()
         }
     }
 
@@ -62,7 +48,7 @@ impl Harness {
         date: NaiveDate,
         column: &str,
     ) -> Vec<String> {
-        let Some(manifest) = read_manifest(&self.objects, dataset, date)
+        let Some(manifest) = read_manifest(&self.adapters.objects, dataset, date)
             .await
             .expect("manifest")
         else {
@@ -71,6 +57,7 @@ impl Harness {
         let mut out = Vec::new();
         for f in &manifest.files {
             let bytes = self
+                .adapters
                 .objects
                 .get_bytes(&f.key)
                 .await

@@ -10,20 +10,15 @@
 use anyhow::{bail, Context, Result};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
 use tributary_core::config::Config;
 use tributary_core::usecases::Services;
-use tributary_local::{FileCatalog, FileStateStore, FsObjectStore, QueuedWorkflows, Workspace};
+use tributary_local::{LocalAdapters, Workspace};
 
 /// Everything a handler needs, built once per cold start.
 pub struct Runtime {
     config: Config,
-    objects: FsObjectStore,
-    state: FileStateStore,
-    catalog: FileCatalog,
-    workflows: QueuedWorkflows<FileStateStore>,
-    scratch: PathBuf,
+    adapters: LocalAdapters,
 }
 
 fn required_env(name: &str, what: &str) -> Result<String> {
@@ -46,25 +41,14 @@ impl Runtime {
             "TRIBUTARY_WORKSPACE",
             "the local workspace folder",
         )?);
-        Ok(Runtime {
-            config,
-            objects: ws.object_store(),
-            state: ws.state_store(),
-            catalog: ws.catalog_store(),
-            workflows: QueuedWorkflows::new(ws.state_store()),
-            scratch: std::env::temp_dir().join("tributary"),
-        })
+        let mut adapters = ws.adapters();
+        // Lambda's writable scratch space is /tmp, not the workspace.
+        adapters.scratch = std::env::temp_dir().join("tributary");
+        Ok(Runtime { config, adapters })
     }
 
     pub fn services(&self) -> Services<'_> {
-        Services {
-            config: &self.config,
-            objects: &self.objects,
-            state: &self.state,
-            catalog: &self.catalog,
-            workflows: &self.workflows,
-            scratch: &self.scratch,
-        }
+        self.adapters.services(&self.config)
     }
 }
 

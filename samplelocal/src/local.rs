@@ -9,26 +9,20 @@ use tributary_core::config::Config;
 use tributary_core::layout::{encode_event_key, parse_date, partition_prefix, Layer};
 use tributary_core::ports::{ObjectMeta, ObjectStore};
 use tributary_core::usecases::{self, DatasetRunReport, Services};
-use tributary_local::{FileCatalog, FileStateStore, FsObjectStore, QueuedWorkflows, Workspace};
+use tributary_local::{LocalAdapters, Workspace};
 
 /// Marks a folder as a tributary workspace, so `demo` may reset it.
 const MARKER: &str = ".tributary-workspace";
 
 pub struct LocalRuntime {
-    pub workspace: Workspace,
     pub config: Config,
-    pub objects: FsObjectStore,
-    pub state: FileStateStore,
-    pub catalog: FileCatalog,
-    pub workflows: QueuedWorkflows<FileStateStore>,
-    scratch: PathBuf,
+    pub adapters: LocalAdapters,
 }
 
 impl LocalRuntime {
     /// Open a workspace with the given config (or the workspace's own
     /// `pipeline.toml`).
     pub fn open(root: &Path, config: Option<&Path>) -> Result<LocalRuntime> {
-        let ws = Workspace::new(root);
         let config_path: PathBuf = match config {
             Some(p) => p.to_path_buf(),
             None => {
@@ -47,12 +41,7 @@ impl LocalRuntime {
             .with_context(|| format!("creating workspace {}", root.display()))?;
         std::fs::write(root.join(MARKER), b"")?;
         Ok(LocalRuntime {
-            objects: ws.object_store(),
-            state: ws.state_store(),
-            catalog: ws.catalog_store(),
-            workflows: QueuedWorkflows::new(ws.state_store()),
-            scratch: ws.scratch(),
-            workspace: ws,
+            adapters: Workspace::new(root).adapters(),
             config,
         })
     }
@@ -77,14 +66,7 @@ impl LocalRuntime {
     }
 
     pub fn services(&self) -> Services<'_> {
-        Services {
-            config: &self.config,
-            objects: &self.objects,
-            state: &self.state,
-            catalog: &self.catalog,
-            workflows: &self.workflows,
-            scratch: &self.scratch,
-        }
+        self.adapters.services(&self.config)
     }
 
     /// What an upstream system does: put the file under raw/, then deliver
@@ -110,7 +92,7 @@ impl LocalRuntime {
             partition_prefix(Layer::Raw, dataset, date),
             file_name
         );
-        let meta = self.objects.put_bytes(&key, bytes).await?;
+        let meta = self.adapters.objects.put_bytes(&key, bytes).await?;
         let event = s3_put_event(&meta);
         let response = tributary_handlers::invoke(&self.services(), "object-created", event)
             .await
@@ -128,7 +110,7 @@ impl LocalRuntime {
     pub async fn run_started(&self) -> Result<Vec<DatasetRunReport>> {
         let mut reports = Vec::new();
         loop {
-            let queued = self.workflows.drain();
+            let queued = self.adapters.workflows.drain();
             if queued.is_empty() {
                 return Ok(reports);
             }

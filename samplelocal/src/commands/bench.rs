@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use tributary_core::clean::{clean_files, CleanInput, CleanOptions, CleanPlan};
 use tributary_core::config::Config;
@@ -189,6 +189,5 @@ fn compare(args: &BenchCleanArgs, json_output: bool) -> Result<()> {
             args.input.display()
         );
     }
-    let _ = Path::new(".");
     Ok(())
 }

@@ -56,7 +56,7 @@ pub async fn run(root: &Path, json_out: bool) -> Result<()> {
         .collect();
     let mut watermarks = serde_json::Map::new();
     for pipeline in rt.config.pipelines.keys() {
-        let w = tributary_core::state::watermark(&rt.state, pipeline).await?;
+        let w = tributary_core::state::watermark(&rt.adapters.state, pipeline).await?;
         watermarks.insert(pipeline.clone(), json!(w.map(|w| w.date)));
     }
     if json_out {

@@ -96,7 +96,7 @@ pub async fn partitions(
     };
     let mut rows = Vec::new();
     for name in &names {
-        for p in state::all_partitions(&rt.state, name).await? {
+        for p in state::all_partitions(&rt.adapters.state, name).await? {
             if unprocessed && p.state == PartitionState::Published {
                 continue;
             }
@@ -105,7 +105,7 @@ pub async fn partitions(
     }
     let mut watermarks = serde_json::Map::new();
     for pipeline in rt.config.pipelines.keys() {
-        let w = state::watermark(&rt.state, pipeline).await?;
+        let w = state::watermark(&rt.adapters.state, pipeline).await?;
         watermarks.insert(pipeline.clone(), serde_json::to_value(w)?);
     }
     if json_out {
@@ -161,7 +161,7 @@ pub async fn watermark_set(
     }
     let d = parse_date(date).with_context(|| format!("--date {date:?} is not YYYY-MM-DD"))?;
     let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let w = state::set_watermark(&rt.state, pipeline, d, &by, reason).await?;
+    let w = state::set_watermark(&rt.adapters.state, pipeline, d, &by, reason).await?;
     if json_out {
         return print_json(&w);
     }

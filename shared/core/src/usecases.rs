@@ -36,6 +36,8 @@ pub enum UseCaseError {
     Key(#[from] KeyError),
     #[error("dataset {dataset:?} is not defined in pipeline.toml (known: {known})")]
     UnknownDataset { dataset: String, known: String },
+    #[error("pipeline {pipeline:?} is not defined in pipeline.toml (known: {known})")]
+    UnknownPipeline { pipeline: String, known: String },
     #[error("no raw files under {prefix}: nothing to clean")]
     NoRawFiles { prefix: String },
     #[error("{dataset} {date}: {what} (partition state is {state})")]
@@ -79,7 +81,9 @@ impl UseCaseError {
             "Tributary.Retryable"
         } else {
             match self {
-                UseCaseError::Key(_) | UseCaseError::UnknownDataset { .. } => "Tributary.BadInput",
+                UseCaseError::Key(_)
+                | UseCaseError::UnknownDataset { .. }
+                | UseCaseError::UnknownPipeline { .. } => "Tributary.BadInput",
                 UseCaseError::Clean(_) | UseCaseError::Quality(_) => "Tributary.BadData",
                 UseCaseError::WrongState { .. } | UseCaseError::NoRawFiles { .. } => {
                     "Tributary.WrongState"
@@ -548,8 +552,8 @@ pub async fn run_partition_pipeline(
         .config
         .pipelines
         .get(pipeline)
-        .ok_or_else(|| UseCaseError::UnknownDataset {
-            dataset: format!("pipeline {pipeline}"),
+        .ok_or_else(|| UseCaseError::UnknownPipeline {
+            pipeline: pipeline.to_string(),
             known: svc
                 .config
                 .pipelines

@@ -13,7 +13,9 @@ pub use object_store::FsObjectStore;
 pub use state_store::FileStateStore;
 pub use workflows::{QueuedRun, QueuedWorkflows};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use tributary_core::config::Config;
+use tributary_core::usecases::Services;
 
 /// The folders of one local workspace (default `./.tributary`).
 #[derive(Debug, Clone)]
@@ -46,8 +48,36 @@ impl Workspace {
     pub fn catalog_store(&self) -> FileCatalog {
         FileCatalog::new(FileStateStore::new(self.catalog()))
     }
-    pub fn exists(path: &Path) -> bool {
-        path.join("bucket").is_dir()
+    pub fn adapters(&self) -> LocalAdapters {
+        LocalAdapters {
+            objects: self.object_store(),
+            state: self.state_store(),
+            catalog: self.catalog_store(),
+            workflows: QueuedWorkflows::new(self.state_store()),
+            scratch: self.scratch(),
+        }
+    }
+}
+
+/// Every embedded adapter of one workspace, ready to hand to the use cases.
+pub struct LocalAdapters {
+    pub objects: FsObjectStore,
+    pub state: FileStateStore,
+    pub catalog: FileCatalog,
+    pub workflows: QueuedWorkflows<FileStateStore>,
+    pub scratch: PathBuf,
+}
+
+impl LocalAdapters {
+    pub fn services<'a>(&'a self, config: &'a Config) -> Services<'a> {
+        Services {
+            config,
+            objects: &self.objects,
+            state: &self.state,
+            catalog: &self.catalog,
+            workflows: &self.workflows,
+            scratch: &self.scratch,
+        }
     }
 }
 

@@ -25,6 +25,18 @@ struct Sidecar {
     modified_nanos: u128,
 }
 
+fn object_meta(key: &str, m: &fs::Metadata, etag: String) -> ObjectMeta {
+    ObjectMeta {
+        key: key.to_string(),
+        size: m.len(),
+        etag,
+        last_modified: m
+            .modified()
+            .map(DateTime::<Utc>::from)
+            .unwrap_or_else(|_| Utc::now()),
+    }
+}
+
 fn modified_nanos(m: &fs::Metadata) -> u128 {
     m.modified()
         .ok()
@@ -91,15 +103,7 @@ impl FsObjectStore {
         let body = serde_json::to_vec(&sidecar)
             .map_err(|e| PortError::permanent("sidecar", "a bug", e))?;
         self.write_atomically(&self.sidecar_path(key), |f| f.write_all(&body))?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size: m.len(),
-            etag,
-            last_modified: m
-                .modified()
-                .map(DateTime::<Utc>::from)
-                .unwrap_or_else(|_| Utc::now()),
-        })
+        Ok(object_meta(key, &m, etag))
     }
 
     fn meta_of(&self, key: &str, path: &Path) -> PortResult<Option<ObjectMeta>> {
@@ -132,15 +136,7 @@ impl FsObjectStore {
                 hex::encode(h.finalize())
             }
         };
-        Ok(Some(ObjectMeta {
-            key: key.to_string(),
-            size: m.len(),
-            etag,
-            last_modified: m
-                .modified()
-                .map(DateTime::<Utc>::from)
-                .unwrap_or_else(|_| Utc::now()),
-        }))
+        Ok(Some(object_meta(key, &m, etag)))
     }
 
     fn walk(&self, dir: &Path, out: &mut Vec<String>) -> PortResult<()> {
