@@ -11,6 +11,7 @@
 mod builders;
 pub(crate) mod dedupe;
 pub mod plan;
+mod records;
 pub mod temporal;
 
 pub use plan::{CleanPlan, Rejection};
@@ -21,6 +22,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use plan::{Cell, REASON_INVALID_UTF8, REASON_RAGGED_ROW};
+use records::{Record, RecordError, RecordReader};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -344,48 +346,32 @@ fn for_each_row(
 ) -> Result<FileStats, CleanError> {
     let mut stats = FileStats::default();
     let mut ordinal = 0u64;
-    let mut record = csv::ByteRecord::new();
     for input in inputs {
         let file = input.source_name.as_str();
-        let mut source = open_input(input)?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(1 << 18)
-            .from_reader(&mut source);
-        let read_err = |e: csv::Error, line: u64| match e.into_kind() {
-            csv::ErrorKind::Io(source) => CleanError::Read {
+        let mut reader = RecordReader::new(open_input(input)?);
+        let read_err = |e: RecordError| match e {
+            RecordError::Io(source) => CleanError::Read {
                 file: file.to_string(),
                 source,
             },
-            other => CleanError::Malformed {
+            RecordError::TooLong { line } => CleanError::Malformed {
                 file: file.to_string(),
                 line,
-                message: format!("{other:?}"),
+                message: e.to_string(),
             },
         };
-        if !reader
-            .read_byte_record(&mut record)
-            .map_err(|e| read_err(e, 1))?
-        {
+        let Some(header_record) = reader.next_record().map_err(read_err)? else {
             return Err(CleanError::EmptyFile {
                 file: file.to_string(),
             });
-        }
-        let header = parse_header(&record);
+        };
+        let header = parse_header(&header_record);
         let source_index = map_header(plan, file, &header, &mut stats)?;
         let width = header.len();
-        loop {
-            match reader.read_byte_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    let line = e.position().map(|p| p.line()).unwrap_or(0);
-                    return Err(read_err(e, line));
-                }
-            }
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
-            let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(source_index.len());
+        let mut spare_fields: Vec<Option<&[u8]>> = Vec::with_capacity(source_index.len());
+        while let Some(record) = reader.next_record().map_err(read_err)? {
+            let line = record.line;
+            let mut fields = reuse_allocation(std::mem::take(&mut spare_fields));
             let mapped = |src: &Option<usize>| {
                 src.and_then(|i| record.get(i)).map(|v| {
                     if plan.trim {
@@ -411,7 +397,7 @@ fn for_each_row(
                     },
                     fields: fields.clone(),
                 }
-            } else if std::str::from_utf8(record.as_slice()).is_err() {
+            } else if !record.utf8 {
                 let (col, at) = first_invalid_utf8(&header, &record);
                 RowFields::Unusable {
                     rejection: Rejection {
@@ -430,6 +416,7 @@ fn for_each_row(
                 ordinal,
             })?;
             ordinal += 1;
+            spare_fields = reuse_allocation(fields);
         }
         stats.files += 1;
         // Bytes as stored (compressed for .gz), which is what throughput
@@ -439,7 +426,14 @@ fn for_each_row(
     Ok(stats)
 }
 
-fn parse_header(record: &csv::ByteRecord) -> Vec<String> {
+/// An empty vector with `fields`' allocation but a fresh lifetime, so one
+/// buffer serves every record (`collect` reuses the allocation in place).
+fn reuse_allocation<'b>(mut fields: Vec<Option<&[u8]>>) -> Vec<Option<&'b [u8]>> {
+    fields.clear();
+    fields.into_iter().map(|_| None).collect()
+}
+
+fn parse_header(record: &Record<'_>) -> Vec<String> {
     record
         .iter()
         .enumerate()
@@ -497,7 +491,7 @@ fn map_header(
     Ok(index)
 }
 
-fn first_invalid_utf8(header: &[String], record: &csv::ByteRecord) -> (String, usize) {
+fn first_invalid_utf8(header: &[String], record: &Record<'_>) -> (String, usize) {
     for (i, f) in record.iter().enumerate() {
         if let Err(e) = std::str::from_utf8(f) {
             let name = header.get(i).cloned().unwrap_or_else(|| format!("#{i}"));

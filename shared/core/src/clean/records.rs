@@ -1,0 +1,395 @@
+//! RFC 4180 record splitting tuned for the common case.
+//!
+//! Almost every line of an upstream export has no quotes and ends in `\n`:
+//! those are split with `memchr` straight out of the read buffer, without
+//! copying. A line with a quote or a bare `\r` goes through a byte-at-a-time
+//! state machine with the csv crate's semantics (a quote opens a quoted field
+//! only at the start of a field, `""` inside one is a quote, `\r`, `\n` and
+//! `\r\n` all end a record, empty lines are skipped), so quoted commas and
+//! newlines, CRLF files and stray quotes come out exactly as before.
+//!
+//! UTF-8 is validated once per buffer fill rather than once per record; only
+//! a record that overlaps an invalid stretch is checked on its own.
+
+use std::io::Read;
+use std::ops::Range;
+
+const READ_SIZE: usize = 1 << 20;
+/// A record this long is almost certainly an unterminated quote swallowing
+/// the rest of the file; stop before it swallows the machine's memory too.
+pub(crate) const MAX_RECORD_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RecordError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("record starting at line {line} is longer than {} MiB; an unterminated quote (\") probably runs to the end of the file", MAX_RECORD_BYTES >> 20)]
+    TooLong { line: u64 },
+}
+
+pub(crate) struct Record<'a> {
+    data: &'a [u8],
+    fields: &'a [Range<usize>],
+    /// 1-based line the record starts on.
+    pub line: u64,
+    pub utf8: bool,
+}
+
+impl<'a> Record<'a> {
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+    pub fn get(&self, i: usize) -> Option<&'a [u8]> {
+        self.fields.get(i).map(|r| &self.data[r.clone()])
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.fields.iter().map(|r| &self.data[r.clone()])
+    }
+}
+
+pub(crate) struct RecordReader<R> {
+    source: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    eof: bool,
+    /// Bytes `pos..utf8_valid_until` are known to be valid UTF-8.
+    utf8_valid_until: usize,
+    /// Line number of the byte at `pos`.
+    line: u64,
+    fields: Vec<Range<usize>>,
+    /// Unescaped bytes of a record that took the slow path.
+    unescaped: Vec<u8>,
+}
+
+impl<R: Read> RecordReader<R> {
+    pub fn new(source: R) -> Self {
+        RecordReader {
+            source,
+            buf: vec![0; READ_SIZE],
+            pos: 0,
+            end: 0,
+            eof: false,
+            utf8_valid_until: 0,
+            line: 1,
+            fields: Vec::with_capacity(32),
+            unescaped: Vec::new(),
+        }
+    }
+
+    /// Read more input, keeping `pos..end`; false at end of input.
+    fn fill(&mut self) -> Result<bool, RecordError> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.utf8_valid_until -= self.pos.min(self.utf8_valid_until);
+            self.pos = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.buf.len() >= MAX_RECORD_BYTES {
+                return Err(RecordError::TooLong { line: self.line });
+            }
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = loop {
+            match self.source.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            self.eof = true;
+            return Ok(false);
+        }
+        self.end += n;
+        self.revalidate_utf8();
+        Ok(true)
+    }
+
+    /// Extend the known-valid stretch as far as it goes; an incomplete
+    /// character at the end of the buffer is left for the next fill.
+    fn revalidate_utf8(&mut self) {
+        let from = self.utf8_valid_until.max(self.pos);
+        self.utf8_valid_until = match std::str::from_utf8(&self.buf[from..self.end]) {
+            Ok(_) => self.end,
+            Err(e) => from + e.valid_up_to(),
+        };
+    }
+
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, RecordError> {
+        loop {
+            if self.pos == self.end && !self.fill()? {
+                return Ok(None);
+            }
+            // Empty lines are not records.
+            match self.buf[self.pos] {
+                b'\n' => {
+                    self.pos += 1;
+                    self.line += 1;
+                    continue;
+                }
+                b'\r' => {
+                    if self.pos + 1 == self.end && self.fill()? {
+                        continue; // maybe the first half of a CRLF split by the read
+                    }
+                    self.pos += 1;
+                    if self.pos < self.end && self.buf[self.pos] == b'\n' {
+                        self.pos += 1;
+                    }
+                    self.line += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(nl) = memchr::memchr(b'\n', &self.buf[self.pos..self.end]) else {
+                if self.eof {
+                    return self.slow_record();
+                }
+                self.fill()?;
+                continue;
+            };
+            let line_end = self.pos + nl;
+            let content_end = if line_end > self.pos && self.buf[line_end - 1] == b'\r' {
+                line_end - 1
+            } else {
+                line_end
+            };
+            let line_bytes = &self.buf[self.pos..content_end];
+            if memchr::memchr2(b'"', b'\r', line_bytes).is_some() {
+                return self.slow_record();
+            }
+            self.fields.clear();
+            let mut start = self.pos;
+            for comma in memchr::memchr_iter(b',', line_bytes) {
+                self.fields.push(start..self.pos + comma);
+                start = self.pos + comma + 1;
+            }
+            self.fields.push(start..content_end);
+            let record_start = self.pos;
+            let line = self.line;
+            self.pos = line_end + 1;
+            self.line += 1;
+            let utf8 = content_end <= self.utf8_valid_until
+                || std::str::from_utf8(&self.buf[record_start..content_end]).is_ok();
+            if line_end >= self.utf8_valid_until {
+                self.revalidate_utf8_after(line_end + 1);
+            }
+            return Ok(Some(Record {
+                data: &self.buf,
+                fields: &self.fields,
+                line,
+                utf8,
+            }));
+        }
+    }
+
+    /// After a record that overlapped invalid bytes, resume bulk validation
+    /// from the next record.
+    fn revalidate_utf8_after(&mut self, from: usize) {
+        if from <= self.end && self.utf8_valid_until < from {
+            self.utf8_valid_until = from;
+            self.revalidate_utf8();
+        }
+    }
+
+    /// The full state machine, for records with quotes or bare `\r`.
+    fn slow_record(&mut self) -> Result<Option<Record<'_>>, RecordError> {
+        #[derive(PartialEq, Clone, Copy)]
+        enum State {
+            FieldStart,
+            Unquoted,
+            Quoted,
+            /// Saw a `"` inside a quoted field: `""` or the closing quote.
+            QuoteInQuoted,
+        }
+        self.unescaped.clear();
+        self.fields.clear();
+        let line = self.line;
+        let mut state = State::FieldStart;
+        let mut field_start = 0usize;
+        let mut i = self.pos;
+        loop {
+            if i == self.end {
+                // Everything so far is copied out: let the buffer be reused.
+                self.pos = i;
+                if !self.fill()? {
+                    // End of input ends the record (even inside quotes, as
+                    // the csv crate does).
+                    break;
+                }
+                i = self.pos;
+                continue;
+            }
+            let b = self.buf[i];
+            i += 1;
+            match (state, b) {
+                (State::Quoted, b'"') => state = State::QuoteInQuoted,
+                (State::Quoted, _) => {
+                    if b == b'\n' {
+                        self.line += 1;
+                    }
+                    self.unescaped.push(b);
+                }
+                (State::QuoteInQuoted, b'"') => {
+                    self.unescaped.push(b'"');
+                    state = State::Quoted;
+                }
+                (State::FieldStart, b'"') => state = State::Quoted,
+                (_, b',') => {
+                    self.fields.push(field_start..self.unescaped.len());
+                    field_start = self.unescaped.len();
+                    state = State::FieldStart;
+                }
+                (_, b'\n') => {
+                    self.line += 1;
+                    self.pos = i;
+                    break;
+                }
+                (_, b'\r') => {
+                    if i == self.end {
+                        self.pos = i;
+                        self.fill()?;
+                        i = self.pos;
+                    }
+                    if i < self.end && self.buf[i] == b'\n' {
+                        i += 1;
+                    }
+                    self.line += 1;
+                    self.pos = i;
+                    break;
+                }
+                (_, _) => {
+                    self.unescaped.push(b);
+                    state = State::Unquoted;
+                }
+            }
+            if self.unescaped.len() > MAX_RECORD_BYTES {
+                return Err(RecordError::TooLong { line });
+            }
+        }
+        self.fields.push(field_start..self.unescaped.len());
+        let utf8 = std::str::from_utf8(&self.unescaped).is_ok();
+        if self.utf8_valid_until < self.pos {
+            self.revalidate_utf8_after(self.pos);
+        }
+        Ok(Some(Record {
+            data: &self.unescaped,
+            fields: &self.fields,
+            line,
+            utf8,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every record as (line, fields) with both the chunked reader and a
+    /// 1-byte-at-a-time source, so buffer boundaries fall everywhere.
+    fn split(input: &[u8]) -> Vec<(u64, Vec<String>, bool)> {
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() || out.is_empty() {
+                    return Ok(0);
+                }
+                out[0] = self.0[0];
+                self.0 = &self.0[1..];
+                Ok(1)
+            }
+        }
+        let collect = |mut r: RecordReader<Box<dyn Read + '_>>| {
+            let mut all = Vec::new();
+            while let Some(rec) = r.next_record().unwrap() {
+                let fields = rec
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect();
+                all.push((rec.line, fields, rec.utf8));
+            }
+            all
+        };
+        let whole = collect(RecordReader::new(Box::new(input)));
+        let trickled = collect(RecordReader::new(Box::new(Trickle(input))));
+        assert_eq!(whole, trickled, "buffer boundaries change the result");
+        whole
+    }
+
+    fn rec(line: u64, fields: &[&str]) -> (u64, Vec<String>, bool) {
+        (line, fields.iter().map(|s| s.to_string()).collect(), true)
+    }
+
+    #[test]
+    fn plain_lines_and_a_last_line_without_newline() {
+        assert_eq!(
+            split(b"a,b,c\n1,,3\n4,5,6"),
+            vec![
+                rec(1, &["a", "b", "c"]),
+                rec(2, &["1", "", "3"]),
+                rec(3, &["4", "5", "6"])
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_escapes_and_embedded_newlines() {
+        assert_eq!(
+            split(b"id,note\n1,\"a,b\"\n2,\"say \"\"hi\"\"\"\n3,\"two\nlines\"\n4,x\"y\n5,\"\"\n"),
+            vec![
+                rec(1, &["id", "note"]),
+                rec(2, &["1", "a,b"]),
+                rec(3, &["2", "say \"hi\""]),
+                rec(4, &["3", "two\nlines"]),
+                rec(6, &["4", "x\"y"]),
+                rec(7, &["5", ""]),
+            ]
+        );
+    }
+
+    #[test]
+    fn crlf_bare_cr_and_empty_lines() {
+        assert_eq!(
+            split(b"a,b\r\n1,2\r\n\r\n3,4\r5,6\n\n"),
+            vec![
+                rec(1, &["a", "b"]),
+                rec(2, &["1", "2"]),
+                rec(4, &["3", "4"]),
+                rec(5, &["5", "6"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_flagged_per_record() {
+        let got = split(b"a,b\n1,\xff\n\xc3\xa9,2\n");
+        assert_eq!(got.len(), 3);
+        assert!(got[0].2 && !got[1].2 && got[2].2);
+        assert_eq!(got[2].1, vec!["é", "2"]);
+    }
+
+    #[test]
+    fn agrees_with_the_csv_crate_on_awkward_input() {
+        let input: &[u8] =
+            b"h1,h2,h3\n\"a\"b,c,\"d\n\"\"e\"\"\"\r\n x ,\"\" , \"q\"\n,,\n\"unterminated,1,2";
+        let ours: Vec<Vec<String>> = split(input).into_iter().map(|(_, f, _)| f).collect();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(input);
+        let theirs: Vec<Vec<String>> = reader
+            .byte_records()
+            .map(|r| {
+                r.unwrap()
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(ours, theirs);
+    }
+}
