@@ -4,15 +4,16 @@
 use super::plan::{Cell, CleanPlan, Rejection};
 use crate::config::ColumnType;
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 
 enum ColumnBuilder {
-    Str(StringBuilder),
+    /// Raw bytes, validated as UTF-8 once per batch in `finish`.
+    Str(BinaryBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
@@ -24,7 +25,7 @@ impl ColumnBuilder {
     fn new(t: ColumnType, capacity: usize) -> ColumnBuilder {
         match t {
             ColumnType::String => {
-                ColumnBuilder::Str(StringBuilder::with_capacity(capacity, capacity * 8))
+                ColumnBuilder::Str(BinaryBuilder::with_capacity(capacity, capacity * 8))
             }
             ColumnType::Int => ColumnBuilder::Int(Int64Builder::with_capacity(capacity)),
             ColumnType::Float => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
@@ -38,7 +39,7 @@ impl ColumnBuilder {
 
     fn finish(&mut self) -> ArrayRef {
         match self {
-            ColumnBuilder::Str(b) => Arc::new(b.finish()),
+            ColumnBuilder::Str(b) => Arc::new(utf8_column(b.finish())),
             ColumnBuilder::Int(b) => Arc::new(b.finish()),
             ColumnBuilder::Float(b) => Arc::new(b.finish()),
             ColumnBuilder::Bool(b) => Arc::new(b.finish()),
@@ -46,6 +47,17 @@ impl ColumnBuilder {
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
         }
     }
+}
+
+/// Rows reach the builders only after their record passed the UTF-8 check,
+/// so the lossy branch is a safety net, not a path data takes.
+fn utf8_column(bytes: BinaryArray) -> StringArray {
+    StringArray::try_from_binary(bytes.clone()).unwrap_or_else(|_| {
+        bytes
+            .iter()
+            .map(|v| v.map(String::from_utf8_lossy))
+            .collect()
+    })
 }
 
 pub(crate) struct KeptBuilders {
@@ -82,14 +94,7 @@ impl KeptBuilders {
     pub fn append(&mut self, plan: &CleanPlan, fields: &[Option<&[u8]>], cells: &[Cell]) {
         for ((b, cell), field) in self.columns.iter_mut().zip(cells).zip(fields) {
             match (b, *cell) {
-                (ColumnBuilder::Str(b), Cell::Str) => {
-                    let v = field.unwrap_or_default();
-                    // SAFETY-free fallback: lossy never triggers for checked input.
-                    match std::str::from_utf8(v) {
-                        Ok(s) => b.append_value(s),
-                        Err(_) => b.append_value(String::from_utf8_lossy(v)),
-                    }
-                }
+                (ColumnBuilder::Str(b), Cell::Str) => b.append_value(field.unwrap_or_default()),
                 (ColumnBuilder::Int(b), Cell::Int(v)) => b.append_value(v),
                 (ColumnBuilder::Float(b), Cell::Float(v)) => b.append_value(v),
                 (ColumnBuilder::Bool(b), Cell::Bool(v)) => b.append_value(v),

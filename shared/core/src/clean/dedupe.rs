@@ -76,6 +76,15 @@ pub(crate) struct WinnerIndex {
 }
 
 impl WinnerIndex {
+    /// Sized for about `rows` keys up front: growing a table of a million
+    /// entries rehashes every one of them several times over.
+    pub fn with_expected_rows(rows: usize) -> WinnerIndex {
+        WinnerIndex {
+            best: HashMap::with_capacity_and_hasher(rows, Default::default()),
+            bits: Vec::new(),
+        }
+    }
+
     /// Offer a valid row; rows are offered in file order, so on an equal
     /// event time the earlier row stays.
     pub fn offer(&mut self, key: u128, event_time: i64, ordinal: u64) {
