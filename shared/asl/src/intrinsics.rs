@@ -373,10 +373,12 @@ pub fn evaluate(
                             .ok_or_else(|| format!("{name}: more placeholders than values"))?;
                         match v {
                             Value::String(s) => out.push_str(s),
-                            Value::Array(_) | Value::Object(_) => return Err(format!(
+                            Value::Array(_) | Value::Object(_) => {
+                                return Err(format!(
                                 "{name}: values must be strings, numbers, booleans or null, got {}",
                                 type_name(v)
-                            )),
+                            ))
+                            }
                             other => out.push_str(&other.to_string()),
                         }
                     }
