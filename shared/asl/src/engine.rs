@@ -50,9 +50,12 @@ pub struct TaskCall<'a> {
     pub context: &'a Value,
     /// 0 for the first attempt, then 1, 2, … on retries.
     pub attempt: u64,
+    /// TimeoutSeconds and HeartbeatSeconds, resolved, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskOutcome {
     pub result: Result<Value, Failure>,
     /// Simulated duration (milliseconds of virtual time the call takes).
@@ -862,8 +865,10 @@ impl Engine<'_, '_> {
             token: token.as_deref(),
             context: &ctx,
             attempt,
+            timeout_ms: timeout_s.map(|s| s * 1000),
+            heartbeat_ms: heartbeat_s.map(|s| s * 1000),
         };
-        let timeout_ms = timeout_s.map(|s| s * 1000);
+        let timeout_ms = call.timeout_ms;
         if let Some(nested) = task
             .resource
             .strip_prefix("arn:aws:states:::states:startExecution")

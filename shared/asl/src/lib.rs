@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 mod hash;
 pub mod intrinsics;
+pub mod journal;
 pub mod path;
 pub mod template;
 
@@ -19,6 +20,7 @@ pub use engine::{
     run, Callback, ClockMode, Execution, Failure, HistoryEvent, Host, RunOptions, Status, TaskCall,
     TaskOutcome, Waiting,
 };
+pub use journal::{Journal, JournalHost, RecordedCall, TokenAnswer};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,150 @@
+//! Pausing and resuming executions by replay.
+//!
+//! The engine is deterministic, so an execution never needs its stack
+//! saved: what it needs is what the outside world answered. A `Journal`
+//! records every task outcome in call order and every task-token answer by
+//! token; resuming runs the definition again from the start, answering
+//! recorded calls from the journal (no function runs twice) until it gets
+//! past the point where it paused.
+
+use crate::engine::{Callback, Failure, Host, TaskCall, TaskOutcome};
+use crate::StateMachine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Journal {
+    /// Outcomes of `Host::invoke`, in the order the engine asked.
+    pub outcomes: Vec<RecordedCall>,
+    /// SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat, by token.
+    pub answers: BTreeMap<String, TokenAnswer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordedCall {
+    pub state: String,
+    pub resource: String,
+    pub result: Result<Value, Failure>,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TokenAnswer {
+    /// Epoch ms of each SendTaskHeartbeat.
+    pub heartbeats_ms: Vec<i64>,
+    /// The final answer and when it came (epoch ms).
+    pub result: Option<Result<Value, Failure>>,
+    pub answered_ms: Option<i64>,
+}
+
+/// A host that answers from the journal first and records what the inner
+/// host answers after that. Unanswered tokens are `Pending` until
+/// `now_ms` passes their deadline, then `Silent` (so they time out).
+pub struct JournalHost<'a> {
+    pub inner: &'a mut dyn Host,
+    pub journal: Journal,
+    next_call: usize,
+    now_ms: i64,
+}
+
+impl<'a> JournalHost<'a> {
+    pub fn new(inner: &'a mut dyn Host, journal: Journal, now_ms: i64) -> Self {
+        JournalHost {
+            inner,
+            journal,
+            next_call: 0,
+            now_ms,
+        }
+    }
+}
+
+fn entered_ms(call: &TaskCall<'_>) -> Option<i64> {
+    let text = call.context.pointer("/State/EnteredTime")?.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+impl Host for JournalHost<'_> {
+    fn invoke(&mut self, call: &TaskCall<'_>) -> TaskOutcome {
+        if let Some(recorded) = self.journal.outcomes.get(self.next_call) {
+            if recorded.state == call.state_name && recorded.resource == call.resource {
+                self.next_call += 1;
+                return TaskOutcome {
+                    result: recorded.result.clone(),
+                    elapsed_ms: recorded.elapsed_ms,
+                };
+            }
+            // The definition changed under a paused execution: stop
+            // trusting the journal from here on.
+            self.journal.outcomes.truncate(self.next_call);
+        }
+        let outcome = self.inner.invoke(call);
+        self.journal.outcomes.push(RecordedCall {
+            state: call.state_name.to_string(),
+            resource: call.resource.to_string(),
+            result: outcome.result.clone(),
+            elapsed_ms: outcome.elapsed_ms,
+        });
+        self.next_call += 1;
+        outcome
+    }
+
+    fn callback(&mut self, token: &str, call: &TaskCall<'_>) -> Callback {
+        let started = entered_ms(call).unwrap_or(self.now_ms);
+        let since = |t: i64| (t - started).max(0) as u64;
+        match self.journal.answers.get(token) {
+            Some(TokenAnswer {
+                result: Some(result),
+                answered_ms,
+                heartbeats_ms,
+            }) => Callback::Arrived {
+                result: result.clone(),
+                after_ms: since(answered_ms.unwrap_or(started)),
+                heartbeats_ms: heartbeats_ms.iter().map(|&h| since(h)).collect(),
+            },
+            answer => {
+                let heartbeats: Vec<u64> = answer
+                    .map(|a| a.heartbeats_ms.iter().map(|&h| since(h)).collect())
+                    .unwrap_or_default();
+                let waited = since(self.now_ms);
+                let last_sign_of_life = heartbeats.last().copied().unwrap_or(0);
+                let overdue = call.timeout_ms.is_some_and(|t| waited >= t)
+                    || call
+                        .heartbeat_ms
+                        .is_some_and(|h| waited >= last_sign_of_life + h);
+                if overdue {
+                    // Past a deadline while paused: the engine places the
+                    // timeout exactly where it fell.
+                    return Callback::Arrived {
+                        result: Err(Failure::new(
+                            crate::errors::TIMEOUT,
+                            "no answer before the deadline",
+                        )),
+                        after_ms: waited,
+                        heartbeats_ms: heartbeats,
+                    };
+                }
+                self.inner.callback(token, call)
+            }
+        }
+    }
+
+    fn read_items(
+        &mut self,
+        resource: &str,
+        parameters: &Value,
+        config: &Value,
+    ) -> Result<Vec<Value>, Failure> {
+        self.inner.read_items(resource, parameters, config)
+    }
+
+    fn state_machine(&mut self, arn: &str) -> Option<StateMachine> {
+        self.inner.state_machine(arn)
+    }
+
+    fn aborted(&mut self) -> bool {
+        self.inner.aborted()
+    }
+}
