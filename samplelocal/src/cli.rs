@@ -71,6 +71,59 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Amazon States Language: validate and run state machines locally.
+    #[command(subcommand)]
+    Asl(AslCommand),
+    /// State machine executions kept in the workspace.
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
+    /// Answer a task token with success (SendTaskSuccess) and resume its execution.
+    TaskSuccess {
+        #[arg(long)]
+        token: String,
+        /// The task's output: JSON text or @FILE.
+        #[arg(long, default_value = "{}")]
+        output: String,
+    },
+    /// Answer a task token with failure (SendTaskFailure) and resume its execution.
+    TaskFailure {
+        #[arg(long)]
+        token: String,
+        #[arg(long, default_value = "States.TaskFailed")]
+        error: String,
+        #[arg(long, default_value = "")]
+        cause: String,
+    },
+    /// Tell a waiting task it is still alive (SendTaskHeartbeat).
+    TaskHeartbeat {
+        #[arg(long)]
+        token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AslCommand {
+    /// Check definitions; exit 0 only when every file is valid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run a definition on the virtual clock; prints one JSON object
+    /// {status, output, error, cause, …}; exit 0 only on SUCCEEDED.
+    Run(commands::asl::RunArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExecutionsCommand {
+    List,
+    /// Status, output or error of one execution.
+    Show {
+        name: String,
+    },
+    /// Its history events (GetExecutionHistory).
+    History {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,8 +146,40 @@ pub enum BenchCommand {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    if let Command::Bench(BenchCommand::Clean(args)) = &cli.command {
-        return commands::bench::run(args, cli.json);
+    use commands::asl;
+    let (ws, config) = (cli.workspace.as_path(), cli.config.as_deref());
+    // These drive their own runtimes (the interpreter is synchronous).
+    match &cli.command {
+        Command::Bench(BenchCommand::Clean(args)) => return commands::bench::run(args, cli.json),
+        Command::Asl(AslCommand::Validate { files }) => return asl::validate(files, cli.json),
+        Command::Asl(AslCommand::Run(args)) => return asl::run(args, ws, config),
+        Command::Executions(ExecutionsCommand::List) => return asl::list(ws, cli.json),
+        Command::Executions(ExecutionsCommand::Show { name }) => return asl::show(ws, name, false),
+        Command::Executions(ExecutionsCommand::History { name }) => {
+            return asl::show(ws, name, true)
+        }
+        Command::TaskSuccess { token, output } => {
+            let output = serde_json::from_str(output)
+                .or_else(|_| {
+                    let file = output.strip_prefix('@').ok_or(())?;
+                    let text = std::fs::read_to_string(file).map_err(|_| ())?;
+                    serde_json::from_str(&text).map_err(|_| ())
+                })
+                .map_err(|_| anyhow::anyhow!("--output must be JSON text or @FILE with JSON"))?;
+            return asl::answer(ws, config, token, asl::Answer::Success(output));
+        }
+        Command::TaskFailure {
+            token,
+            error,
+            cause,
+        } => {
+            let failure = tributary_asl::Failure::new(error.clone(), cause.clone());
+            return asl::answer(ws, config, token, asl::Answer::Failure(failure));
+        }
+        Command::TaskHeartbeat { token } => {
+            return asl::answer(ws, config, token, asl::Answer::Heartbeat)
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,6 +211,11 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Retention { dry_run, today } => {
             commands::ops::retention(&open()?, *dry_run, today.as_deref(), cli.json).await
         }
-        Command::Bench(_) => unreachable!("handled before the runtime starts"),
+        Command::Bench(_)
+        | Command::Asl(_)
+        | Command::Executions(_)
+        | Command::TaskSuccess { .. }
+        | Command::TaskFailure { .. }
+        | Command::TaskHeartbeat { .. } => unreachable!("handled before the runtime starts"),
     }
 }

@@ -1,3 +1,4 @@
+pub mod asl;
 pub mod bench;
 pub mod demo;
 pub mod ops;

@@ -105,6 +105,10 @@ impl Host for JournalHost<'_> {
                 heartbeats_ms: heartbeats_ms.iter().map(|&h| since(h)).collect(),
             },
             answer => {
+                let pending = match self.inner.callback(token, call) {
+                    Callback::Pending => Callback::Pending,
+                    answered_or_silent => return answered_or_silent,
+                };
                 let heartbeats: Vec<u64> = answer
                     .map(|a| a.heartbeats_ms.iter().map(|&h| since(h)).collect())
                     .unwrap_or_default();
@@ -126,7 +130,7 @@ impl Host for JournalHost<'_> {
                         heartbeats_ms: heartbeats,
                     };
                 }
-                self.inner.callback(token, call)
+                pending
             }
         }
     }
