@@ -143,6 +143,8 @@ pub enum WatermarkCommand {
 pub enum BenchCommand {
     /// The cleaner on one CSV file, with 1 and 2 threads.
     Clean(commands::bench::BenchCleanArgs),
+    /// The ASL interpreter: cost per state transition, a year of catchup.
+    Asl,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -151,6 +153,7 @@ pub fn run(cli: Cli) -> Result<()> {
     // These drive their own runtimes (the interpreter is synchronous).
     match &cli.command {
         Command::Bench(BenchCommand::Clean(args)) => return commands::bench::run(args, cli.json),
+        Command::Bench(BenchCommand::Asl) => return commands::bench_asl::run(cli.json),
         Command::Asl(AslCommand::Validate { files }) => return asl::validate(files, cli.json),
         Command::Asl(AslCommand::Run(args)) => return asl::run(args, ws, config),
         Command::Executions(ExecutionsCommand::List) => return asl::list(ws, cli.json),

@@ -299,6 +299,7 @@ pub fn run(
         deadline_ms: machine
             .timeout_seconds
             .map(|s| options.start_ms + (s as i64) * 1000),
+        spare_contexts: Vec::new(),
         execution_base: json!({
             "Id": options.execution_arn(),
             "Input": input,
@@ -378,6 +379,7 @@ struct Engine<'h, 'o> {
     tokens_issued: u64,
     deadline_ms: Option<i64>,
     execution_base: Value,
+    spare_contexts: Vec<Value>,
 }
 
 /// `$$.Map.Item` while an iteration's input is being built.
@@ -397,34 +399,46 @@ impl Engine<'_, '_> {
         });
     }
 
+    /// The context object for a state. Contexts are pooled: the Execution
+    /// part (which holds the whole execution input) is cloned once per
+    /// nesting level, not once per state.
     fn context(
-        &self,
+        &mut self,
         state: &str,
         entered_ms: i64,
         retry_count: u64,
         token: Option<&str>,
         item: Option<&MapItem<'_>>,
     ) -> Value {
-        let mut ctx = Map::new();
-        ctx.insert("Execution".into(), self.execution_base.clone());
-        ctx.insert(
+        let mut ctx = self.spare_contexts.pop().unwrap_or_else(|| {
+            json!({
+                "Execution": self.execution_base,
+                "StateMachine": {"Id": self.options.state_machine_arn(), "Name": self.options.state_machine_name},
+            })
+        });
+        let Some(map) = ctx.as_object_mut() else {
+            unreachable!("contexts are objects")
+        };
+        map.insert(
             "State".into(),
             json!({"Name": state, "EnteredTime": iso_ms(entered_ms), "RetryCount": retry_count}),
         );
-        ctx.insert(
-            "StateMachine".into(),
-            json!({"Id": self.options.state_machine_arn(), "Name": self.options.state_machine_name}),
-        );
-        if let Some(t) = token {
-            ctx.insert("Task".into(), json!({"Token": t}));
-        }
-        if let Some(item) = item {
-            ctx.insert(
+        match token {
+            Some(t) => map.insert("Task".into(), json!({"Token": t})),
+            None => map.remove("Task"),
+        };
+        match item {
+            Some(item) => map.insert(
                 "Map".into(),
                 json!({"Item": {"Index": item.index, "Value": item.value}}),
-            );
-        }
-        Value::Object(ctx)
+            ),
+            None => map.remove("Map"),
+        };
+        ctx
+    }
+
+    fn recycle(&mut self, ctx: Value) {
+        self.spare_contexts.push(ctx);
     }
 
     /// Advance simulated time; in real-time mode, also sleep.
@@ -528,8 +542,19 @@ impl Engine<'_, '_> {
         input: Value,
         now: &mut i64,
     ) -> Result<(Value, Option<String>), Stop> {
-        let entered = *now;
-        let ctx = self.context(&state.name, entered, 0, None, None);
+        let ctx = self.context(&state.name, *now, 0, None, None);
+        let result = self.run_state_with(state, input, now, &ctx);
+        self.recycle(ctx);
+        result
+    }
+
+    fn run_state_with(
+        &mut self,
+        state: &State,
+        input: Value,
+        now: &mut i64,
+        ctx: &Value,
+    ) -> Result<(Value, Option<String>), Stop> {
         match &state.kind {
             Kind::Pass {
                 parameters,
@@ -711,15 +736,9 @@ impl Engine<'_, '_> {
         loop {
             let outcome = attempt(self, &input, now, attempt_no).and_then(|result| {
                 let ctx = self.context(&state.name, *now, attempt_no, None, None);
-                let selected = match &common.result_selector {
-                    Some(t) => t.render(&result, &ctx, &mut self.rng).map_err(|(e, m)| {
-                        Failure::new(e, format!("state '{}', ResultSelector: {m}", state.name))
-                    })?,
-                    None => result,
-                };
-                let placed =
-                    place_result(&common.result_path, input.clone(), selected, &state.name)?;
-                self.select_io(&state.output_path, &placed, &ctx, "OutputPath", &state.name)
+                let output = self.finish_result(state, common, &input, result, &ctx);
+                self.recycle(ctx);
+                output
             });
             let failure = match outcome {
                 Ok(output) => return Ok((output, state.next.clone())),
@@ -750,6 +769,25 @@ impl Engine<'_, '_> {
             }
             return Err(Stop::Failed(failure));
         }
+    }
+
+    /// ResultSelector, ResultPath and OutputPath over a state's result.
+    fn finish_result(
+        &mut self,
+        state: &State,
+        common: &Common,
+        input: &Value,
+        result: Value,
+        ctx: &Value,
+    ) -> Result<Value, Stop> {
+        let selected = match &common.result_selector {
+            Some(t) => t.render(&result, ctx, &mut self.rng).map_err(|(e, m)| {
+                Failure::new(e, format!("state '{}', ResultSelector: {m}", state.name))
+            })?,
+            None => result,
+        };
+        let placed = place_result(&common.result_path, input.clone(), selected, &state.name)?;
+        self.select_io(&state.output_path, &placed, ctx, "OutputPath", &state.name)
     }
 
     fn backoff_ms(&mut self, r: &Retrier, retries_so_far: u64) -> u64 {
@@ -809,6 +847,7 @@ impl Engine<'_, '_> {
             "InputPath",
             &state.name,
         )?;
+        self.recycle(base_ctx);
         let wants_token = task.resource.ends_with(".waitForTaskToken");
         let token = wants_token.then(|| self.new_token());
         let ctx = self.context(&state.name, started, attempt, token.as_deref(), None);
@@ -1006,6 +1045,7 @@ impl Engine<'_, '_> {
             "TaskSucceeded",
             json!({"resource": task.resource, "output": result}),
         );
+        self.recycle(ctx);
         Ok(result)
     }
 
@@ -1128,6 +1168,7 @@ impl Engine<'_, '_> {
                 })?,
             None => effective,
         };
+        self.recycle(ctx);
         self.event(*now, "ParallelStateStarted", Value::Null);
         let started = *now;
         let mut finished = started;
@@ -1244,6 +1285,7 @@ impl Engine<'_, '_> {
         };
         let tolerant = m.mode == MapMode::Distributed
             && (tolerated_count.is_some() || tolerated_pct.is_some());
+        self.recycle(ctx);
         self.event(*now, "MapStateStarted", json!({"length": items.len()}));
         let started = *now;
         // Each slot is free from this time on; an iteration takes the slot
@@ -1278,6 +1320,7 @@ impl Engine<'_, '_> {
                     })?,
                 None => item.clone(),
             };
+            self.recycle(item_ctx);
             let mut t = begin;
             self.event(
                 t,
