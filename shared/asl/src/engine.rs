@@ -562,31 +562,29 @@ impl Engine<'_, '_> {
                 result_path,
             } => {
                 let effective =
-                    self.select_io(&state.input_path, &input, &ctx, "InputPath", &state.name)?;
+                    self.select_io(&state.input_path, &input, ctx, "InputPath", &state.name)?;
                 let effective = match parameters {
-                    Some(t) => t
-                        .render(&effective, &ctx, &mut self.rng)
-                        .map_err(|(e, m)| {
-                            Failure::new(e, format!("state '{}', Parameters: {m}", state.name))
-                        })?,
+                    Some(t) => t.render(&effective, ctx, &mut self.rng).map_err(|(e, m)| {
+                        Failure::new(e, format!("state '{}', Parameters: {m}", state.name))
+                    })?,
                     None => effective,
                 };
                 let result = result.clone().unwrap_or(effective);
                 let placed = place_result(result_path, input, result, &state.name)?;
                 let output =
-                    self.select_io(&state.output_path, &placed, &ctx, "OutputPath", &state.name)?;
+                    self.select_io(&state.output_path, &placed, ctx, "OutputPath", &state.name)?;
                 Ok((output, state.next.clone()))
             }
             Kind::Wait(wait) => {
                 let effective =
-                    self.select_io(&state.input_path, &input, &ctx, "InputPath", &state.name)?;
+                    self.select_io(&state.input_path, &input, ctx, "InputPath", &state.name)?;
                 let until = match wait {
                     WaitFor::Seconds(n) => {
-                        *now + self.number(n, &effective, &ctx, &state.name, "SecondsPath")? as i64
+                        *now + self.number(n, &effective, ctx, &state.name, "SecondsPath")? as i64
                             * 1000
                     }
                     WaitFor::Timestamp(t) => {
-                        let text = self.text(t, &effective, &ctx)?;
+                        let text = self.text(t, &effective, ctx)?;
                         crate::choice::timestamp(&text)
                             .ok_or_else(|| runtime(format!("state '{}': TimestampPath gave '{text}', which is not an RFC 3339 timestamp", state.name)))?
                             .timestamp_millis()
@@ -596,7 +594,7 @@ impl Engine<'_, '_> {
                 let output = self.select_io(
                     &state.output_path,
                     &effective,
-                    &ctx,
+                    ctx,
                     "OutputPath",
                     &state.name,
                 )?;
@@ -604,10 +602,10 @@ impl Engine<'_, '_> {
             }
             Kind::Choice { choices, default } => {
                 let effective =
-                    self.select_io(&state.input_path, &input, &ctx, "InputPath", &state.name)?;
+                    self.select_io(&state.input_path, &input, ctx, "InputPath", &state.name)?;
                 let mut next = None;
                 for (cond, target) in choices {
-                    let hit = cond.evaluate(&effective, &ctx).map_err(|m| {
+                    let hit = cond.evaluate(&effective, ctx).map_err(|m| {
                         runtime(format!("state '{}': invalid path '{}': the choice state's condition path references an invalid value", state.name, m.0))
                     })?;
                     if hit {
@@ -630,7 +628,7 @@ impl Engine<'_, '_> {
                 let output = self.select_io(
                     &state.output_path,
                     &effective,
-                    &ctx,
+                    ctx,
                     "OutputPath",
                     &state.name,
                 )?;
@@ -638,11 +636,11 @@ impl Engine<'_, '_> {
             }
             Kind::Succeed => {
                 let effective =
-                    self.select_io(&state.input_path, &input, &ctx, "InputPath", &state.name)?;
+                    self.select_io(&state.input_path, &input, ctx, "InputPath", &state.name)?;
                 let output = self.select_io(
                     &state.output_path,
                     &effective,
-                    &ctx,
+                    ctx,
                     "OutputPath",
                     &state.name,
                 )?;
@@ -650,11 +648,11 @@ impl Engine<'_, '_> {
             }
             Kind::Fail { error, cause } => {
                 let error = match error {
-                    Some(t) => self.text(t, &input, &ctx)?,
+                    Some(t) => self.text(t, &input, ctx)?,
                     None => String::new(),
                 };
                 let cause = match cause {
-                    Some(t) => self.text(t, &input, &ctx)?,
+                    Some(t) => self.text(t, &input, ctx)?,
                     None => String::new(),
                 };
                 self.event(*now, "FailStateEntered", Value::Null);
