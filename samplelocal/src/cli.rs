@@ -124,6 +124,10 @@ pub enum ExecutionsCommand {
     History {
         name: String,
     },
+    /// Stop a running (paused) execution: ABORTED (StopExecution).
+    Stop {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,6 +162,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Asl(AslCommand::Run(args)) => return asl::run(args, ws, config),
         Command::Executions(ExecutionsCommand::List) => return asl::list(ws, cli.json),
         Command::Executions(ExecutionsCommand::Show { name }) => return asl::show(ws, name, false),
+        Command::Executions(ExecutionsCommand::Stop { name }) => return asl::stop(ws, name),
         Command::Executions(ExecutionsCommand::History { name }) => {
             return asl::show(ws, name, true)
         }

@@ -2,5 +2,6 @@
 
 pub mod cli;
 pub mod commands;
+pub mod integrations;
 pub mod local;
 pub mod sample;

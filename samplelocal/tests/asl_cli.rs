@@ -207,7 +207,74 @@ fn a_paused_execution_is_answered_from_another_process() {
     let listed = tributary(&ws, &["--json", "executions", "list"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&name));
 
+    // Another paused run, stopped by an operator: ABORTED, its token dead.
+    let other = stdout_json(&run_approval(
+        &ws,
+        "2026-01-06",
+        &["--task", "Score={\"score\": 0.2}", "--start-time", "now"],
+    ));
+    let other_name = other["name"].as_str().unwrap();
+    let stopped = stdout_json(&tributary(&ws, &["executions", "stop", other_name]));
+    assert_eq!(stopped["status"], "ABORTED");
+    let late = tributary(
+        &ws,
+        &[
+            "task-success",
+            "--token",
+            other["waitingFor"]["taskToken"].as_str().unwrap(),
+        ],
+    );
+    assert!(!late.status.success());
+    let history = stdout_json(&tributary(&ws, &["executions", "history", other_name]));
+    assert_eq!(
+        history["events"].as_array().unwrap().last().unwrap()["type"],
+        "ExecutionAborted"
+    );
+
     let unknown = tributary(&ws, &["task-failure", "--token", "nope", "--error", "X"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no paused execution"));
+}
+
+#[test]
+fn item_readers_and_service_integrations_use_the_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let bucket = ws.join("bucket");
+    for (key, body) in [
+        ("raw/orders/a.csv", "a,b\n1"),
+        ("raw/orders/b.csv", "x"),
+        ("raw/other/c.csv", "ignored"),
+        (
+            "config/targets.csv",
+            "date,limit\n2026-01-01,\"1,000\"\n2026-01-02,5\n",
+        ),
+    ] {
+        let path = bucket.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    let def = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory.asl.json");
+    let out = tributary(
+        &ws,
+        &[
+            "asl",
+            "run",
+            def.to_str().unwrap(),
+            "--input",
+            r#"{"prefix": "raw/orders/"}"#,
+        ],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    let files = v["output"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["Key"], "raw/orders/a.csv");
+    assert_eq!(
+        v["output"]["targets"],
+        json!([{"date": "2026-01-01", "limit": "1,000"}, {"date": "2026-01-02", "limit": "5"}])
+    );
+    assert_eq!(v["output"]["check"], json!({"size": "5"}));
+    assert_eq!(v["output"]["sns"], json!({"sent": 1}));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 files listed"));
 }

@@ -3,6 +3,7 @@
 //! kept in the workspace's state store so another process can answer a
 //! task token and resume them.
 
+use crate::integrations::LocalServices;
 use crate::local::LocalRuntime;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use tributary_asl::{
     TaskOutcome, TokenAnswer,
 };
 use tributary_core::ports::{Condition, PortError, StateStore};
-use tributary_local::Workspace;
+use tributary_local::{LocalAdapters, Workspace};
 
 const EXECUTIONS_PK: &str = "asl#execution";
 const TOKENS_PK: &str = "asl#token";
@@ -69,9 +70,13 @@ struct StoredExecution {
     unanswered_timeout: bool,
     journal: Journal,
     summary: Value,
+    /// When `executions stop` aborted the (paused) execution.
+    #[serde(default)]
+    aborted_ms: Option<i64>,
 }
 
 struct Store {
+    workspace: PathBuf,
     state: Box<dyn StateStore>,
     runtime: tokio::runtime::Runtime,
 }
@@ -79,11 +84,16 @@ struct Store {
 impl Store {
     fn open(workspace: &Path) -> Result<Store> {
         Ok(Store {
+            workspace: workspace.to_path_buf(),
             state: Box::new(Workspace::new(workspace).adapters().state),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
         })
+    }
+
+    fn adapters(&self) -> LocalAdapters {
+        Workspace::new(&self.workspace).adapters()
     }
 
     fn load(&self, name: &str) -> Result<Option<(StoredExecution, u64)>> {
@@ -124,10 +134,12 @@ impl Store {
     }
 }
 
-/// Functions the workspace can run in-process, canned answers for the rest.
+/// Functions the workspace can run in-process, service integrations on the
+/// workspace's stores, canned answers for the rest.
 struct CliHost {
     canned: BTreeMap<String, Value>,
     functions: Option<LocalRuntime>,
+    adapters: LocalAdapters,
     runtime: tokio::runtime::Runtime,
     unanswered_timeout: bool,
     /// Replays never run anything: they only re-read the journal.
@@ -167,9 +179,14 @@ impl Host for CliHost {
                 "replaying history: this call was never made",
             );
         }
+        let resource = call.resource.trim_end_matches(".waitForTaskToken");
         if call.token.is_some() {
-            // The request that carries the token "goes out"; the answer comes
-            // from a canned result or `tributary task-success`.
+            // The request that carries the token goes out (a notification,
+            // a function); the answer comes from a canned result or
+            // `tributary task-success`.
+            if let Some(outcome) = self.services().call(resource, call.payload) {
+                return outcome;
+            }
             if let (Some(function), Some(rt)) =
                 (call.function.and_then(known_function), &self.functions)
             {
@@ -183,6 +200,9 @@ impl Host for CliHost {
                 elapsed_ms: 0,
             };
         }
+        if let Some(outcome) = self.services().call(resource, call.payload) {
+            return outcome;
+        }
         match (call.function.and_then(known_function), &self.functions) {
             (Some(function), Some(rt)) => self.run_function(rt, function, call.payload),
             _ => TaskOutcome::failed(
@@ -193,6 +213,26 @@ impl Host for CliHost {
                 ),
             ),
         }
+    }
+
+    fn list_objects(&mut self, _bucket: &str, prefix: &str) -> Result<Vec<Value>, Failure> {
+        if self.replay_only {
+            return Err(Failure::new(
+                "Tributary.NotRecorded",
+                "replaying history: this read was never made",
+            ));
+        }
+        self.services().list_objects(prefix)
+    }
+
+    fn get_object(&mut self, _bucket: &str, key: &str) -> Result<String, Failure> {
+        if self.replay_only {
+            return Err(Failure::new(
+                "Tributary.NotRecorded",
+                "replaying history: this read was never made",
+            ));
+        }
+        self.services().get_object(key)
     }
 
     fn callback(&mut self, _token: &str, call: &TaskCall<'_>) -> Callback {
@@ -212,6 +252,14 @@ impl Host for CliHost {
 }
 
 impl CliHost {
+    fn services(&self) -> LocalServices<'_> {
+        LocalServices {
+            state: &self.adapters.state,
+            objects: &self.adapters.objects,
+            runtime: &self.runtime,
+        }
+    }
+
     fn run_function(&self, rt: &LocalRuntime, function: &str, payload: &Value) -> TaskOutcome {
         let services = rt.services();
         let result = self.runtime.block_on(tributary_handlers::invoke(
@@ -375,6 +423,7 @@ fn advance(
     let mut host = CliHost {
         canned: stored.canned.clone(),
         functions,
+        adapters: store.adapters(),
         runtime: tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
@@ -445,7 +494,7 @@ pub fn run(args: &RunArgs, workspace: &Path, config: Option<&Path>) -> Result<()
         // StartExecution with an existing name returns that execution.
         let mut out = existing.summary.clone();
         if args.history {
-            out["history"] = history_of(&existing)?;
+            out["history"] = history_of(workspace, &existing)?;
         }
         return finish(&out);
     }
@@ -465,6 +514,7 @@ pub fn run(args: &RunArgs, workspace: &Path, config: Option<&Path>) -> Result<()
         unanswered_timeout: args.unanswered == "timeout",
         journal: Journal::default(),
         summary: Value::Null,
+        aborted_ms: None,
     };
     let out = advance(
         &store,
@@ -477,13 +527,14 @@ pub fn run(args: &RunArgs, workspace: &Path, config: Option<&Path>) -> Result<()
 }
 
 /// Regenerate the history by replaying the journal (nothing runs again).
-fn history_of(stored: &StoredExecution) -> Result<Value> {
+fn history_of(workspace: &Path, stored: &StoredExecution) -> Result<Value> {
     let machine = tributary_asl::load(&stored.definition).map_err(|e| anyhow!("{e}"))?;
     let mut options = RunOptions::new(&stored.state_machine, &stored.name, stored.start_ms);
     options.seed = stored.seed;
     let mut host = CliHost {
         canned: stored.canned.clone(),
         functions: None,
+        adapters: Workspace::new(workspace).adapters(),
         runtime: tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
@@ -496,8 +547,40 @@ fn history_of(stored: &StoredExecution) -> Result<Value> {
         .map(|t| t.timestamp_millis())
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
     let mut journal_host = JournalHost::new(&mut host, stored.journal.clone(), at);
-    let exec = tributary_asl::run(&machine, stored.input.clone(), &options, &mut journal_host);
+    let mut exec = tributary_asl::run(&machine, stored.input.clone(), &options, &mut journal_host);
+    if let Some(at) = stored.aborted_ms {
+        exec.history.push(tributary_asl::HistoryEvent {
+            id: exec.history.len() as u64 + 1,
+            timestamp: tributary_asl::engine::iso_ms(at),
+            event_type: "ExecutionAborted".into(),
+            details: json!({"cause": "stopped by an operator (tributary executions stop)"}),
+        });
+    }
     Ok(serde_json::to_value(exec.history)?)
+}
+
+/// StopExecution: a paused execution becomes ABORTED and its token dead.
+pub fn stop(workspace: &Path, name: &str) -> Result<()> {
+    let store = Store::open(workspace)?;
+    let (mut stored, version) = store
+        .load(name)?
+        .ok_or_else(|| anyhow!("no execution named {name} in {}", workspace.display()))?;
+    if stored.summary["status"] != "RUNNING" {
+        bail!(
+            "execution {name} is {}, not running",
+            stored.summary["status"].as_str().unwrap_or("?")
+        );
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    stored.aborted_ms = Some(now);
+    stored.summary["status"] = json!("ABORTED");
+    stored.summary["stopDate"] = json!(tributary_asl::engine::iso_ms(now));
+    if let Some(w) = stored.summary.as_object_mut() {
+        w.remove("waitingFor");
+    }
+    store.save(&stored, Some(version))?;
+    println!("{}", serde_json::to_string_pretty(&stored.summary)?);
+    Ok(())
 }
 
 pub fn list(workspace: &Path, json_out: bool) -> Result<()> {
@@ -534,7 +617,7 @@ pub fn show(workspace: &Path, name: &str, history: bool) -> Result<()> {
         .load(name)?
         .ok_or_else(|| anyhow!("no execution named {name} in {}", workspace.display()))?;
     let out = if history {
-        json!({"name": name, "events": history_of(&stored)?})
+        json!({"name": name, "events": history_of(workspace, &stored)?})
     } else {
         stored.summary.clone()
     };

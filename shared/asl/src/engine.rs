@@ -103,17 +103,20 @@ pub trait Host {
         Callback::Silent
     }
 
-    /// Items for a distributed Map's ItemReader (`s3:listObjectsV2` or
-    /// `s3:getObject`), with the rendered Parameters and the ReaderConfig.
-    fn read_items(
-        &mut self,
-        resource: &str,
-        _parameters: &Value,
-        _reader_config: &Value,
-    ) -> Result<Vec<Value>, Failure> {
+    /// S3 ListObjectsV2 for a distributed Map's ItemReader: every object
+    /// under the prefix, as `{Key, Size, ETag, LastModified, StorageClass}`.
+    fn list_objects(&mut self, bucket: &str, _prefix: &str) -> Result<Vec<Value>, Failure> {
         Err(Failure::new(
             errors::ITEM_READER_FAILED,
-            format!("this host has no object store to read items from ({resource})"),
+            format!("this host has no object store (s3://{bucket})"),
+        ))
+    }
+
+    /// S3 GetObject for an ItemReader, as text.
+    fn get_object(&mut self, bucket: &str, key: &str) -> Result<String, Failure> {
+        Err(Failure::new(
+            errors::ITEM_READER_FAILED,
+            format!("this host has no object store (s3://{bucket}/{key})"),
         ))
     }
 
@@ -1219,17 +1222,9 @@ impl Engine<'_, '_> {
                         })?,
                     None => json!({}),
                 };
-                let mut items =
-                    self.host
-                        .read_items(&reader.resource, &params, &reader.reader_config)?;
-                if let Some(max) = reader
-                    .reader_config
-                    .get("MaxItems")
-                    .and_then(|m| m.as_u64())
-                {
-                    items.truncate(max as usize);
-                }
-                items
+                crate::items::read(&mut *self.host, reader, &params).map_err(|f| {
+                    Failure::new(f.error, format!("state '{}': {}", state.name, f.cause))
+                })?
             }
             None => match m.items_path.select(&effective, &ctx) {
                 Some(Value::Array(items)) => items,

@@ -19,6 +19,10 @@ pub struct Journal {
     pub outcomes: Vec<RecordedCall>,
     /// SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat, by token.
     pub answers: BTreeMap<String, TokenAnswer>,
+    /// ItemReader object reads, in order: a replayed Map sees the same
+    /// items even if the bucket changed since.
+    #[serde(default)]
+    pub reads: Vec<Result<Value, Failure>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,6 +49,7 @@ pub struct JournalHost<'a> {
     pub inner: &'a mut dyn Host,
     pub journal: Journal,
     next_call: usize,
+    next_read: usize,
     now_ms: i64,
 }
 
@@ -54,6 +59,7 @@ impl<'a> JournalHost<'a> {
             inner,
             journal,
             next_call: 0,
+            next_read: 0,
             now_ms,
         }
     }
@@ -64,6 +70,16 @@ fn entered_ms(call: &TaskCall<'_>) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp_millis())
+}
+
+impl JournalHost<'_> {
+    fn replay_read(&mut self) -> Option<Result<Value, Failure>> {
+        let recorded = self.journal.reads.get(self.next_read).cloned();
+        if recorded.is_some() {
+            self.next_read += 1;
+        }
+        recorded
+    }
 }
 
 impl Host for JournalHost<'_> {
@@ -135,13 +151,24 @@ impl Host for JournalHost<'_> {
         }
     }
 
-    fn read_items(
-        &mut self,
-        resource: &str,
-        parameters: &Value,
-        config: &Value,
-    ) -> Result<Vec<Value>, Failure> {
-        self.inner.read_items(resource, parameters, config)
+    fn list_objects(&mut self, bucket: &str, prefix: &str) -> Result<Vec<Value>, Failure> {
+        if let Some(r) = self.replay_read() {
+            return r.map(|v| v.as_array().cloned().unwrap_or_default());
+        }
+        let result = self.inner.list_objects(bucket, prefix);
+        self.journal.reads.push(result.clone().map(Value::Array));
+        self.next_read += 1;
+        result
+    }
+
+    fn get_object(&mut self, bucket: &str, key: &str) -> Result<String, Failure> {
+        if let Some(r) = self.replay_read() {
+            return r.map(|v| v.as_str().unwrap_or_default().to_string());
+        }
+        let result = self.inner.get_object(bucket, key);
+        self.journal.reads.push(result.clone().map(Value::String));
+        self.next_read += 1;
+        result
     }
 
     fn state_machine(&mut self, arn: &str) -> Option<StateMachine> {

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 mod hash;
 pub mod intrinsics;
+mod items;
 pub mod journal;
 pub mod path;
 pub mod template;

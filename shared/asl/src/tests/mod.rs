@@ -70,8 +70,13 @@ impl Host for Canned {
     fn state_machine(&mut self, arn: &str) -> Option<StateMachine> {
         self.machines.get(arn).cloned()
     }
-    fn read_items(&mut self, _r: &str, _p: &Value, _c: &Value) -> Result<Vec<Value>, Failure> {
-        Ok(self.items.clone())
+    fn list_objects(&mut self, _bucket: &str, prefix: &str) -> Result<Vec<Value>, Failure> {
+        Ok(self
+            .items
+            .iter()
+            .filter(|i| i["Key"].as_str().is_some_and(|k| k.starts_with(prefix)))
+            .cloned()
+            .collect())
     }
 }
 
