@@ -799,6 +799,50 @@ mod tests {
         assert!(ReferencePath::parse("$$.Execution").is_err());
     }
 
+    /// Property: slices, negative indexes and filters agree with the same
+    /// selection written in plain Rust, on generated arrays.
+    #[test]
+    fn slices_indexes_and_filters_agree_with_a_reference() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let len = (next() % 9) as i64;
+            let items: Vec<i64> = (0..len).map(|_| (next() % 50) as i64).collect();
+            let doc = json!({ "xs": items.iter().map(|v| json!({"v": v})).collect::<Vec<_>>() });
+            let a = (next() % 13) as i64 - 6;
+            let b = (next() % 13) as i64 - 6;
+            let norm = |i: i64| if i < 0 { (len + i).max(0) } else { i.min(len) } as usize;
+            let expected: Vec<Value> = if norm(a) < norm(b) {
+                items[norm(a)..norm(b)].iter().map(|v| json!(v)).collect()
+            } else {
+                vec![]
+            };
+            assert_eq!(
+                sel(&format!("$.xs[{a}:{b}].v"), &doc),
+                Some(Value::Array(expected)),
+                "{doc} [{a}:{b}]"
+            );
+            let idx = if a < 0 { len + a } else { a };
+            let expected = (0..len).contains(&idx).then(|| json!(items[idx as usize]));
+            assert_eq!(sel(&format!("$.xs[{a}].v"), &doc), expected, "{doc} [{a}]");
+            let threshold = (next() % 50) as i64;
+            let expected: Vec<Value> = items
+                .iter()
+                .filter(|v| **v >= threshold)
+                .map(|v| json!(v))
+                .collect();
+            assert_eq!(
+                sel(&format!("$.xs[?(@.v >= {threshold})].v"), &doc),
+                Some(Value::Array(expected))
+            );
+        }
+    }
+
     /// Property: for any object and any of its keys, `$.key` selects
     /// exactly that value and placing it back at `$.key` is a no-op.
     #[test]

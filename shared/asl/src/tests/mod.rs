@@ -760,3 +760,65 @@ fn a_paused_execution_resumes_by_replay_without_rerunning_tasks() {
     assert_eq!(late.error.as_deref(), Some("States.Timeout"));
     assert_eq!(late.stop_ms, Some(START + 7_200_000));
 }
+
+#[test]
+fn intrinsic_failures_are_catchable_by_name() {
+    let def = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:F",
+              "Parameters": {"first.$": "States.ArrayGetItem($.xs, 5)"}, "Next": "Done",
+              "Catch": [{"ErrorEquals": ["States.IntrinsicFailure"], "ResultPath": "$.err", "Next": "Done"}]},
+        "Done": {"Type": "Succeed"}}});
+    let e = exec(def, json!({"xs": [1]}), &mut Canned::default().echo());
+    let err = &output(&e)["err"];
+    assert_eq!(err["Error"], "States.IntrinsicFailure");
+    assert!(
+        err["Cause"].as_str().unwrap().contains("out of bounds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn full_jitter_stays_within_the_backoff_and_replays_identically() {
+    let def = single(
+        json!({"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:F", "End": true,
+        "Retry": [{"ErrorEquals": ["Busy"], "IntervalSeconds": 10, "BackoffRate": 1.0, "MaxAttempts": 5, "JitterStrategy": "FULL"}]}),
+    );
+    let run_once = || {
+        let mut host = Canned::default().answer("S", vec![TaskOutcome::failed("Busy", "")]);
+        exec(def.clone(), json!({}), &mut host)
+    };
+    let (a, b) = (run_once(), run_once());
+    let waited = a.stop_ms.unwrap() - START;
+    assert!(
+        waited <= 50_000,
+        "five jittered delays of at most 10 s: {waited}"
+    );
+    assert!(waited < 50_000, "FULL jitter shortens at least one delay");
+    assert_eq!(a.stop_ms, b.stop_ms, "same execution name, same jitter");
+}
+
+#[test]
+fn timeout_and_heartbeat_can_come_from_the_input() {
+    let def = single(
+        json!({"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:F", "End": true,
+        "TimeoutSecondsPath": "$.limits.timeout", "HeartbeatSecondsPath": "$.limits.heartbeat"}),
+    );
+    let slow = TaskOutcome {
+        result: Ok(json!("x")),
+        elapsed_ms: 90_000,
+    };
+    let mut host = Canned::default().answer("S", vec![slow]);
+    let e = exec(
+        def.clone(),
+        json!({"limits": {"timeout": 60, "heartbeat": 30}}),
+        &mut host,
+    );
+    assert_eq!(e.error.as_deref(), Some("States.Timeout"));
+    assert_eq!(e.stop_ms, Some(START + 60_000));
+    let e = exec(
+        def,
+        json!({"limits": {"timeout": "soon", "heartbeat": 30}}),
+        &mut Canned::default().echo(),
+    );
+    assert_eq!(e.error.as_deref(), Some("States.Runtime"));
+}
