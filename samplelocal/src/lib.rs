@@ -5,3 +5,4 @@ pub mod commands;
 pub mod integrations;
 pub mod local;
 pub mod sample;
+pub mod workflows;

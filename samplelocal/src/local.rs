@@ -1,22 +1,37 @@
 //! The local runtime: embedded adapters on a workspace folder, the handlers
 //! called in-process, and started runs executed right away.
 
+use crate::commands::asl;
+use crate::workflows;
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use tributary_core::approvals;
 use tributary_core::config::Config;
 use tributary_core::layout::{encode_event_key, parse_date, partition_prefix, Layer};
+use tributary_core::orchestration;
 use tributary_core::ports::{ObjectMeta, ObjectStore};
-use tributary_core::usecases::{self, DatasetRunReport, Services};
+use tributary_core::usecases::{DatasetRunReport, Services};
 use tributary_local::{LocalAdapters, Workspace};
 
 /// Marks a folder as a tributary workspace, so `demo` may reset it.
 const MARKER: &str = ".tributary-workspace";
 
 pub struct LocalRuntime {
+    pub root: PathBuf,
     pub config: Config,
     pub adapters: LocalAdapters,
+}
+
+/// One started run of a pipeline date, where its execution stopped, and
+/// where each of its datasets stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PipelineRun {
+    pub pipeline: String,
+    pub date: NaiveDate,
+    pub execution: Value,
+    pub datasets: Vec<DatasetRunReport>,
 }
 
 impl LocalRuntime {
@@ -41,6 +56,7 @@ impl LocalRuntime {
             .with_context(|| format!("creating workspace {}", root.display()))?;
         std::fs::write(root.join(MARKER), b"")?;
         Ok(LocalRuntime {
+            root: root.to_path_buf(),
             adapters: Workspace::new(root).adapters(),
             config,
         })
@@ -105,40 +121,107 @@ impl LocalRuntime {
         })
     }
 
-    /// Execute every run the handlers started (the local stand-in for Step
-    /// Functions until the ASL interpreter runs the state machines).
-    pub async fn run_started(&self) -> Result<Vec<DatasetRunReport>> {
-        let mut reports = Vec::new();
+    /// Run every execution the handlers started through
+    /// `statemachines/partition_pipeline.asl.json` on the interpreter, each
+    /// to its end or to a task token nobody answered yet (an approval).
+    pub async fn run_started(&self) -> Result<Vec<PipelineRun>> {
+        let mut runs = Vec::new();
         loop {
             let queued = self.adapters.workflows.drain();
             if queued.is_empty() {
-                return Ok(reports);
+                return Ok(runs);
             }
             for run in queued {
                 let pipeline = run.input["pipeline"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string();
-                let run_id = run.input["run_id"].as_str().unwrap_or_default().to_string();
                 let date = run.input["date"]
                     .as_str()
                     .and_then(parse_date)
                     .with_context(|| {
                         format!("execution {} has no valid date", run.execution_name)
                     })?;
-                reports.extend(
-                    usecases::run_partition_pipeline(&self.services(), &pipeline, date, &run_id)
-                        .await?,
-                );
+                let request = asl::StartRequest {
+                    state_machine: "partition_pipeline".into(),
+                    definition: workflows::partition_pipeline()?,
+                    name: run.execution_name.clone(),
+                    input: run.input.clone(),
+                    start_ms: chrono::Utc::now().timestamp_millis(),
+                    canned: Default::default(),
+                    unanswered_timeout: false,
+                    clock: tributary_asl::ClockMode::Virtual,
+                };
+                let (execution, _) =
+                    self.blocking(|rt| asl::start(&rt.root, Some(rt), request, false))?;
+                let datasets =
+                    orchestration::partition_reports(&self.services(), &pipeline, date).await?;
+                runs.push(PipelineRun {
+                    pipeline,
+                    date,
+                    execution,
+                    datasets,
+                });
             }
         }
+    }
+
+    /// An execution's latest summary (DescribeExecution).
+    pub fn describe_execution(&self, name: &str) -> Result<Value> {
+        self.blocking(|rt| asl::describe(&rt.root, name))
+    }
+
+    /// The interpreter is synchronous and drives its own runtimes: run it on
+    /// a thread of its own rather than inside this async context.
+    fn blocking<T: Send>(&self, f: impl FnOnce(&LocalRuntime) -> Result<T> + Send) -> Result<T> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| f(self))
+                .join()
+                .map_err(|_| anyhow::anyhow!("the state machine thread panicked"))?
+        })
+    }
+
+    /// What the approval callback does after a click: record the decision
+    /// once (signed links are checked by the caller), then answer the task
+    /// token so the execution resumes. Returns the execution's summary.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        decision: approvals::Decision,
+        decider: &str,
+        reason: Option<String>,
+    ) -> Result<Value> {
+        let approval = approvals::decide(
+            &self.adapters.state,
+            id,
+            decision,
+            decider,
+            reason.clone(),
+            chrono::Utc::now(),
+        )
+        .await?;
+        let answer = match decision {
+            approvals::Decision::Approve => asl::Answer::Success(json!({
+                "approved": true, "approval_id": id, "decider": decider, "reason": reason,
+            })),
+            approvals::Decision::Reject => asl::Answer::Failure(tributary_asl::Failure::new(
+                "Tributary.Rejected",
+                format!(
+                    "rejected by {decider}{}",
+                    reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+            )),
+        };
+        let token = approval.token;
+        self.blocking(move |rt| asl::send_answer(&rt.root, Some(rt), &token, answer))
     }
 }
 
 pub struct UploadResult {
     pub key: String,
     pub response: Value,
-    pub runs: Vec<DatasetRunReport>,
+    pub runs: Vec<PipelineRun>,
 }
 
 /// The S3 event notification S3 sends for a PUT (keys URL-encoded).

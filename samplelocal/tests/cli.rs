@@ -51,15 +51,28 @@ fn demo_processes_the_sample_and_accounts_for_every_row() {
             s["kept"].as_u64().unwrap() + rejected + s["duplicates"].as_u64().unwrap()
         );
     }
-    let held: Vec<_> = runs.iter().filter(|r| r["state"] == "held").collect();
-    assert_eq!(
-        held.len(),
-        1,
-        "the degraded user_events day waits for approval"
+    // The degraded user_events day was held, an approval was requested,
+    // and the demo approved it: its execution resumed and published it.
+    let approvals = out["approvals"].as_array().unwrap();
+    assert_eq!(approvals.len(), 1, "{out}");
+    assert_eq!(approvals[0]["summary"]["held"][0]["dataset"], "user_events");
+    assert_eq!(approvals[0]["summary"]["date"], "2025-12-02");
+    assert_eq!(approvals[0]["execution"]["status"], "SUCCEEDED");
+    assert!(runs.iter().all(|r| r["state"] == "published"), "{runs:?}");
+    let executions = out["executions"].as_array().unwrap();
+    assert!(
+        executions.iter().all(|e| e["status"] == "SUCCEEDED"),
+        "{executions:?}"
     );
     assert_eq!(out["waiting"][0]["pipeline"], "customer_360");
     assert_eq!(out["watermarks"]["orders_daily"], "2025-12-03");
-    assert_eq!(out["watermarks"]["user_events_daily"], "2025-12-01");
+    assert_eq!(out["watermarks"]["user_events_daily"], "2025-12-03");
+    // The approval message, with its signed links, is in the outbox.
+    let outbox = std::fs::read_to_string(ws.join("outbox.jsonl")).unwrap();
+    assert!(
+        outbox.contains("decision=approve&expires=") && outbox.contains("signature="),
+        "{outbox}"
+    );
     // The human-readable form prints the summary table.
     let text = tributary(&ws, &["demo"]);
     let stdout = String::from_utf8_lossy(&text.stdout);
@@ -94,7 +107,9 @@ fn upload_invoke_partitions_watermark_and_retention() {
         up["key"],
         "raw/customer_behavior_assets/date=2025-12-03/behavior.csv"
     );
-    let states: Vec<&str> = up["runs"]
+    let run = &up["runs"][0];
+    assert_eq!(run["execution"]["status"], "SUCCEEDED", "{up}");
+    let states: Vec<&str> = run["datasets"]
         .as_array()
         .unwrap()
         .iter()
@@ -169,7 +184,10 @@ fn upload_invoke_partitions_watermark_and_retention() {
         .iter()
         .map(|p| p["state"].as_str().unwrap())
         .collect();
-    assert_eq!(unprocessed, vec!["held"]);
+    assert!(
+        unprocessed.is_empty(),
+        "the demo approved its held day: {unprocessed:?}"
+    );
     assert_eq!(parts["watermarks"]["customer_360"]["date"], "2025-12-03");
 
     let w = json_of(&tributary(

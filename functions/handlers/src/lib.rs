@@ -7,14 +7,19 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tributary_core::layout::parse_date;
+use tributary_core::orchestration;
 use tributary_core::usecases::{self, Services, UseCaseError};
 
 /// The functions, by the name their binary and Terraform resource use.
-pub const FUNCTIONS: [&str; 4] = [
+pub const FUNCTIONS: [&str; 8] = [
     "object-created",
+    "plan-partition",
     "clean-partition",
     "validate-partition",
     "publish-partition",
+    "request-approval",
+    "quarantine-partition",
+    "mark-failed",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -56,6 +61,10 @@ pub async fn invoke(
         "clean-partition" => clean_partition(svc, event).await,
         "validate-partition" => validate_partition(svc, event).await,
         "publish-partition" => publish_partition(svc, event).await,
+        "plan-partition" => plan_partition(svc, event).await,
+        "request-approval" => request_approval(svc, event).await,
+        "quarantine-partition" => quarantine_partition(svc, event).await,
+        "mark-failed" => mark_failed(svc, event).await,
         other => Err(bad_event(format!(
             "unknown function {other:?}; known: {}",
             FUNCTIONS.join(", ")
@@ -194,6 +203,123 @@ pub async fn validate_partition(svc: &Services<'_>, event: Value) -> Result<Valu
 pub async fn publish_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let (i, date) = PartitionInput::parse(event)?;
     to_json(&usecases::publish_partition(svc, &i.dataset, date, &i.run_id, i.approved).await?)
+}
+
+/// `{pipeline, date, run_id}`: what every run-level step receives.
+#[derive(Debug, Deserialize)]
+struct RunInput {
+    pipeline: String,
+    date: String,
+    run_id: String,
+}
+
+fn parse_run<T: serde::de::DeserializeOwned>(event: Value, shape: &str) -> Result<T, HandlerError> {
+    serde_json::from_value(event).map_err(|e| bad_event(format!("expected {shape}: {e}")))
+}
+
+fn run_date(date: &str) -> Result<NaiveDate, HandlerError> {
+    parse_date(date).ok_or_else(|| bad_event(format!("date {date:?} is not YYYY-MM-DD")))
+}
+
+pub async fn plan_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: RunInput = parse_run(event, "{pipeline, date, run_id}")?;
+    to_json(&orchestration::plan_partition(
+        svc,
+        &i.pipeline,
+        run_date(&i.date)?,
+        &i.run_id,
+    )?)
+}
+
+#[derive(Debug, Deserialize)]
+struct ApprovalInput {
+    token: String,
+    execution: String,
+    pipeline: String,
+    date: String,
+    run_id: String,
+    /// The quality reports of the held datasets.
+    held: Vec<tributary_core::quality::QualityReport>,
+    #[serde(default = "default_approval_hours")]
+    expires_in_hours: i64,
+}
+
+fn default_approval_hours() -> i64 {
+    48
+}
+
+pub async fn request_approval(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: ApprovalInput = parse_run(event, "{token, execution, pipeline, date, run_id, held}")?;
+    if i.held.is_empty() {
+        return Err(bad_event(
+            "request-approval needs at least one held dataset".into(),
+        ));
+    }
+    to_json(
+        &orchestration::request_partition_approval(
+            svc,
+            &i.token,
+            &i.execution,
+            &i.pipeline,
+            run_date(&i.date)?,
+            &i.run_id,
+            &i.held,
+            chrono::Duration::hours(i.expires_in_hours.clamp(1, 24 * 30)),
+        )
+        .await?,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct QuarantineInput {
+    pipeline: String,
+    date: String,
+    run_id: String,
+    reason: String,
+}
+
+pub async fn quarantine_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: QuarantineInput = parse_run(event, "{pipeline, date, run_id, reason}")?;
+    let marked = orchestration::quarantine_partition(
+        svc,
+        &i.pipeline,
+        run_date(&i.date)?,
+        &i.run_id,
+        &i.reason,
+    )
+    .await?;
+    Ok(json!({ "quarantined": marked }))
+}
+
+#[derive(Debug, Deserialize)]
+struct FailedInput {
+    pipeline: String,
+    date: String,
+    run_id: String,
+    /// What a Catch put at ResultPath: `{Error, Cause}`.
+    error: CaughtError,
+}
+
+#[derive(Debug, Deserialize)]
+struct CaughtError {
+    #[serde(rename = "Error")]
+    error: String,
+    #[serde(rename = "Cause", default)]
+    cause: String,
+}
+
+pub async fn mark_failed(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: FailedInput = parse_run(event, "{pipeline, date, run_id, error: {Error, Cause}}")?;
+    let marked = orchestration::mark_run_failed(
+        svc,
+        &i.pipeline,
+        run_date(&i.date)?,
+        &i.run_id,
+        &i.error.error,
+        &i.error.cause,
+    )
+    .await?;
+    Ok(json!({ "failed": marked }))
 }
 
 #[cfg(test)]

@@ -136,9 +136,9 @@ impl Store {
 
 /// Functions the workspace can run in-process, service integrations on the
 /// workspace's stores, canned answers for the rest.
-struct CliHost {
+struct CliHost<'f> {
     canned: BTreeMap<String, Value>,
-    functions: Option<LocalRuntime>,
+    functions: Option<&'f LocalRuntime>,
     adapters: LocalAdapters,
     runtime: tokio::runtime::Runtime,
     unanswered_timeout: bool,
@@ -171,7 +171,7 @@ fn known_function(function: &str) -> Option<&'static str> {
         .find(|f| *f == name)
 }
 
-impl Host for CliHost {
+impl Host for CliHost<'_> {
     fn invoke(&mut self, call: &TaskCall<'_>) -> TaskOutcome {
         if self.replay_only {
             return TaskOutcome::failed(
@@ -188,7 +188,7 @@ impl Host for CliHost {
                 return outcome;
             }
             if let (Some(function), Some(rt)) =
-                (call.function.and_then(known_function), &self.functions)
+                (call.function.and_then(known_function), self.functions)
             {
                 return self.run_function(rt, function, call.payload);
             }
@@ -203,7 +203,7 @@ impl Host for CliHost {
         if let Some(outcome) = self.services().call(resource, call.payload) {
             return outcome;
         }
-        match (call.function.and_then(known_function), &self.functions) {
+        match (call.function.and_then(known_function), self.functions) {
             (Some(function), Some(rt)) => self.run_function(rt, function, call.payload),
             _ => TaskOutcome::failed(
                 "Tributary.NoTaskResult",
@@ -251,7 +251,7 @@ impl Host for CliHost {
     }
 }
 
-impl CliHost {
+impl CliHost<'_> {
     fn services(&self) -> LocalServices<'_> {
         LocalServices {
             state: &self.adapters.state,
@@ -285,7 +285,7 @@ fn json_arg(text: &str, what: &str) -> Result<Value> {
     serde_json::from_str(&body).with_context(|| format!("{what} from {source} is not valid JSON"))
 }
 
-fn substitute(text: &str, vars: &BTreeMap<String, String>, file: &Path) -> Result<String> {
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>, file: &Path) -> Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -413,7 +413,7 @@ fn advance(
     store: &Store,
     mut stored: StoredExecution,
     version: Option<u64>,
-    functions: Option<LocalRuntime>,
+    functions: Option<&LocalRuntime>,
     with_history: bool,
 ) -> Result<Value> {
     let machine = tributary_asl::load(&stored.definition).map_err(|e| anyhow!("{e}"))?;
@@ -445,6 +445,62 @@ fn advance(
         ))?;
     }
     Ok(summary(&exec, with_history))
+}
+
+/// What StartExecution needs.
+pub struct StartRequest {
+    pub state_machine: String,
+    /// The definition with placeholders already substituted.
+    pub definition: String,
+    pub name: String,
+    pub input: Value,
+    pub start_ms: i64,
+    pub canned: BTreeMap<String, Value>,
+    pub unanswered_timeout: bool,
+    pub clock: ClockMode,
+}
+
+/// StartExecution: run a new execution to its first stop (the end, or a
+/// task token nobody answered yet), or — for a name that exists — return
+/// that execution unchanged. The flag says whether it was new.
+pub fn start(
+    workspace: &Path,
+    functions: Option<&LocalRuntime>,
+    req: StartRequest,
+    with_history: bool,
+) -> Result<(Value, bool)> {
+    if let Err(errors) = tributary_asl::load(&req.definition) {
+        bail!(
+            "{} is not a valid state machine:\n{errors}",
+            req.state_machine
+        );
+    }
+    let store = Store::open(workspace)?;
+    if let Some((existing, _)) = store.load(&req.name)? {
+        let mut out = existing.summary.clone();
+        if with_history {
+            out["history"] = history_of(workspace, &existing)?;
+        }
+        return Ok((out, false));
+    }
+    let stored = StoredExecution {
+        seed: RunOptions::new(&req.state_machine, &req.name, req.start_ms).seed,
+        name: req.name,
+        state_machine: req.state_machine,
+        definition: req.definition,
+        input: req.input,
+        start_ms: req.start_ms,
+        clock: req.clock,
+        canned: req.canned,
+        unanswered_timeout: req.unanswered_timeout,
+        journal: Journal::default(),
+        summary: Value::Null,
+        aborted_ms: None,
+    };
+    Ok((
+        advance(&store, stored, None, functions, with_history)?,
+        true,
+    ))
 }
 
 pub fn run(args: &RunArgs, workspace: &Path, config: Option<&Path>) -> Result<()> {
@@ -489,38 +545,24 @@ pub fn run(args: &RunArgs, workspace: &Path, config: Option<&Path>) -> Result<()
             .with_context(|| format!("--start-time {t} is neither RFC 3339 nor `now`"))?
             .timestamp_millis(),
     };
-    let store = Store::open(workspace)?;
-    if let Some((existing, _)) = store.load(&name)? {
-        // StartExecution with an existing name returns that execution.
-        let mut out = existing.summary.clone();
-        if args.history {
-            out["history"] = history_of(workspace, &existing)?;
-        }
-        return finish(&out);
-    }
-    let stored = StoredExecution {
-        seed: RunOptions::new(&state_machine, &name, start_ms).seed,
-        name,
-        state_machine,
-        definition,
-        input,
-        start_ms,
-        clock: if args.real_time {
-            ClockMode::Real
-        } else {
-            ClockMode::Virtual
+    let functions = functions_for(workspace, config);
+    let (out, _) = start(
+        workspace,
+        functions.as_ref(),
+        StartRequest {
+            state_machine,
+            definition,
+            name,
+            input,
+            start_ms,
+            canned,
+            unanswered_timeout: args.unanswered == "timeout",
+            clock: if args.real_time {
+                ClockMode::Real
+            } else {
+                ClockMode::Virtual
+            },
         },
-        canned,
-        unanswered_timeout: args.unanswered == "timeout",
-        journal: Journal::default(),
-        summary: Value::Null,
-        aborted_ms: None,
-    };
-    let out = advance(
-        &store,
-        stored,
-        None,
-        functions_for(workspace, config),
         args.history,
     )?;
     finish(&out)
@@ -611,6 +653,15 @@ pub fn list(workspace: &Path, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+/// An execution's latest summary (DescribeExecution).
+pub fn describe(workspace: &Path, name: &str) -> Result<Value> {
+    let store = Store::open(workspace)?;
+    let (stored, _) = store
+        .load(name)?
+        .ok_or_else(|| anyhow!("no execution named {name} in {}", workspace.display()))?;
+    Ok(stored.summary)
+}
+
 pub fn show(workspace: &Path, name: &str, history: bool) -> Result<()> {
     let store = Store::open(workspace)?;
     let (stored, _) = store
@@ -631,8 +682,14 @@ pub enum Answer {
     Heartbeat,
 }
 
-/// SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat, then resume.
-pub fn answer(workspace: &Path, config: Option<&Path>, token: &str, answer: Answer) -> Result<()> {
+/// SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat, then resume the
+/// execution to its next stop; returns its summary.
+pub fn send_answer(
+    workspace: &Path,
+    functions: Option<&LocalRuntime>,
+    token: &str,
+    answer: Answer,
+) -> Result<Value> {
     let store = Store::open(workspace)?;
     let name = store.execution_of_token(token)?;
     let (mut stored, version) = store
@@ -664,17 +721,20 @@ pub fn answer(workspace: &Path, config: Option<&Path>, token: &str, answer: Answ
             entry.answered_ms = Some(now);
         }
     }
-    let out = advance(
-        &store,
-        stored,
-        Some(version),
-        functions_for(workspace, config),
-        false,
-    )?;
+    advance(&store, stored, Some(version), functions, false)
+}
+
+/// The CLI's task-success / task-failure / task-heartbeat.
+pub fn answer(workspace: &Path, config: Option<&Path>, token: &str, answer: Answer) -> Result<()> {
+    let functions = functions_for(workspace, config);
+    let out = send_answer(workspace, functions.as_ref(), token, answer)?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     match out["status"].as_str() {
         Some("SUCCEEDED") | Some("RUNNING") => Ok(()),
-        Some(other) => bail!("execution {name} is now {other}"),
+        Some(other) => bail!(
+            "execution {} is now {other}",
+            out["name"].as_str().unwrap_or("?")
+        ),
         None => Ok(()),
     }
 }

@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
+use tributary_core::{approvals, orchestration};
 
 use super::ops::outputs_hint;
 use super::report::{print_json, runs_table};
@@ -40,17 +41,46 @@ pub async fn run(root: &Path, json_out: bool) -> Result<()> {
         progress.inc(1);
     }
     progress.finish_and_clear();
+    // The demo plays the approver: every approval request (a partition
+    // held for low quality) is approved, through the same path a click on
+    // the signed link takes, and the paused execution resumes.
+    let mut decided = Vec::new();
+    for approval in approvals::pending(&rt.adapters.state, chrono::Utc::now()).await? {
+        let execution = rt
+            .decide_approval(
+                &approval.id,
+                approvals::Decision::Approve,
+                "tributary demo (automatic)",
+                Some(
+                    "the demo approves every request; `tributary approvals` lets you decide".into(),
+                ),
+            )
+            .await?;
+        decided.push(json!({"approval": approval.id, "purpose": approval.purpose,
+                            "summary": approval.summary, "execution": execution}));
+    }
+    // Where every execution ended, after the approvals.
+    for r in &mut runs {
+        if let Some(name) = r.execution["name"].as_str() {
+            r.execution = rt.describe_execution(name)?;
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut reports = Vec::new();
+    for r in &runs {
+        for d in orchestration::partition_reports(&rt.services(), &r.pipeline, r.date).await? {
+            if seen.insert((d.dataset.clone(), d.date)) {
+                reports.push(d);
+            }
+        }
+    }
     // Only what is still waiting at the end matters to the reader.
     let still_waiting: Vec<_> = waiting
         .into_iter()
         .filter(|w| {
             !runs.iter().any(|r| {
                 r.date.to_string() == w["date"].as_str().unwrap_or_default()
-                    && rt
-                        .config
-                        .pipelines
-                        .get(w["pipeline"].as_str().unwrap_or_default())
-                        .is_some_and(|p| p.datasets.contains(&r.dataset))
+                    && r.pipeline == w["pipeline"].as_str().unwrap_or_default()
             })
         })
         .collect();
@@ -61,7 +91,8 @@ pub async fn run(root: &Path, json_out: bool) -> Result<()> {
     }
     if json_out {
         return print_json(&json!({
-            "workspace": root, "runs": runs, "waiting": still_waiting,
+            "workspace": root, "runs": reports, "executions": runs.iter().map(|r| &r.execution).collect::<Vec<_>>(),
+            "approvals": decided, "waiting": still_waiting,
             "watermarks": watermarks, "seconds": started.elapsed().as_secs_f64(),
         }));
     }
@@ -70,9 +101,10 @@ pub async fn run(root: &Path, json_out: bool) -> Result<()> {
         sample::FILES.len(),
         root.display()
     );
-    print!("{}", runs_table(&runs));
+    print!("{}", runs_table(&reports));
     let (input, kept, rejected, dups) =
-        runs.iter()
+        reports
+            .iter()
             .filter_map(|r| r.stats.as_ref())
             .fold((0, 0, 0, 0), |a, s| {
                 (
@@ -91,6 +123,28 @@ pub async fn run(root: &Path, json_out: bool) -> Result<()> {
             w["waiting_for"]
         );
     }
+    for d in &decided {
+        println!(
+            "approval: {} -> approved automatically by the demo; execution {} {}",
+            d["purpose"].as_str().unwrap_or_default(),
+            d["execution"]["name"].as_str().unwrap_or_default(),
+            d["execution"]["status"].as_str().unwrap_or_default()
+        );
+    }
+    let executions: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.execution["name"].as_str().unwrap_or_default(),
+                r.execution["status"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    println!(
+        "executions (partition_pipeline.asl.json): {}",
+        executions.len()
+    );
     println!(
         "watermarks: {}",
         watermarks
@@ -103,7 +157,7 @@ pub async fn run(root: &Path, json_out: bool) -> Result<()> {
     for (what, path) in outputs_hint(root) {
         println!("  {what:<34} {}", path.display());
     }
-    println!("\nnext: tributary partitions | tributary retention --dry-run | tributary upload FILE --dataset orders --date 2025-12-04");
+    println!("\nnext: tributary partitions | tributary executions list | tributary retention --dry-run | tributary upload FILE --dataset orders --date 2025-12-04");
     println!("done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }

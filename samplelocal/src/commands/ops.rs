@@ -48,7 +48,23 @@ pub async fn upload(
         }
     }
     if !result.runs.is_empty() {
-        print!("{}", runs_table(&result.runs));
+        let reports: Vec<_> = result
+            .runs
+            .iter()
+            .flat_map(|r| r.datasets.clone())
+            .collect();
+        print!("{}", runs_table(&reports));
+        for r in &result.runs {
+            println!(
+                "execution {}: {}{}",
+                r.execution["name"].as_str().unwrap_or_default(),
+                r.execution["status"].as_str().unwrap_or_default(),
+                match r.execution["waitingFor"]["state"].as_str() {
+                    Some(state) => format!(" (waiting at {state}: see the approval message above, or `tributary approvals`)"),
+                    None => String::new(),
+                }
+            );
+        }
     }
     Ok(())
 }

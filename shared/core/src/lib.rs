@@ -2,9 +2,11 @@
 //! atomic publish, the ports (traits) every adapter implements, and the use
 //! cases over them. Nothing here knows about AWS.
 
+pub mod approvals;
 pub mod clean;
 pub mod config;
 pub mod layout;
+pub mod orchestration;
 pub mod ports;
 pub mod publish;
 pub mod quality;

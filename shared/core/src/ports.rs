@@ -165,3 +165,11 @@ pub trait WorkflowStarter: Send + Sync {
     /// Returns false when an execution with this name already exists.
     async fn start(&self, execution_name: &str, input: serde_json::Value) -> PortResult<bool>;
 }
+
+/// Messages to people: approval requests and alerts (SNS on AWS; locally an
+/// outbox file in the workspace, echoed on the terminal).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// `topic` names the audience ("approvals", "alerts"); returns a message id.
+    async fn notify(&self, topic: &str, subject: &str, message: &str) -> PortResult<String>;
+}

@@ -20,6 +20,9 @@ pub enum PartitionState {
     Held,
     Published,
     Failed,
+    /// Held, then rejected by a person or not decided in time: kept under
+    /// its run prefix for inspection, never published.
+    Quarantined,
     Expired,
 }
 
@@ -33,6 +36,7 @@ impl PartitionState {
             PartitionState::Held => "held",
             PartitionState::Published => "published",
             PartitionState::Failed => "failed",
+            PartitionState::Quarantined => "quarantined",
             PartitionState::Expired => "expired",
         }
     }

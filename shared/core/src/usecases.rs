@@ -9,7 +9,7 @@ use crate::layout::{
     Layer, PartitionKey,
 };
 use crate::ports::{
-    Catalog, CatalogPartition, ObjectStore, PortError, StateStore, WorkflowStarter,
+    Catalog, CatalogPartition, Notifier, ObjectStore, PortError, StateStore, WorkflowStarter,
 };
 use crate::publish::{publish_run, read_manifest, Manifest, PublishError, PublishRequest};
 use crate::quality::{evaluate_files, score, QualityError, QualityReport};
@@ -26,6 +26,9 @@ pub struct Services<'a> {
     pub state: &'a dyn StateStore,
     pub catalog: &'a dyn Catalog,
     pub workflows: &'a dyn WorkflowStarter,
+    pub notifier: &'a dyn Notifier,
+    /// Signs the approve/reject links of approval requests.
+    pub links: crate::approvals::LinkSigner<'a>,
     /// Local scratch space (Lambda: /tmp) for downloads and Parquet encoding.
     pub scratch: &'a Path,
 }
@@ -61,6 +64,8 @@ pub enum UseCaseError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Approval(#[from] crate::approvals::ApprovalError),
 }
 
 impl UseCaseError {
@@ -72,6 +77,7 @@ impl UseCaseError {
             UseCaseError::Publish(e) => e.retryable(),
             UseCaseError::Port(e) => e.retryable(),
             UseCaseError::Scratch { .. } => true,
+            UseCaseError::Approval(e) => e.retryable(),
             _ => false,
         }
     }
@@ -96,7 +102,7 @@ impl UseCaseError {
 
 pub type UseCaseResult<T> = Result<T, UseCaseError>;
 
-fn dataset<'a>(config: &'a Config, name: &str) -> UseCaseResult<&'a DatasetConfig> {
+pub(crate) fn dataset<'a>(config: &'a Config, name: &str) -> UseCaseResult<&'a DatasetConfig> {
     config
         .dataset(name)
         .ok_or_else(|| UseCaseError::UnknownDataset {
@@ -539,9 +545,10 @@ pub struct DatasetRunReport {
     pub location: Option<String>,
 }
 
-/// Clean → validate → publish (or hold) every dataset of a pipeline date.
-/// The in-process sequence the local runtime uses until the ASL interpreter
-/// runs `statemachines/partition_pipeline.asl.json` instead.
+/// Clean → validate → publish (or hold) every dataset of a pipeline date, in
+/// one call with no orchestration: what the domain tests use to set up
+/// partitions. Deployed and local runs go through
+/// `statemachines/partition_pipeline.asl.json` instead.
 pub async fn run_partition_pipeline(
     svc: &Services<'_>,
     pipeline: &str,

@@ -5,17 +5,22 @@
 
 mod catalog;
 mod object_store;
+mod outbox;
 mod state_store;
 mod workflows;
 
 pub use catalog::FileCatalog;
 pub use object_store::FsObjectStore;
+pub use outbox::OutboxNotifier;
 pub use state_store::FileStateStore;
 pub use workflows::{QueuedRun, QueuedWorkflows};
 
 use std::path::PathBuf;
 use tributary_core::config::Config;
 use tributary_core::usecases::Services;
+
+/// `tributary serve`'s default address.
+pub const DEFAULT_APPROVAL_BASE_URL: &str = "http://127.0.0.1:8765";
 
 /// The folders of one local workspace (default `./.tributary`).
 #[derive(Debug, Clone)]
@@ -39,6 +44,42 @@ impl Workspace {
     pub fn scratch(&self) -> PathBuf {
         self.root.join("scratch")
     }
+    pub fn outbox(&self) -> PathBuf {
+        self.root.join("outbox.jsonl")
+    }
+    /// The workspace's approval-link secret: 32 random bytes made on first
+    /// use and kept in `approval.key` (readable by the owner only).
+    pub fn approval_secret(&self) -> Vec<u8> {
+        let path = self.root.join("approval.key");
+        if let Ok(hex_text) = std::fs::read_to_string(&path) {
+            if let Ok(bytes) = hex::decode(hex_text.trim()) {
+                if bytes.len() >= 16 {
+                    return bytes;
+                }
+            }
+        }
+        let mut bytes = vec![0u8; 32];
+        if getrandom::fill(&mut bytes).is_err() {
+            // No OS randomness: links still work within this process, and
+            // the next process makes a new key.
+            return bytes;
+        }
+        let _ = std::fs::create_dir_all(&self.root);
+        let tmp = self
+            .root
+            .join(format!("approval.key.{}", std::process::id()));
+        if write_private(&tmp, hex::encode(&bytes).as_bytes()).is_ok() {
+            // Another process may have won the race: whoever renamed last
+            // wins, and everyone re-reads the file.
+            let _ = std::fs::rename(&tmp, &path);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(winner) = hex::decode(text.trim()) {
+                    return winner;
+                }
+            }
+        }
+        bytes
+    }
     pub fn object_store(&self) -> FsObjectStore {
         FsObjectStore::new(self.bucket(), self.root.join("tmp"))
     }
@@ -54,9 +95,21 @@ impl Workspace {
             state: self.state_store(),
             catalog: self.catalog_store(),
             workflows: QueuedWorkflows::new(self.state_store()),
+            notifier: OutboxNotifier::new(self.outbox()),
+            approval_secret: self.approval_secret(),
+            approval_base_url: DEFAULT_APPROVAL_BASE_URL.to_string(),
             scratch: self.scratch(),
         }
     }
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 /// Every embedded adapter of one workspace, ready to hand to the use cases.
@@ -65,6 +118,11 @@ pub struct LocalAdapters {
     pub state: FileStateStore,
     pub catalog: FileCatalog,
     pub workflows: QueuedWorkflows<FileStateStore>,
+    pub notifier: OutboxNotifier,
+    /// Signs approval links; generated once per workspace (`approval.key`).
+    pub approval_secret: Vec<u8>,
+    /// Where `tributary serve` answers approval links.
+    pub approval_base_url: String,
     pub scratch: PathBuf,
 }
 
@@ -76,6 +134,11 @@ impl LocalAdapters {
             state: &self.state,
             catalog: &self.catalog,
             workflows: &self.workflows,
+            notifier: &self.notifier,
+            links: tributary_core::approvals::LinkSigner {
+                secret: &self.approval_secret,
+                base_url: &self.approval_base_url,
+            },
             scratch: &self.scratch,
         }
     }
