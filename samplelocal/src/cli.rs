@@ -74,6 +74,9 @@ pub enum Command {
     /// Amazon States Language: validate and run state machines locally.
     #[command(subcommand)]
     Asl(AslCommand),
+    /// Approval requests waiting for a person, and deciding them.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// State machine executions kept in the workspace.
     #[command(subcommand)]
     Executions(ExecutionsCommand),
@@ -98,6 +101,30 @@ pub enum Command {
     TaskHeartbeat {
         #[arg(long)]
         token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApprovalsCommand {
+    /// Pending approval requests.
+    List,
+    /// Approve a request (as a click on its approve link would); the
+    /// paused execution resumes.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who decides (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject a request; the execution quarantines the run and fails.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -218,6 +245,29 @@ async fn run_async(cli: Cli) -> Result<()> {
         }) => commands::ops::watermark_set(&open()?, pipeline, date, reason, cli.json).await,
         Command::Retention { dry_run, today } => {
             commands::ops::retention(&open()?, *dry_run, today.as_deref(), cli.json).await
+        }
+        Command::Approvals(ApprovalsCommand::List) => {
+            commands::approvals::list(&open()?, cli.json).await
+        }
+        Command::Approvals(ApprovalsCommand::Approve { id, reason, by }) => {
+            commands::approvals::decide(
+                &open()?,
+                id,
+                tributary_core::approvals::Decision::Approve,
+                reason.clone(),
+                by.clone(),
+            )
+            .await
+        }
+        Command::Approvals(ApprovalsCommand::Reject { id, reason, by }) => {
+            commands::approvals::decide(
+                &open()?,
+                id,
+                tributary_core::approvals::Decision::Reject,
+                reason.clone(),
+                by.clone(),
+            )
+            .await
         }
         Command::Bench(_)
         | Command::Asl(_)

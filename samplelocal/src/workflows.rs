@@ -34,10 +34,123 @@ pub fn partition_pipeline() -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+    use tributary_asl::{Host, RunOptions, Status, TaskCall, TaskOutcome};
+
     #[test]
     fn the_embedded_state_machines_load() {
         let text = super::partition_pipeline().unwrap();
         tributary_asl::load(&text).unwrap_or_else(|e| panic!("{e}"));
         assert!(!text.contains("${"));
+    }
+
+    /// The functions, scripted: `clean_failures` lists the errors the
+    /// clean function returns before it succeeds.
+    struct Scripted {
+        clean_failures: Vec<&'static str>,
+        calls: Vec<(String, Value)>,
+    }
+
+    impl Host for Scripted {
+        fn invoke(&mut self, call: &TaskCall<'_>) -> TaskOutcome {
+            let f = call
+                .function
+                .unwrap_or_default()
+                .trim_start_matches("tributary-")
+                .to_string();
+            self.calls.push((f.clone(), call.payload.clone()));
+            let p = call.payload;
+            match f.as_str() {
+                "plan-partition" => TaskOutcome::ok(json!({"datasets": ["orders", "refunds"]})),
+                "clean-partition" if !self.clean_failures.is_empty() => {
+                    TaskOutcome::failed(self.clean_failures.remove(0), "scripted")
+                }
+                "clean-partition" => TaskOutcome::ok(
+                    json!({"stats": {"input": 3, "kept": 2, "rejected_total": 1, "duplicates": 0}}),
+                ),
+                "validate-partition" => {
+                    TaskOutcome::ok(json!({"dataset": p["dataset"], "passed": true, "score": 1.0}))
+                }
+                "publish-partition" => TaskOutcome::ok(
+                    json!({"manifest": {"location": format!("cleaned/{}/", p["dataset"].as_str().unwrap_or_default())}, "watermarks": {}}),
+                ),
+                "mark-failed" => TaskOutcome::ok(json!({"failed": ["orders"]})),
+                other => TaskOutcome::failed("Test.Unexpected", other),
+            }
+        }
+    }
+
+    fn run(clean_failures: Vec<&'static str>) -> (tributary_asl::Execution, Vec<(String, Value)>) {
+        let machine = tributary_asl::load(&super::partition_pipeline().unwrap()).unwrap();
+        let mut host = Scripted {
+            clean_failures,
+            calls: vec![],
+        };
+        let input = json!({"pipeline": "p", "date": "2026-01-01", "run_id": "r1"});
+        let exec = tributary_asl::run(
+            &machine,
+            input,
+            &RunOptions::new("partition_pipeline", "t", 0),
+            &mut host,
+        );
+        (exec, host.calls)
+    }
+
+    #[test]
+    fn a_retryable_clean_failure_is_retried_then_the_run_publishes() {
+        let (exec, calls) = run(vec!["Tributary.Retryable"]);
+        assert_eq!(
+            exec.status,
+            Status::Succeeded,
+            "{:?} {:?}",
+            exec.error,
+            exec.cause
+        );
+        let cleans = calls.iter().filter(|c| c.0 == "clean-partition").count();
+        assert_eq!(cleans, 3, "orders twice (one retry), refunds once");
+        assert!(exec
+            .history
+            .iter()
+            .any(|e| e.event_type == "RetryScheduled"));
+        let published: Vec<_> = exec.output.as_ref().unwrap()["published"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["location"].clone())
+            .collect();
+        assert_eq!(
+            published,
+            vec![json!("cleaned/orders/"), json!("cleaned/refunds/")]
+        );
+    }
+
+    #[test]
+    fn bad_data_is_not_retried_the_run_is_marked_failed_with_the_original_error() {
+        let (exec, calls) = run(vec!["Tributary.BadData"]);
+        assert_eq!(exec.status, Status::Failed);
+        assert_eq!(exec.error.as_deref(), Some("Tributary.BadData"));
+        assert_eq!(
+            calls.iter().filter(|c| c.0 == "clean-partition").count(),
+            1,
+            "{calls:?}"
+        );
+        let marked = calls
+            .iter()
+            .find(|c| c.0 == "mark-failed")
+            .expect("mark-failed ran");
+        assert_eq!(marked.1["error"]["Error"], "Tributary.BadData");
+        assert!(!calls.iter().any(|c| c.0 == "publish-partition"));
+    }
+
+    #[test]
+    fn retryable_failures_that_persist_end_in_mark_failed() {
+        let (exec, calls) = run(vec!["Tributary.Retryable"; 5]);
+        assert_eq!(exec.error.as_deref(), Some("Tributary.Retryable"));
+        assert_eq!(
+            calls.iter().filter(|c| c.0 == "clean-partition").count(),
+            5,
+            "1 try + 4 retries"
+        );
+        assert!(calls.iter().any(|c| c.0 == "mark-failed"));
     }
 }

@@ -32,7 +32,8 @@ pub struct RunArgs {
     /// for a .waitForTaskToken task it is the callback's answer.
     #[arg(long = "task", value_name = "NAME=@FILE")]
     pub tasks: Vec<String>,
-    /// Substitute ${NAME} in the definition (as Terraform's templatefile does).
+    /// Substitute ${NAME} in the definition (as Terraform's templatefile does);
+    /// `${<function>_function}` defaults to the in-process function.
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
     /// Execution name (default: derived from the file and the input, so a
@@ -506,7 +507,10 @@ pub fn start(
 pub fn run(args: &RunArgs, workspace: &Path, config: Option<&Path>) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let vars: BTreeMap<String, String> = pairs(&args.vars, "--var")?.into_iter().collect();
+    // `${clean_partition_function}` and friends default to the in-process
+    // functions; --var overrides or adds.
+    let mut vars = crate::workflows::function_vars();
+    vars.extend(pairs(&args.vars, "--var")?);
     let definition = substitute(&text, &vars, &args.file)?;
     if let Err(errors) = tributary_asl::load(&definition) {
         bail!(

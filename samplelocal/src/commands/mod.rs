@@ -1,3 +1,4 @@
+pub mod approvals;
 pub mod asl;
 pub mod bench;
 pub mod bench_asl;

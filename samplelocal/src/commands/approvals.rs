@@ -1,0 +1,56 @@
+//! `tributary approvals list|approve|reject`: the same decision a click on a
+//! signed link makes, for a person at the terminal.
+
+use super::report::print_json;
+use crate::local::LocalRuntime;
+use anyhow::Result;
+use serde_json::json;
+use tributary_core::approvals::{self, Decision};
+
+pub async fn list(rt: &LocalRuntime, json_out: bool) -> Result<()> {
+    let pending = approvals::pending(&rt.adapters.state, chrono::Utc::now()).await?;
+    if json_out {
+        let rows: Vec<_> = pending
+            .iter()
+            .map(|a| {
+                json!({"id": a.id, "purpose": a.purpose, "summary": a.summary,
+                            "execution": a.execution, "expires_at": a.expires_at})
+            })
+            .collect();
+        return print_json(&json!({ "pending": rows }));
+    }
+    if pending.is_empty() {
+        println!("no approval requests are waiting");
+    }
+    for a in &pending {
+        println!(
+            "{}  {}\n    expires {}  execution {}",
+            a.id,
+            a.purpose,
+            a.expires_at.format("%Y-%m-%d %H:%M UTC"),
+            a.execution
+        );
+    }
+    Ok(())
+}
+
+pub async fn decide(
+    rt: &LocalRuntime,
+    id: &str,
+    decision: Decision,
+    reason: Option<String>,
+    by: Option<String>,
+) -> Result<()> {
+    let decider = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into());
+    let execution = rt
+        .decide_approval(
+            id,
+            decision,
+            &format!("{decider} (tributary approvals)"),
+            reason,
+        )
+        .await?;
+    print_json(&execution)
+}

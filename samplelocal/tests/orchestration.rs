@@ -1,0 +1,273 @@
+//! The partition pipeline as a state machine, end to end through the CLI:
+//! approval approved and rejected, an approval timing out, and the same S3
+//! event delivered three times.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tributary(ws: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("--workspace")
+        .arg(ws)
+        .args(args)
+        .output()
+        .expect("run tributary")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON document ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stdout_json(out)
+}
+
+/// The sample's degraded user_events day: its quality is below threshold.
+fn degraded_events() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample/raw/user_events/date=2025-12-02/events.csv")
+}
+
+fn upload_degraded(ws: &Path, date: &str) -> Value {
+    let file = degraded_events();
+    ok_json(&tributary(
+        ws,
+        &[
+            "--json",
+            "upload",
+            file.to_str().unwrap(),
+            "--dataset",
+            "user_events",
+            "--date",
+            date,
+        ],
+    ))
+}
+
+fn state_of(ws: &Path, dataset: &str, date: &str) -> String {
+    let parts = ok_json(&tributary(
+        ws,
+        &["--json", "partitions", "--dataset", dataset],
+    ));
+    parts["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["date"] == date)
+        .map(|p| p["state"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn low_quality_waits_for_a_person_who_approves_or_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    ok_json(&tributary(&ws, &["--json", "demo"]));
+
+    // A degraded day arrives: the execution pauses at RequestApproval.
+    let up = upload_degraded(&ws, "2025-12-04");
+    let run = &up["runs"][0];
+    assert_eq!(run["execution"]["status"], "RUNNING", "{up}");
+    assert_eq!(run["execution"]["waitingFor"]["state"], "RequestApproval");
+    assert_eq!(state_of(&ws, "user_events", "2025-12-04"), "held");
+    let pending = ok_json(&tributary(&ws, &["--json", "approvals", "list"]));
+    let first = pending["pending"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        pending["pending"][0]["summary"]["held"][0]["dataset"],
+        "user_events"
+    );
+
+    // Rejected: the run is quarantined and the execution fails, saying why.
+    let rejected = tributary(
+        &ws,
+        &[
+            "approvals",
+            "reject",
+            &first,
+            "--reason",
+            "late vendor file",
+            "--by",
+            "ana",
+        ],
+    );
+    let v = stdout_json(&rejected);
+    assert_eq!(v["status"], "FAILED", "{v}");
+    assert_eq!(v["error"], "Tributary.Quarantined");
+    assert!(
+        v["cause"].as_str().unwrap().contains("rejected by ana"),
+        "{v}"
+    );
+    assert_eq!(state_of(&ws, "user_events", "2025-12-04"), "quarantined");
+    let outbox = std::fs::read_to_string(ws.join("outbox.jsonl")).unwrap();
+    assert!(
+        outbox.contains("quarantined"),
+        "an alert went out: {outbox}"
+    );
+
+    // Deciding again changes nothing.
+    let again = tributary(&ws, &["approvals", "approve", &first]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already Rejected"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // Another degraded day, approved: published despite its quality.
+    upload_degraded(&ws, "2025-12-05");
+    let pending = ok_json(&tributary(&ws, &["--json", "approvals", "list"]));
+    let second = pending["pending"][0]["id"].as_str().unwrap().to_string();
+    let v = ok_json(&tributary(
+        &ws,
+        &["approvals", "approve", &second, "--by", "ben"],
+    ));
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert_eq!(
+        v["output"]["approval"]["decider"],
+        "ben (tributary approvals)"
+    );
+    assert_eq!(state_of(&ws, "user_events", "2025-12-05"), "published");
+    // The quarantined 12-04 is a gap: the watermark does not jump over it.
+    let parts = ok_json(&tributary(&ws, &["--json", "partitions"]));
+    assert_eq!(
+        parts["watermarks"]["user_events_daily"]["date"],
+        "2025-12-03"
+    );
+}
+
+#[test]
+fn an_unanswered_approval_times_out_and_quarantines_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    ok_json(&tributary(&ws, &["--json", "demo"]));
+    // Re-run the degraded day through the very file Terraform deploys, with
+    // nobody answering: 48 hours of virtual time later it times out.
+    let def =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../statemachines/partition_pipeline.asl.json");
+    let input = json!({"pipeline": "user_events_daily", "date": "2025-12-02", "run_id": "rerun1"})
+        .to_string();
+    let out = tributary(
+        &ws,
+        &[
+            "asl",
+            "run",
+            def.to_str().unwrap(),
+            "--input",
+            &input,
+            "--unanswered",
+            "timeout",
+            "--history",
+        ],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["status"], "FAILED", "{v}");
+    assert_eq!(v["error"], "Tributary.Quarantined");
+    assert!(
+        v["cause"].as_str().unwrap().contains("States.Timeout"),
+        "{v}"
+    );
+    let history = v["history"].as_array().unwrap();
+    assert!(history.iter().any(|e| e["type"] == "TaskTimedOut"));
+    assert_eq!(state_of(&ws, "user_events", "2025-12-02"), "quarantined");
+    // Readers still see the run the demo published for that day.
+    let parts = ok_json(&tributary(
+        &ws,
+        &["--json", "partitions", "--dataset", "user_events"],
+    ));
+    let day = parts["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["date"] == "2025-12-02")
+        .unwrap()
+        .clone();
+    assert!(
+        day["published_run"].is_string() && day["published_run"] != "rerun1",
+        "{day}"
+    );
+}
+
+#[test]
+fn the_same_s3_event_three_times_starts_one_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    ok_json(&tributary(&ws, &["--json", "demo"]));
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sample/raw/orders/date=2025-12-01/orders.csv");
+    let up = ok_json(&tributary(
+        &ws,
+        &[
+            "--json",
+            "upload",
+            file.to_str().unwrap(),
+            "--dataset",
+            "orders",
+            "--date",
+            "2025-12-09",
+        ],
+    ));
+    let name = up["runs"][0]["execution"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parts = ok_json(&tributary(
+        &ws,
+        &["--json", "partitions", "--dataset", "orders"],
+    ));
+    let f = parts["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["date"] == "2025-12-09")
+        .unwrap()["files"][0]
+        .clone();
+    // The bundled S3 notification, pointed at this object.
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("events/s3-put.json");
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(template).unwrap()).unwrap();
+    event["Records"][0]["s3"]["object"]["key"] = json!("raw/orders/date%3D2025-12-09/orders.csv");
+    event["Records"][0]["s3"]["object"]["eTag"] = f["etag"].clone();
+    event["Records"][0]["s3"]["object"]["size"] = f["size"].clone();
+    let path = dir.path().join("event.json");
+    std::fs::write(&path, event.to_string()).unwrap();
+    for _ in 0..2 {
+        let inv = ok_json(&tributary(
+            &ws,
+            &[
+                "invoke",
+                "object-created",
+                "--event",
+                path.to_str().unwrap(),
+            ],
+        ));
+        assert_eq!(
+            inv["objects"][0]["started"][0]["execution_name"],
+            name.as_str()
+        );
+        assert_eq!(
+            inv["objects"][0]["started"][0]["newly_started"], false,
+            "{inv}"
+        );
+    }
+    let list = ok_json(&tributary(&ws, &["--json", "executions", "list"]));
+    let same: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"].as_str().unwrap().contains("2025-12-09"))
+        .collect();
+    assert_eq!(same.len(), 1, "{list}");
+    assert_eq!(same[0]["status"], "SUCCEEDED");
+}
