@@ -1,27 +1,11 @@
 //! `tributary asl …`, `executions …` and `task-success` as a user runs them.
 
-use serde_json::{json, Value};
+mod common;
+use common::*;
+
+use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn tributary(ws: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("--workspace")
-        .arg(ws)
-        .args(args)
-        .output()
-        .expect("run tributary")
-}
-
-fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
+use std::process::Output;
 
 fn approval() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/approval.asl.json")

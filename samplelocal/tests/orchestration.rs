@@ -2,38 +2,11 @@
 //! approval approved and rejected, an approval timing out, and the same S3
 //! event delivered three times.
 
+mod common;
+use common::*;
+
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn tributary(ws: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("--workspace")
-        .arg(ws)
-        .args(args)
-        .output()
-        .expect("run tributary")
-}
-
-fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not one JSON document ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}\nstdout: {}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    stdout_json(out)
-}
 
 /// The sample's degraded user_events day: its quality is below threshold.
 fn degraded_events() -> PathBuf {
@@ -42,7 +15,7 @@ fn degraded_events() -> PathBuf {
 
 fn upload_degraded(ws: &Path, date: &str) -> Value {
     let file = degraded_events();
-    ok_json(&tributary(
+    json_of(&tributary(
         ws,
         &[
             "--json",
@@ -57,7 +30,7 @@ fn upload_degraded(ws: &Path, date: &str) -> Value {
 }
 
 fn state_of(ws: &Path, dataset: &str, date: &str) -> String {
-    let parts = ok_json(&tributary(
+    let parts = json_of(&tributary(
         ws,
         &["--json", "partitions", "--dataset", dataset],
     ));
@@ -74,7 +47,7 @@ fn state_of(ws: &Path, dataset: &str, date: &str) -> String {
 fn low_quality_waits_for_a_person_who_approves_or_rejects() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
-    ok_json(&tributary(&ws, &["--json", "demo"]));
+    json_of(&tributary(&ws, &["--json", "demo"]));
 
     // A degraded day arrives: the execution pauses at RequestApproval.
     let up = upload_degraded(&ws, "2025-12-04");
@@ -82,7 +55,7 @@ fn low_quality_waits_for_a_person_who_approves_or_rejects() {
     assert_eq!(run["execution"]["status"], "RUNNING", "{up}");
     assert_eq!(run["execution"]["waitingFor"]["state"], "RequestApproval");
     assert_eq!(state_of(&ws, "user_events", "2025-12-04"), "held");
-    let pending = ok_json(&tributary(&ws, &["--json", "approvals", "list"]));
+    let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
     let first = pending["pending"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(
         pending["pending"][0]["summary"]["held"][0]["dataset"],
@@ -127,9 +100,9 @@ fn low_quality_waits_for_a_person_who_approves_or_rejects() {
 
     // Another degraded day, approved: published despite its quality.
     upload_degraded(&ws, "2025-12-05");
-    let pending = ok_json(&tributary(&ws, &["--json", "approvals", "list"]));
+    let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
     let second = pending["pending"][0]["id"].as_str().unwrap().to_string();
-    let v = ok_json(&tributary(
+    let v = json_of(&tributary(
         &ws,
         &["approvals", "approve", &second, "--by", "ben"],
     ));
@@ -140,7 +113,7 @@ fn low_quality_waits_for_a_person_who_approves_or_rejects() {
     );
     assert_eq!(state_of(&ws, "user_events", "2025-12-05"), "published");
     // The quarantined 12-04 is a gap: the watermark does not jump over it.
-    let parts = ok_json(&tributary(&ws, &["--json", "partitions"]));
+    let parts = json_of(&tributary(&ws, &["--json", "partitions"]));
     assert_eq!(
         parts["watermarks"]["user_events_daily"]["date"],
         "2025-12-03"
@@ -151,7 +124,7 @@ fn low_quality_waits_for_a_person_who_approves_or_rejects() {
 fn an_unanswered_approval_times_out_and_quarantines_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
-    ok_json(&tributary(&ws, &["--json", "demo"]));
+    json_of(&tributary(&ws, &["--json", "demo"]));
     // Re-run the degraded day through the very file Terraform deploys, with
     // nobody answering: 48 hours of virtual time later it times out.
     let def =
@@ -182,7 +155,7 @@ fn an_unanswered_approval_times_out_and_quarantines_the_run() {
     assert!(history.iter().any(|e| e["type"] == "TaskTimedOut"));
     assert_eq!(state_of(&ws, "user_events", "2025-12-02"), "quarantined");
     // Readers still see the run the demo published for that day.
-    let parts = ok_json(&tributary(
+    let parts = json_of(&tributary(
         &ws,
         &["--json", "partitions", "--dataset", "user_events"],
     ));
@@ -203,10 +176,10 @@ fn an_unanswered_approval_times_out_and_quarantines_the_run() {
 fn the_same_s3_event_three_times_starts_one_execution() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
-    ok_json(&tributary(&ws, &["--json", "demo"]));
+    json_of(&tributary(&ws, &["--json", "demo"]));
     let file =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("sample/raw/orders/date=2025-12-01/orders.csv");
-    let up = ok_json(&tributary(
+    let up = json_of(&tributary(
         &ws,
         &[
             "--json",
@@ -222,7 +195,7 @@ fn the_same_s3_event_three_times_starts_one_execution() {
         .as_str()
         .unwrap()
         .to_string();
-    let parts = ok_json(&tributary(
+    let parts = json_of(&tributary(
         &ws,
         &["--json", "partitions", "--dataset", "orders"],
     ));
@@ -243,7 +216,7 @@ fn the_same_s3_event_three_times_starts_one_execution() {
     let path = dir.path().join("event.json");
     std::fs::write(&path, event.to_string()).unwrap();
     for _ in 0..2 {
-        let inv = ok_json(&tributary(
+        let inv = json_of(&tributary(
             &ws,
             &[
                 "invoke",
@@ -261,7 +234,7 @@ fn the_same_s3_event_three_times_starts_one_execution() {
             "{inv}"
         );
     }
-    let list = ok_json(&tributary(&ws, &["--json", "executions", "list"]));
+    let list = json_of(&tributary(&ws, &["--json", "executions", "list"]));
     let same: Vec<_> = list
         .as_array()
         .unwrap()
