@@ -74,6 +74,11 @@ pub enum Command {
     /// Amazon States Language: validate and run state machines locally.
     #[command(subcommand)]
     Asl(AslCommand),
+    /// Serve the approval links (and a page of pending approvals) on 127.0.0.1.
+    Serve {
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+    },
     /// Approval requests waiting for a person, and deciding them.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
@@ -246,6 +251,7 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Retention { dry_run, today } => {
             commands::ops::retention(&open()?, *dry_run, today.as_deref(), cli.json).await
         }
+        Command::Serve { port } => commands::serve::run(&open()?, *port).await,
         Command::Approvals(ApprovalsCommand::List) => {
             commands::approvals::list(&open()?, cli.json).await
         }

@@ -11,6 +11,7 @@ use tributary_core::approvals;
 use tributary_core::config::Config;
 use tributary_core::layout::{encode_event_key, parse_date, partition_prefix, Layer};
 use tributary_core::orchestration;
+use tributary_core::ports::TaskAnswer;
 use tributary_core::ports::{ObjectMeta, ObjectStore};
 use tributary_core::usecases::{DatasetRunReport, Services};
 use tributary_local::{LocalAdapters, Workspace};
@@ -183,8 +184,8 @@ impl LocalRuntime {
     }
 
     /// What the approval callback does after a click: record the decision
-    /// once (signed links are checked by the caller), then answer the task
-    /// token so the execution resumes. Returns the execution's summary.
+    /// once (signed links are checked by the caller), answer the task token,
+    /// and resume the execution. Returns the execution's summary.
     pub async fn decide_approval(
         &self,
         id: &str,
@@ -192,29 +193,29 @@ impl LocalRuntime {
         decider: &str,
         reason: Option<String>,
     ) -> Result<Value> {
-        let approval = approvals::decide(
-            &self.adapters.state,
-            id,
-            decision,
-            decider,
-            reason.clone(),
-            chrono::Utc::now(),
-        )
-        .await?;
-        let answer = match decision {
-            approvals::Decision::Approve => asl::Answer::Success(json!({
-                "approved": true, "approval_id": id, "decider": decider, "reason": reason,
-            })),
-            approvals::Decision::Reject => asl::Answer::Failure(tributary_asl::Failure::new(
-                "Tributary.Rejected",
-                format!(
-                    "rejected by {decider}{}",
-                    reason.map(|r| format!(": {r}")).unwrap_or_default()
-                ),
-            )),
-        };
-        let token = approval.token;
-        self.blocking(move |rt| asl::send_answer(&rt.root, Some(rt), &token, answer))
+        orchestration::decide_and_answer(&self.services(), id, decision, decider, reason).await?;
+        let mut resumed = self.apply_callbacks()?;
+        resumed
+            .pop()
+            .context("the decision produced no task answer to apply")
+    }
+
+    /// Apply the task-token answers handlers gave (SendTaskSuccess/Failure)
+    /// to the paused executions, resuming each to its next stop.
+    pub fn apply_callbacks(&self) -> Result<Vec<Value>> {
+        let mut summaries = Vec::new();
+        for (token, answer) in self.adapters.callbacks.drain() {
+            let answer = match answer {
+                TaskAnswer::Success(v) => asl::Answer::Success(v),
+                TaskAnswer::Failure { error, cause } => {
+                    asl::Answer::Failure(tributary_asl::Failure::new(error, cause))
+                }
+            };
+            summaries.push(
+                self.blocking(move |rt| asl::send_answer(&rt.root, Some(rt), &token, answer))?,
+            );
+        }
+        Ok(summaries)
     }
 }
 

@@ -11,7 +11,9 @@ use tributary_core::orchestration;
 use tributary_core::usecases::{self, Services, UseCaseError};
 
 /// The functions, by the name their binary and Terraform resource use.
-pub const FUNCTIONS: [&str; 8] = [
+pub mod approval_callback;
+
+pub const FUNCTIONS: [&str; 9] = [
     "object-created",
     "plan-partition",
     "clean-partition",
@@ -20,6 +22,7 @@ pub const FUNCTIONS: [&str; 8] = [
     "request-approval",
     "quarantine-partition",
     "mark-failed",
+    "approval-callback",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -42,7 +45,7 @@ impl From<UseCaseError> for HandlerError {
     }
 }
 
-fn bad_event(message: String) -> HandlerError {
+pub(crate) fn bad_event(message: String) -> HandlerError {
     HandlerError {
         error_type: "Tributary.BadEvent".into(),
         message,
@@ -65,6 +68,10 @@ pub async fn invoke(
         "request-approval" => request_approval(svc, event).await,
         "quarantine-partition" => quarantine_partition(svc, event).await,
         "mark-failed" => mark_failed(svc, event).await,
+        "approval-callback" => {
+            let request = approval_callback::HttpRequest::from_event(&event)?;
+            Ok(approval_callback::handle(svc, &request).await)
+        }
         other => Err(bad_event(format!(
             "unknown function {other:?}; known: {}",
             FUNCTIONS.join(", ")

@@ -5,3 +5,4 @@ pub mod bench_asl;
 pub mod demo;
 pub mod ops;
 pub mod report;
+pub mod serve;

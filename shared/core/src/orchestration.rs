@@ -4,6 +4,7 @@
 //! alerting, and the per-dataset report of a pipeline date.
 
 use crate::approvals::{self, ApprovalLinks, ApprovalRequest};
+use crate::ports::TaskAnswer;
 use crate::quality::QualityReport;
 use crate::state::{self, PartitionState};
 use crate::usecases::{DatasetRunReport, Services, UseCaseError, UseCaseResult};
@@ -139,6 +140,33 @@ pub async fn request_partition_approval(
         links,
         message_id,
     })
+}
+
+/// A person decided (through a signed link or the CLI): record it once,
+/// then answer the task token so the waiting execution resumes.
+pub async fn decide_and_answer(
+    svc: &Services<'_>,
+    id: &str,
+    decision: approvals::Decision,
+    decider: &str,
+    reason: Option<String>,
+) -> UseCaseResult<approvals::Approval> {
+    let approval =
+        approvals::decide(svc.state, id, decision, decider, reason.clone(), Utc::now()).await?;
+    let answer = match decision {
+        approvals::Decision::Approve => TaskAnswer::Success(json!({
+            "approved": true, "approval_id": id, "decider": decider, "reason": reason,
+        })),
+        approvals::Decision::Reject => TaskAnswer::Failure {
+            error: "Tributary.Rejected".into(),
+            cause: format!(
+                "rejected by {decider}{}",
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+        },
+    };
+    svc.callbacks.answer(&approval.token, answer).await?;
+    Ok(approval)
 }
 
 async fn mark_run(

@@ -173,3 +173,17 @@ pub trait Notifier: Send + Sync {
     /// `topic` names the audience ("approvals", "alerts"); returns a message id.
     async fn notify(&self, topic: &str, subject: &str, message: &str) -> PortResult<String>;
 }
+
+/// What answers a task token (SendTaskSuccess / SendTaskFailure).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TaskAnswer {
+    Success(serde_json::Value),
+    Failure { error: String, cause: String },
+}
+
+/// Step Functions' task-token API: an approval decision resumes the
+/// execution that waits on the token.
+#[async_trait]
+pub trait TaskCallbacks: Send + Sync {
+    async fn answer(&self, token: &str, answer: TaskAnswer) -> PortResult<()>;
+}

@@ -27,6 +27,7 @@ pub struct Services<'a> {
     pub catalog: &'a dyn Catalog,
     pub workflows: &'a dyn WorkflowStarter,
     pub notifier: &'a dyn Notifier,
+    pub callbacks: &'a dyn crate::ports::TaskCallbacks,
     /// Signs the approve/reject links of approval requests.
     pub links: crate::approvals::LinkSigner<'a>,
     /// Local scratch space (Lambda: /tmp) for downloads and Parquet encoding.

@@ -3,12 +3,14 @@
 //! across processes), a catalog on the same store, and a workflow starter
 //! that queues runs for the CLI to execute.
 
+mod callbacks;
 mod catalog;
 mod object_store;
 mod outbox;
 mod state_store;
 mod workflows;
 
+pub use callbacks::QueuedCallbacks;
 pub use catalog::FileCatalog;
 pub use object_store::FsObjectStore;
 pub use outbox::OutboxNotifier;
@@ -96,8 +98,10 @@ impl Workspace {
             catalog: self.catalog_store(),
             workflows: QueuedWorkflows::new(self.state_store()),
             notifier: OutboxNotifier::new(self.outbox()),
+            callbacks: QueuedCallbacks::default(),
             approval_secret: self.approval_secret(),
-            approval_base_url: DEFAULT_APPROVAL_BASE_URL.to_string(),
+            approval_base_url: std::env::var("TRIBUTARY_APPROVAL_BASE_URL")
+                .unwrap_or_else(|_| DEFAULT_APPROVAL_BASE_URL.to_string()),
             scratch: self.scratch(),
         }
     }
@@ -119,6 +123,7 @@ pub struct LocalAdapters {
     pub catalog: FileCatalog,
     pub workflows: QueuedWorkflows<FileStateStore>,
     pub notifier: OutboxNotifier,
+    pub callbacks: QueuedCallbacks,
     /// Signs approval links; generated once per workspace (`approval.key`).
     pub approval_secret: Vec<u8>,
     /// Where `tributary serve` answers approval links.
@@ -135,6 +140,7 @@ impl LocalAdapters {
             catalog: &self.catalog,
             workflows: &self.workflows,
             notifier: &self.notifier,
+            callbacks: &self.callbacks,
             links: tributary_core::approvals::LinkSigner {
                 secret: &self.approval_secret,
                 base_url: &self.approval_base_url,

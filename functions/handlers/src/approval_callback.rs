@@ -1,0 +1,331 @@
+//! approval-callback: the function URL behind the approve / reject links.
+//!
+//! GET shows what is being decided and a button, and decides nothing: mail
+//! scanners and link previews fetch links. POST (the button) checks the
+//! link's signature and expiry, records the decision once, and answers the
+//! task token through the TaskCallbacks port. Forged, expired, replayed or
+//! unknown links get a 4xx page and change nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use tributary_core::approvals::{self, Approval, ApprovalError, Decision};
+use tributary_core::orchestration;
+use tributary_core::usecases::{Services, UseCaseError};
+
+use crate::HandlerError;
+
+/// The parts of a Lambda function URL request (payload format 2.0) we use.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub form: BTreeMap<String, String>,
+}
+
+/// Percent-decoding for query strings and form bodies (`+` is a space).
+pub fn url_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_pairs(text: &str) -> BTreeMap<String, String> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (url_decode(k), url_decode(v))
+        })
+        .collect()
+}
+
+impl HttpRequest {
+    /// From the function URL event (payload format 2.0).
+    pub fn from_event(event: &Value) -> Result<HttpRequest, HandlerError> {
+        let method = event
+            .pointer("/requestContext/http/method")
+            .and_then(|m| m.as_str())
+            .ok_or_else(|| {
+                crate::bad_event(
+                    "not a function URL request: requestContext.http.method is missing".into(),
+                )
+            })?
+            .to_string();
+        let path = event
+            .get("rawPath")
+            .and_then(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let query = parse_pairs(
+            event
+                .get("rawQueryString")
+                .and_then(|q| q.as_str())
+                .unwrap_or(""),
+        );
+        let body = event.get("body").and_then(|b| b.as_str()).unwrap_or("");
+        let base64 = event
+            .get("isBase64Encoded")
+            .and_then(|b| b.as_bool())
+            .unwrap_or(false);
+        let body = if base64 {
+            decode_base64(body)
+                .ok_or_else(|| crate::bad_event("the request body is not valid base64".into()))?
+        } else {
+            body.to_string()
+        };
+        Ok(HttpRequest {
+            method,
+            path,
+            query,
+            form: parse_pairs(&body),
+        })
+    }
+}
+
+fn decode_base64(text: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+    {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn page(status: u16, title: &str, body: &str) -> Value {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{t}</title><style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}}\
+         table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}}\
+         button{{font-size:1.1rem;padding:.5rem 1.2rem}}.approve{{background:#1a7f37;color:#fff}}.reject{{background:#b42318;color:#fff}}</style>\
+         </head><body><h1>{t}</h1>{body}</body></html>",
+        t = html_escape(title)
+    );
+    json!({"statusCode": status, "headers": {"content-type": "text/html; charset=utf-8", "cache-control": "no-store"}, "body": html})
+}
+
+fn error_page(e: &ApprovalError) -> Value {
+    let title = match e.http_status() {
+        403 => "This link is not valid",
+        404 => "No such approval request",
+        409 => "Already decided",
+        410 => "This link has expired",
+        _ => "Something went wrong",
+    };
+    page(
+        e.http_status(),
+        title,
+        &format!(
+            "<p>{}</p><p>Nothing was changed.</p>",
+            html_escape(&e.to_string())
+        ),
+    )
+}
+
+fn summary_table(a: &Approval) -> String {
+    let mut rows = String::new();
+    for d in a.summary["held"].as_array().into_iter().flatten() {
+        let failed: Vec<String> = d["failed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str().map(html_escape))
+            .collect();
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.3} &lt; {:.3}</td><td>{}</td></tr>",
+            html_escape(d["dataset"].as_str().unwrap_or("?")),
+            d["rows"],
+            d["score"].as_f64().unwrap_or(0.0),
+            d["threshold"].as_f64().unwrap_or(0.0),
+            failed.join("<br>")
+        ));
+    }
+    format!(
+        "<p>{}</p><table><tr><th>dataset</th><th>rows</th><th>quality</th><th>failed expectations</th></tr>{rows}</table>\
+         <p>Pipeline <b>{}</b>, date <b>{}</b>, run <code>{}</code>. Requested {}; the request expires {}.</p>",
+        html_escape(&a.purpose),
+        html_escape(a.summary["pipeline"].as_str().unwrap_or("?")),
+        html_escape(a.summary["date"].as_str().unwrap_or("?")),
+        html_escape(a.summary["run_id"].as_str().unwrap_or("?")),
+        a.created_at.format("%Y-%m-%d %H:%M UTC"),
+        a.expires_at.format("%Y-%m-%d %H:%M UTC"),
+    )
+}
+
+/// The signed parameters of a link, from the query (GET) or the form (POST).
+fn link_params(
+    params: &BTreeMap<String, String>,
+) -> Result<(Decision, i64, String), ApprovalError> {
+    let decision = Decision::parse(params.get("decision").map(String::as_str).unwrap_or(""))?;
+    let expires = params
+        .get("expires")
+        .and_then(|e| e.parse::<i64>().ok())
+        .ok_or(ApprovalError::BadSignature)?;
+    let signature = params
+        .get("signature")
+        .cloned()
+        .ok_or(ApprovalError::BadSignature)?;
+    Ok((decision, expires, signature))
+}
+
+/// Handle one request; the response is the function URL's response.
+pub async fn handle(svc: &Services<'_>, req: &HttpRequest) -> Value {
+    let Some(id) = req
+        .path
+        .strip_prefix("/approvals/")
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+    else {
+        return page(
+            404,
+            "Not found",
+            "<p>Approval links look like /approvals/&lt;id&gt;?decision=…</p>",
+        );
+    };
+    let params = if req.method == "POST" {
+        &req.form
+    } else {
+        &req.query
+    };
+    let checked = link_params(params).and_then(|(decision, expires, signature)| {
+        svc.links
+            .verify(id, decision, expires, &signature, chrono::Utc::now())
+            .map(|_| (decision, expires, signature))
+    });
+    let (decision, expires, signature) = match checked {
+        Ok(ok) => ok,
+        Err(e) => return error_page(&e),
+    };
+    let approval = match approvals::get(svc.state, id).await {
+        Ok(a) => a,
+        Err(e) => return error_page(&e),
+    };
+    if approval.status != approvals::ApprovalStatus::Pending {
+        return error_page(&ApprovalError::AlreadyDecided {
+            id: id.to_string(),
+            status: approval.status,
+            decider: approval.decider.clone().unwrap_or_default(),
+        });
+    }
+    match req.method.as_str() {
+        "GET" | "HEAD" => {
+            let (verb, class) = match decision {
+                Decision::Approve => ("Approve", "approve"),
+                Decision::Reject => ("Reject", "reject"),
+            };
+            page(
+                200,
+                &format!("{verb}?"),
+                &format!(
+                    "{}<form method=\"post\" action=\"/approvals/{id}\">\
+                     <input type=\"hidden\" name=\"decision\" value=\"{}\">\
+                     <input type=\"hidden\" name=\"expires\" value=\"{expires}\">\
+                     <input type=\"hidden\" name=\"signature\" value=\"{}\">\
+                     <p><label>Your name <input name=\"decider\" required></label></p>\
+                     <p><label>Reason (optional)<br><textarea name=\"reason\" rows=\"3\" cols=\"60\"></textarea></label></p>\
+                     <p><button class=\"{class}\" type=\"submit\">{verb}</button></p></form>\
+                     <p>Nothing has been decided yet: opening this page changes nothing.</p>",
+                    summary_table(&approval),
+                    decision.as_str(),
+                    html_escape(&signature),
+                    id = html_escape(id),
+                ),
+            )
+        }
+        "POST" => {
+            let decider = req
+                .form
+                .get("decider")
+                .map(|d| d.trim())
+                .filter(|d| !d.is_empty())
+                .unwrap_or("someone with the link");
+            let reason = req
+                .form
+                .get("reason")
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty());
+            match orchestration::decide_and_answer(svc, id, decision, &format!("{decider} (link)"), reason).await {
+                Ok(a) => page(
+                    200,
+                    match decision {
+                        Decision::Approve => "Approved",
+                        Decision::Reject => "Rejected",
+                    },
+                    &format!(
+                        "{}<p>Recorded for {}. The pipeline continues; you can close this page.</p>",
+                        summary_table(&a),
+                        html_escape(a.decider.as_deref().unwrap_or(decider))
+                    ),
+                ),
+                Err(UseCaseError::Approval(e)) => error_page(&e),
+                Err(e) => page(
+                    if e.retryable() { 503 } else { 500 },
+                    "Something went wrong",
+                    &format!("<p>{}</p>", html_escape(&e.to_string())),
+                ),
+            }
+        }
+        other => page(
+            405,
+            "Method not allowed",
+            &format!("<p>{} is not supported here.</p>", html_escape(other)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_decoding_and_pairs() {
+        assert_eq!(url_decode("a+b%2Fc%3D"), "a b/c=");
+        assert_eq!(url_decode("100%"), "100%");
+        let p = parse_pairs("decision=approve&reason=late+file%21&empty=");
+        assert_eq!(p["reason"], "late file!");
+        assert_eq!(p["empty"], "");
+        assert_eq!(html_escape("<b>&\"'"), "&lt;b&gt;&amp;&quot;&#39;");
+        assert_eq!(
+            decode_base64("ZGVjaXNpb249YXBwcm92ZQ==").as_deref(),
+            Some("decision=approve")
+        );
+    }
+}
