@@ -85,13 +85,12 @@ fn approval_links_show_then_decide_once() {
     let outbox = std::fs::read_to_string(ws.join("outbox.jsonl")).unwrap();
     let message: serde_json::Value = outbox
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|m: &serde_json::Value| {
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|m| {
             m["subject"]
                 .as_str()
                 .is_some_and(|s| s.contains("2025-12-07"))
         })
-        .next_back()
         .expect("an approval message for 2025-12-07");
     let text = message["message"].as_str().unwrap();
     let url = text
