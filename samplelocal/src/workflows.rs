@@ -44,6 +44,24 @@ mod tests {
         assert!(!text.contains("${"));
     }
 
+    #[test]
+    fn every_file_in_statemachines_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../statemachines");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".asl.json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = crate::commands::asl::substitute(&text, &super::function_vars(), &path)
+                .unwrap_or_else(|e| panic!("{e}"));
+            tributary_asl::load(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            checked += 1;
+        }
+        assert!(checked >= 1);
+    }
+
     /// The functions, scripted: `clean_failures` lists the errors the
     /// clean function returns before it succeeds.
     struct Scripted {
