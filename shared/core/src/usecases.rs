@@ -192,40 +192,16 @@ pub async fn on_object_created(
     .await?;
     let mut started = Vec::new();
     let mut waiting = BTreeMap::new();
-    for (pipeline, p) in svc.config.pipelines_of(&key.name) {
-        let mut missing = Vec::new();
-        let mut fingerprint = Vec::new();
-        for ds in &p.datasets {
-            match state::partition_status(svc.state, ds, key.date).await? {
-                Some(s) if !s.files.is_empty() => {
-                    for f in &s.files {
-                        fingerprint.push(format!("{}\u{1f}{}\u{1f}{}", f.key, f.etag, f.size));
-                    }
-                }
-                _ => missing.push(ds.clone()),
+    for (pipeline, _) in svc.config.pipelines_of(&key.name) {
+        match date_readiness(svc, pipeline, key.date).await? {
+            DateReadiness {
+                run_id: Some(run_id),
+                ..
+            } => started.push(start_run(svc, pipeline, key.date, &run_id, None).await?),
+            not_ready => {
+                waiting.insert(pipeline.clone(), not_ready.missing);
             }
         }
-        if !missing.is_empty() {
-            waiting.insert(pipeline.clone(), missing);
-            continue;
-        }
-        // One execution per partition version: the name is derived from the
-        // files that make it, so a duplicated event cannot start a second run.
-        fingerprint.sort();
-        let run_id = format!(
-            "{:016x}",
-            xxhash_rust::xxh3::xxh3_64(fingerprint.join("\n").as_bytes())
-        );
-        let execution_name = format!("{pipeline}-{}-{run_id}", key.date);
-        let input = serde_json::json!({ "pipeline": pipeline, "date": key.date, "run_id": run_id });
-        let newly_started = svc.workflows.start(&execution_name, input).await?;
-        started.push(StartedRun {
-            pipeline: pipeline.clone(),
-            date: key.date,
-            run_id,
-            execution_name,
-            newly_started,
-        });
     }
     Ok(ArrivalOutcome::Recorded {
         dataset: key.name,
@@ -233,6 +209,95 @@ pub async fn on_object_created(
         key: full_key,
         started,
         waiting,
+    })
+}
+
+/// Whether every dataset of a pipeline has arrived for a date, and if so
+/// the run id that names this version of the date's files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DateReadiness {
+    pub pipeline: String,
+    pub date: NaiveDate,
+    pub ready: bool,
+    pub missing: Vec<String>,
+    /// A hash of the arrived files (key, ETag, size): one run per version.
+    pub run_id: Option<String>,
+}
+
+pub async fn date_readiness(
+    svc: &Services<'_>,
+    pipeline: &str,
+    date: NaiveDate,
+) -> UseCaseResult<DateReadiness> {
+    let p = svc
+        .config
+        .pipelines
+        .get(pipeline)
+        .ok_or_else(|| UseCaseError::UnknownPipeline {
+            pipeline: pipeline.to_string(),
+            known: svc
+                .config
+                .pipelines
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let mut missing = Vec::new();
+    let mut fingerprint = Vec::new();
+    for ds in &p.datasets {
+        match state::partition_status(svc.state, ds, date).await? {
+            Some(s) if !s.files.is_empty() => {
+                for f in &s.files {
+                    fingerprint.push(format!("{}\u{1f}{}\u{1f}{}", f.key, f.etag, f.size));
+                }
+            }
+            _ => missing.push(ds.clone()),
+        }
+    }
+    // One execution per partition version: the name is derived from the
+    // files that make it, so a duplicated event cannot start a second run.
+    fingerprint.sort();
+    let run_id = missing.is_empty().then(|| {
+        format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(fingerprint.join("\n").as_bytes())
+        )
+    });
+    Ok(DateReadiness {
+        pipeline: pipeline.to_string(),
+        date,
+        ready: missing.is_empty(),
+        missing,
+        run_id,
+    })
+}
+
+/// StartExecution of the partition pipeline for a ready date. The name is
+/// `<pipeline>-<date>-<run_id>` (plus a suffix for a forced re-run), so a
+/// start that already happened starts nothing.
+pub async fn start_run(
+    svc: &Services<'_>,
+    pipeline: &str,
+    date: NaiveDate,
+    run_id: &str,
+    rerun: Option<&str>,
+) -> UseCaseResult<StartedRun> {
+    let (execution_name, run_id) = match rerun {
+        Some(tag) => (
+            format!("{pipeline}-{date}-{run_id}-{tag}"),
+            format!("{run_id}-{tag}"),
+        ),
+        None => (format!("{pipeline}-{date}-{run_id}"), run_id.to_string()),
+    };
+    let input = serde_json::json!({ "pipeline": pipeline, "date": date, "run_id": run_id });
+    let newly_started = svc.workflows.start(&execution_name, input).await?;
+    Ok(StartedRun {
+        pipeline: pipeline.to_string(),
+        date,
+        run_id,
+        execution_name,
+        newly_started,
     })
 }
 
