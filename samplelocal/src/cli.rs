@@ -74,6 +74,21 @@ pub enum Command {
     /// Amazon States Language: validate and run state machines locally.
     #[command(subcommand)]
     Asl(AslCommand),
+    /// Run a pipeline over a date range through the catchup state machine
+    /// (published dates are skipped unless --force).
+    Backfill {
+        #[arg(long)]
+        pipeline: String,
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// The EventBridge schedule.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Serve the approval links (and a page of pending approvals) on 127.0.0.1.
     Serve {
         #[arg(long, default_value_t = 8765)]
@@ -106,6 +121,18 @@ pub enum Command {
     TaskHeartbeat {
         #[arg(long)]
         token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScheduleCommand {
+    /// Fire the daily catchup schedule for every pipeline (or one), as
+    /// EventBridge Scheduler would at --at (default: now).
+    Tick {
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        pipeline: Option<String>,
     },
 }
 
@@ -250,6 +277,15 @@ async fn run_async(cli: Cli) -> Result<()> {
         }) => commands::ops::watermark_set(&open()?, pipeline, date, reason, cli.json).await,
         Command::Retention { dry_run, today } => {
             commands::ops::retention(&open()?, *dry_run, today.as_deref(), cli.json).await
+        }
+        Command::Backfill {
+            pipeline,
+            start,
+            end,
+            force,
+        } => commands::catchup::backfill(&open()?, pipeline, start, end, *force, cli.json).await,
+        Command::Schedule(ScheduleCommand::Tick { at, pipeline }) => {
+            commands::catchup::tick(&open()?, at.as_deref(), pipeline.as_deref(), cli.json).await
         }
         Command::Serve { port } => commands::serve::run(&open()?, *port).await,
         Command::Approvals(ApprovalsCommand::List) => {

@@ -167,6 +167,24 @@ impl LocalRuntime {
         }
     }
 
+    /// Run the catchup state machine (schedule or backfill input), then the
+    /// partition runs it started.
+    pub async fn run_catchup(&self, name: &str, input: Value) -> Result<(Value, Vec<PipelineRun>)> {
+        let request = asl::StartRequest {
+            state_machine: "catchup".into(),
+            definition: workflows::catchup()?,
+            name: name.to_string(),
+            input,
+            start_ms: chrono::Utc::now().timestamp_millis(),
+            canned: Default::default(),
+            unanswered_timeout: false,
+            clock: tributary_asl::ClockMode::Virtual,
+        };
+        let (execution, _) = self.blocking(|rt| asl::start(&rt.root, Some(rt), request, false))?;
+        let runs = self.run_started().await?;
+        Ok((execution, runs))
+    }
+
     /// An execution's latest summary (DescribeExecution).
     pub fn describe_execution(&self, name: &str) -> Result<Value> {
         self.blocking(|rt| asl::describe(&rt.root, name))

@@ -24,6 +24,16 @@ pub fn function_vars() -> BTreeMap<String, String> {
         .collect()
 }
 
+pub const CATCHUP: &str = include_str!("../../statemachines/catchup.asl.json");
+
+pub fn catchup() -> Result<String> {
+    crate::commands::asl::substitute(
+        CATCHUP,
+        &function_vars(),
+        Path::new("statemachines/catchup.asl.json"),
+    )
+}
+
 pub fn partition_pipeline() -> Result<String> {
     crate::commands::asl::substitute(
         PARTITION_PIPELINE,

@@ -244,3 +244,125 @@ fn the_same_s3_event_three_times_starts_one_execution() {
     assert_eq!(same.len(), 1, "{list}");
     assert_eq!(same[0]["status"], "SUCCEEDED");
 }
+
+/// Raw files land in the bucket without their S3 events (lost, or sent
+/// before the pipeline existed): only catchup can find them.
+fn drop_raw_orders(ws: &Path, days: &[u32]) {
+    let sample =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sample/raw/orders/date=2025-12-01/orders.csv");
+    for d in days {
+        let dir = ws.join(format!("bucket/raw/orders/date=2025-12-{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&sample, dir.join("orders.csv")).unwrap();
+    }
+}
+
+/// `tributary --json backfill --pipeline orders_daily --start S --end E [--force]`
+fn backfill_orders(ws: &Path, start: &str, end: &str, force: bool) -> std::process::Output {
+    let mut args = vec![
+        "--json",
+        "backfill",
+        "--pipeline",
+        "orders_daily",
+        "--start",
+        start,
+        "--end",
+        end,
+    ];
+    if force {
+        args.push("--force");
+    }
+    tributary(ws, &args)
+}
+
+fn watermark(ws: &Path, pipeline: &str) -> String {
+    let parts = json_of(&tributary(ws, &["--json", "partitions"]));
+    parts["watermarks"][pipeline]["date"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn catchup_over_a_ten_day_gap_with_two_days_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    json_of(&tributary(&ws, &["--json", "demo"]));
+    assert_eq!(watermark(&ws, "orders_daily"), "2025-12-03");
+    drop_raw_orders(&ws, &[4, 5, 6, 8, 9, 11, 12, 13]);
+
+    let out = json_of(&backfill_orders(&ws, "2025-12-04", "2025-12-13", false));
+    let report = &out["execution"]["output"]["report"];
+    assert_eq!(out["execution"]["status"], "SUCCEEDED", "{out}");
+    assert_eq!(report["started"].as_array().unwrap().len(), 8, "{report}");
+    assert_eq!(report["no_data"], json!(["2025-12-07", "2025-12-10"]));
+    // Each missing day was polled (six hours of virtual waiting) first.
+    let results = out["execution"]["output"]["results"].as_array().unwrap();
+    let missing = results.iter().find(|r| r["date"] == "2025-12-07").unwrap();
+    assert_eq!(missing["polls"], 6);
+    assert_eq!(out["runs"].as_array().unwrap().len(), 8);
+    // Published around the gap, but the watermark stops before it.
+    assert_eq!(state_of(&ws, "orders", "2025-12-13"), "published");
+    assert_eq!(watermark(&ws, "orders_daily"), "2025-12-06");
+    let outbox = std::fs::read_to_string(ws.join("outbox.jsonl")).unwrap();
+    assert!(outbox.contains("2025-12-07 no_data"), "{outbox}");
+
+    // The two days arrive; the next scheduled catchup (yesterday = 12-13 in
+    // the pipeline's time zone) runs exactly them and closes the gap.
+    drop_raw_orders(&ws, &[7, 10]);
+    let tick = json_of(&tributary(
+        &ws,
+        &[
+            "--json",
+            "schedule",
+            "tick",
+            "--pipeline",
+            "orders_daily",
+            "--at",
+            "2025-12-14T06:00:00Z",
+        ],
+    ));
+    let catchup = &tick["catchups"][0]["execution"]["output"];
+    assert_eq!(
+        catchup["plan"]["dates"],
+        json!(["2025-12-07", "2025-12-10"]),
+        "{tick}"
+    );
+    assert_eq!(catchup["plan"]["skipped"].as_array().unwrap().len(), 5);
+    assert_eq!(watermark(&ws, "orders_daily"), "2025-12-13");
+
+    // The same scheduled time again starts nothing new.
+    let again = json_of(&tributary(
+        &ws,
+        &[
+            "--json",
+            "schedule",
+            "tick",
+            "--pipeline",
+            "orders_daily",
+            "--at",
+            "2025-12-14T06:00:00Z",
+        ],
+    ));
+    assert_eq!(again["catchups"][0]["runs"], json!([]));
+
+    // A backfill skips published days unless forced.
+    let skip = json_of(&backfill_orders(&ws, "2025-12-12", "2025-12-13", false));
+    assert_eq!(skip["execution"]["output"]["plan"]["dates"], json!([]));
+    let forced = json_of(&backfill_orders(&ws, "2025-12-12", "2025-12-13", true));
+    assert_eq!(forced["runs"].as_array().unwrap().len(), 2, "{forced}");
+    assert_eq!(forced["runs"][0]["execution"]["status"], "SUCCEEDED");
+
+    // A range too long is refused with the reason.
+    let long = backfill_orders(&ws, "2020-01-01", "2025-12-13", false);
+    assert!(!long.status.success());
+    let v = stdout_json(&long);
+    assert_eq!(v["execution"]["error"], "Tributary.BadInput", "{v}");
+    assert!(
+        v["execution"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("at most 366"),
+        "{v}"
+    );
+}

@@ -13,7 +13,7 @@ use tributary_core::usecases::{self, Services, UseCaseError};
 /// The functions, by the name their binary and Terraform resource use.
 pub mod approval_callback;
 
-pub const FUNCTIONS: [&str; 9] = [
+pub const FUNCTIONS: [&str; 13] = [
     "object-created",
     "plan-partition",
     "clean-partition",
@@ -23,6 +23,10 @@ pub const FUNCTIONS: [&str; 9] = [
     "quarantine-partition",
     "mark-failed",
     "approval-callback",
+    "plan-catchup",
+    "check-date",
+    "start-partition-run",
+    "catchup-report",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -68,6 +72,10 @@ pub async fn invoke(
         "request-approval" => request_approval(svc, event).await,
         "quarantine-partition" => quarantine_partition(svc, event).await,
         "mark-failed" => mark_failed(svc, event).await,
+        "plan-catchup" => plan_catchup(svc, event).await,
+        "check-date" => check_date(svc, event).await,
+        "start-partition-run" => start_partition_run(svc, event).await,
+        "catchup-report" => catchup_report(svc, event).await,
         "approval-callback" => {
             let request = approval_callback::HttpRequest::from_event(&event)?;
             Ok(approval_callback::handle(svc, &request).await)
@@ -327,6 +335,80 @@ pub async fn mark_failed(svc: &Services<'_>, event: Value) -> Result<Value, Hand
     )
     .await?;
     Ok(json!({ "failed": marked }))
+}
+
+/// A catchup's input: from the schedule `{pipeline, scheduled_time}`, or
+/// from a backfill `{pipeline, start, end, force}`.
+#[derive(Debug, Deserialize)]
+struct CatchupInput {
+    pipeline: String,
+    #[serde(default)]
+    scheduled_time: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn plan_catchup(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: CatchupInput = parse_run(
+        event,
+        "{pipeline, scheduled_time} or {pipeline, start, end, force}",
+    )?;
+    let start = i.start.as_deref().map(run_date).transpose()?;
+    let end = i.end.as_deref().map(run_date).transpose()?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            return Err(bad_event(format!("start {s} is after end {e}")));
+        }
+    }
+    let at = i.scheduled_time.unwrap_or_else(chrono::Utc::now);
+    to_json(&orchestration::plan_catchup(svc, &i.pipeline, at, start, end, i.force).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct DateInput {
+    pipeline: String,
+    date: String,
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn check_date(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: DateInput = parse_run(event, "{pipeline, date}")?;
+    let date = run_date(&i.date)?;
+    let plan = orchestration::plan_partition(svc, &i.pipeline, date, "check")?;
+    for ds in &plan.datasets {
+        usecases::discover_arrivals(svc, ds, date).await?;
+    }
+    to_json(&usecases::date_readiness(svc, &i.pipeline, date).await?)
+}
+
+pub async fn start_partition_run(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: DateInput = parse_run(event, "{pipeline, date, force}")?;
+    to_json(
+        &orchestration::start_partition_run(
+            svc,
+            &i.pipeline,
+            run_date(&i.date)?,
+            i.force,
+            "catchup",
+        )
+        .await?,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportInput {
+    pipeline: String,
+    results: Vec<Value>,
+}
+
+pub async fn catchup_report(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: ReportInput = parse_run(event, "{pipeline, results}")?;
+    Ok(orchestration::report_catchup(svc, &i.pipeline, &i.results).await?)
 }
 
 #[cfg(test)]

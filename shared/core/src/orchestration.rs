@@ -7,7 +7,7 @@ use crate::approvals::{self, ApprovalLinks, ApprovalRequest};
 use crate::ports::TaskAnswer;
 use crate::quality::QualityReport;
 use crate::state::{self, PartitionState};
-use crate::usecases::{DatasetRunReport, Services, UseCaseError, UseCaseResult};
+use crate::usecases::{pipeline_config, DatasetRunReport, Services, UseCaseError, UseCaseResult};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,19 +20,6 @@ pub struct PartitionPlan {
     pub datasets: Vec<String>,
 }
 
-fn unknown_pipeline(svc: &Services<'_>, pipeline: &str) -> UseCaseError {
-    UseCaseError::UnknownPipeline {
-        pipeline: pipeline.to_string(),
-        known: svc
-            .config
-            .pipelines
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", "),
-    }
-}
-
 /// The datasets one run of a pipeline date covers.
 pub fn plan_partition(
     svc: &Services<'_>,
@@ -40,11 +27,7 @@ pub fn plan_partition(
     date: NaiveDate,
     run_id: &str,
 ) -> UseCaseResult<PartitionPlan> {
-    let p = svc
-        .config
-        .pipelines
-        .get(pipeline)
-        .ok_or_else(|| unknown_pipeline(svc, pipeline))?;
+    let p = pipeline_config(svc.config, pipeline)?;
     Ok(PartitionPlan {
         pipeline: pipeline.to_string(),
         date,
@@ -277,4 +260,176 @@ pub async fn partition_reports(
         });
     }
     Ok(reports)
+}
+
+// ---------------------------------------------------------------- catchup
+
+/// The longest range one catchup or backfill plans: a year and a day.
+pub const MAX_CATCHUP_DATES: i64 = 366;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CatchupPlan {
+    pub pipeline: String,
+    /// The last date to process: yesterday in the pipeline's time zone at
+    /// the scheduled time, unless given.
+    pub execution_date: NaiveDate,
+    /// Dates to run, oldest first.
+    pub dates: Vec<NaiveDate>,
+    /// Already published (skipped unless forced).
+    pub skipped: Vec<NaiveDate>,
+    pub force: bool,
+}
+
+/// Plan the dates between the watermark (exclusive) and the execution date,
+/// or an explicit range. Without a watermark the range starts at the
+/// earliest date any of the pipeline's datasets arrived for.
+pub async fn plan_catchup(
+    svc: &Services<'_>,
+    pipeline: &str,
+    scheduled_time: DateTime<Utc>,
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+    force: bool,
+) -> UseCaseResult<CatchupPlan> {
+    let p = pipeline_config(svc.config, pipeline)?;
+    let local_today = scheduled_time.with_timezone(&p.tz()).date_naive();
+    let execution_date = end.unwrap_or(local_today - Duration::days(1));
+    let start = match start {
+        Some(s) => s,
+        None => match state::watermark(svc.state, pipeline).await? {
+            Some(w) => w.date + Duration::days(1),
+            None => earliest_arrival(svc, &p.datasets)
+                .await?
+                .unwrap_or(execution_date),
+        },
+    };
+    if start > execution_date {
+        return Ok(CatchupPlan {
+            pipeline: pipeline.to_string(),
+            execution_date,
+            dates: vec![],
+            skipped: vec![],
+            force,
+        });
+    }
+    let span = (execution_date - start).num_days() + 1;
+    if span > MAX_CATCHUP_DATES {
+        return Err(UseCaseError::BadRequest(format!(
+            "{start}..{execution_date} has {span} dates; a catchup covers at most {MAX_CATCHUP_DATES}: split it into several backfills"
+        )));
+    }
+    let mut dates = Vec::new();
+    let mut skipped = Vec::new();
+    for offset in 0..span {
+        let date = start + Duration::days(offset);
+        let mut published = true;
+        for ds in &p.datasets {
+            let st = state::partition_status(svc.state, ds, date).await?;
+            published &= st.is_some_and(|s| s.state == PartitionState::Published);
+        }
+        if published && !force {
+            skipped.push(date);
+        } else {
+            dates.push(date);
+        }
+    }
+    Ok(CatchupPlan {
+        pipeline: pipeline.to_string(),
+        execution_date,
+        dates,
+        skipped,
+        force,
+    })
+}
+
+async fn earliest_arrival(
+    svc: &Services<'_>,
+    datasets: &[String],
+) -> UseCaseResult<Option<NaiveDate>> {
+    let mut earliest: Option<NaiveDate> = None;
+    for ds in datasets {
+        for status in state::all_partitions(svc.state, ds).await? {
+            if !status.files.is_empty() {
+                earliest = Some(earliest.map_or(status.date, |e| e.min(status.date)));
+            }
+        }
+    }
+    Ok(earliest)
+}
+
+/// Start the partition run of a ready date (idempotent by name; `force`
+/// starts a re-run even when one ran for these files).
+pub async fn start_partition_run(
+    svc: &Services<'_>,
+    pipeline: &str,
+    date: NaiveDate,
+    force: bool,
+    requested_by: &str,
+) -> UseCaseResult<crate::usecases::StartedRun> {
+    let readiness = crate::usecases::date_readiness(svc, pipeline, date).await?;
+    let Some(run_id) = readiness.run_id else {
+        return Err(UseCaseError::WrongState {
+            dataset: readiness.missing.join(", "),
+            date,
+            state: "missing".into(),
+            what: format!("{pipeline} {date} is not data_ready"),
+        });
+    };
+    let tag = force.then(|| {
+        let digest = xxhash_rust::xxh3::xxh3_64(
+            format!("{requested_by}\u{1f}{}", Utc::now().timestamp_micros()).as_bytes(),
+        );
+        format!("r{:08x}", digest as u32)
+    });
+    crate::usecases::start_run(svc, pipeline, date, &run_id, tag.as_deref()).await
+}
+
+/// After a catchup: tell people which dates never got their data or failed
+/// to start.
+pub async fn report_catchup(
+    svc: &Services<'_>,
+    pipeline: &str,
+    results: &[serde_json::Value],
+) -> UseCaseResult<serde_json::Value> {
+    let by_status = |status: &str| -> Vec<String> {
+        results
+            .iter()
+            .filter(|r| r["status"] == status)
+            .filter_map(|r| r["date"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (started, no_data, failed) = (
+        by_status("started"),
+        by_status("no_data"),
+        by_status("failed"),
+    );
+    if !no_data.is_empty() || !failed.is_empty() {
+        let mut lines = Vec::new();
+        for r in results.iter().filter(|r| r["status"] != "started") {
+            lines.push(format!(
+                "  {} {}: {}",
+                r["date"].as_str().unwrap_or("?"),
+                r["status"].as_str().unwrap_or("?"),
+                match r["status"].as_str() {
+                    Some("no_data") => format!("still missing {}", r["missing"]),
+                    _ => r["error"]["Cause"].as_str().unwrap_or("?").to_string(),
+                }
+            ));
+        }
+        svc.notifier
+            .notify(
+                "alerts",
+                &format!(
+                    "{pipeline} catchup: {} date(s) need attention",
+                    no_data.len() + failed.len()
+                ),
+                &format!(
+                    "Catchup of {pipeline} started {} run(s); these dates did not run:\n{}",
+                    started.len(),
+                    lines.join("\n")
+                ),
+            )
+            .await?;
+    }
+    Ok(json!({"pipeline": pipeline, "started": started, "no_data": no_data, "failed": failed}))
 }

@@ -42,6 +42,8 @@ pub enum UseCaseError {
     UnknownDataset { dataset: String, known: String },
     #[error("pipeline {pipeline:?} is not defined in pipeline.toml (known: {known})")]
     UnknownPipeline { pipeline: String, known: String },
+    #[error("{0}")]
+    BadRequest(String),
     #[error("no raw files under {prefix}: nothing to clean")]
     NoRawFiles { prefix: String },
     #[error("{dataset} {date}: {what} (partition state is {state})")]
@@ -90,7 +92,8 @@ impl UseCaseError {
             match self {
                 UseCaseError::Key(_)
                 | UseCaseError::UnknownDataset { .. }
-                | UseCaseError::UnknownPipeline { .. } => "Tributary.BadInput",
+                | UseCaseError::UnknownPipeline { .. }
+                | UseCaseError::BadRequest(_) => "Tributary.BadInput",
                 UseCaseError::Clean(_) | UseCaseError::Quality(_) => "Tributary.BadData",
                 UseCaseError::WrongState { .. } | UseCaseError::NoRawFiles { .. } => {
                     "Tributary.WrongState"
@@ -102,6 +105,24 @@ impl UseCaseError {
 }
 
 pub type UseCaseResult<T> = Result<T, UseCaseError>;
+
+pub(crate) fn pipeline_config<'a>(
+    config: &'a Config,
+    name: &str,
+) -> UseCaseResult<&'a crate::config::PipelineConfig> {
+    config
+        .pipelines
+        .get(name)
+        .ok_or_else(|| UseCaseError::UnknownPipeline {
+            pipeline: name.to_string(),
+            known: config
+                .pipelines
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
 
 pub(crate) fn dataset<'a>(config: &'a Config, name: &str) -> UseCaseResult<&'a DatasetConfig> {
     config
@@ -177,19 +198,7 @@ pub async fn on_object_created(
         etag: etag.trim_matches('"').to_string(),
         size,
     };
-    state::update_partition(svc.state, &key.name, key.date, |s| {
-        // A re-delivered event for a file already recorded changes nothing:
-        // only a new file or a new version makes a new partition version.
-        if s.files.contains(&file) {
-            return;
-        }
-        s.files.retain(|f| f.key != file.key);
-        s.files.push(file.clone());
-        s.files.sort_by(|a, b| a.key.cmp(&b.key));
-        s.state = PartitionState::Arrived;
-        s.error = None;
-    })
-    .await?;
+    record_arrival(svc, &key.name, key.date, &file).await?;
     let mut started = Vec::new();
     let mut waiting = BTreeMap::new();
     for (pipeline, _) in svc.config.pipelines_of(&key.name) {
@@ -212,6 +221,66 @@ pub async fn on_object_created(
     })
 }
 
+/// Record one raw file in its partition's status. A re-delivered event for
+/// a file already recorded changes nothing: only a new file or a new version
+/// makes a new partition version.
+async fn record_arrival(
+    svc: &Services<'_>,
+    dataset: &str,
+    date: NaiveDate,
+    file: &ArrivedFile,
+) -> UseCaseResult<()> {
+    state::update_partition(svc.state, dataset, date, |s| {
+        if s.files.contains(file) {
+            return;
+        }
+        s.files.retain(|f| f.key != file.key);
+        s.files.push(file.clone());
+        s.files.sort_by(|a, b| a.key.cmp(&b.key));
+        s.state = PartitionState::Arrived;
+        s.error = None;
+    })
+    .await?;
+    Ok(())
+}
+
+/// Record raw files that are in the bucket but not in the status — their
+/// S3 events were lost, or arrived before the pipeline existed. Catchup
+/// calls this before deciding whether a date is ready. Returns the keys
+/// newly recorded.
+pub async fn discover_arrivals(
+    svc: &Services<'_>,
+    dataset: &str,
+    date: NaiveDate,
+) -> UseCaseResult<Vec<String>> {
+    let known = state::partition_status(svc.state, dataset, date)
+        .await?
+        .map(|s| s.files)
+        .unwrap_or_default();
+    let mut recorded = Vec::new();
+    for o in svc
+        .objects
+        .list(&partition_prefix(Layer::Raw, dataset, date))
+        .await?
+    {
+        // Only data files directly in the partition: not staging or markers.
+        let name = o.key.rsplit('/').next().unwrap_or_default();
+        if name.is_empty() || name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        let file = ArrivedFile {
+            key: o.key.clone(),
+            etag: o.etag.trim_matches('"').to_string(),
+            size: o.size,
+        };
+        if !known.contains(&file) {
+            record_arrival(svc, dataset, date, &file).await?;
+            recorded.push(o.key);
+        }
+    }
+    Ok(recorded)
+}
+
 /// Whether every dataset of a pipeline has arrived for a date, and if so
 /// the run id that names this version of the date's files.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -229,20 +298,7 @@ pub async fn date_readiness(
     pipeline: &str,
     date: NaiveDate,
 ) -> UseCaseResult<DateReadiness> {
-    let p = svc
-        .config
-        .pipelines
-        .get(pipeline)
-        .ok_or_else(|| UseCaseError::UnknownPipeline {
-            pipeline: pipeline.to_string(),
-            known: svc
-                .config
-                .pipelines
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    let p = pipeline_config(svc.config, pipeline)?;
     let mut missing = Vec::new();
     let mut fingerprint = Vec::new();
     for ds in &p.datasets {
@@ -621,20 +677,7 @@ pub async fn run_partition_pipeline(
     date: NaiveDate,
     run_id: &str,
 ) -> UseCaseResult<Vec<DatasetRunReport>> {
-    let p = svc
-        .config
-        .pipelines
-        .get(pipeline)
-        .ok_or_else(|| UseCaseError::UnknownPipeline {
-            pipeline: pipeline.to_string(),
-            known: svc
-                .config
-                .pipelines
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    let p = pipeline_config(svc.config, pipeline)?;
     let mut reports = Vec::new();
     for ds in &p.datasets {
         let mut report = DatasetRunReport {
