@@ -89,6 +89,14 @@ pub enum Command {
     /// The EventBridge schedule.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Write an HTML page of one execution: the state machine with the path
+    /// taken, each state's timing and outcome, the data counts.
+    Report {
+        execution: String,
+        /// Where to write it (default: <workspace>/reports/<execution>.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Serve the approval links (and a page of pending approvals) on 127.0.0.1.
     Serve {
         #[arg(long, default_value_t = 8765)]
@@ -243,6 +251,9 @@ pub fn run(cli: Cli) -> Result<()> {
             let failure = tributary_asl::Failure::new(error.clone(), cause.clone());
             return asl::answer(ws, config, token, asl::Answer::Failure(failure));
         }
+        Command::Report { execution, out } => {
+            return commands::run_report::run(ws, execution, out.as_deref())
+        }
         Command::TaskHeartbeat { token } => {
             return asl::answer(ws, config, token, asl::Answer::Heartbeat)
         }
@@ -316,6 +327,7 @@ async fn run_async(cli: Cli) -> Result<()> {
         | Command::Executions(_)
         | Command::TaskSuccess { .. }
         | Command::TaskFailure { .. }
-        | Command::TaskHeartbeat { .. } => unreachable!("handled before the runtime starts"),
+        | Command::TaskHeartbeat { .. }
+        | Command::Report { .. } => unreachable!("handled before the runtime starts"),
     }
 }

@@ -89,6 +89,31 @@ fn low_quality_waits_for_a_person_who_approves_or_rejects() {
         "an alert went out: {outbox}"
     );
 
+    // The run report draws the machine, the path taken and where it failed.
+    let page = dir.path().join("rejected.html");
+    let name = v["name"].as_str().unwrap();
+    let out = tributary(&ws, &["report", name, "--out", page.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for expected in [
+        "<svg",
+        "RequestApproval",
+        "Quarantined",
+        "Tributary.Quarantined",
+        "rows in",
+        "failed here",
+    ] {
+        assert!(
+            html.contains(expected),
+            "{expected} missing from the report"
+        );
+    }
+    assert!(html.contains("#dafbe1"), "visited states are highlighted");
+
     // Deciding again changes nothing.
     let again = tributary(&ws, &["approvals", "approve", &first]);
     assert!(!again.status.success());

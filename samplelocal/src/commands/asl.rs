@@ -657,6 +657,17 @@ pub fn list(workspace: &Path, json_out: bool) -> Result<()> {
     Ok(())
 }
 
+/// Everything a run report needs: the definition as run, the summary and
+/// the history events.
+pub fn execution_record(workspace: &Path, name: &str) -> Result<(String, Value, Value)> {
+    let store = Store::open(workspace)?;
+    let (stored, _) = store
+        .load(name)?
+        .ok_or_else(|| anyhow!("no execution named {name} in {}", workspace.display()))?;
+    let history = history_of(workspace, &stored)?;
+    Ok((stored.definition.clone(), stored.summary.clone(), history))
+}
+
 /// An execution's latest summary (DescribeExecution).
 pub fn describe(workspace: &Path, name: &str) -> Result<Value> {
     let store = Store::open(workspace)?;

@@ -6,4 +6,5 @@ pub mod catchup;
 pub mod demo;
 pub mod ops;
 pub mod report;
+pub mod run_report;
 pub mod serve;

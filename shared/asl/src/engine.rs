@@ -658,7 +658,6 @@ impl Engine<'_, '_> {
                     Some(t) => self.text(t, &input, ctx)?,
                     None => String::new(),
                 };
-                self.event(*now, "FailStateEntered", Value::Null);
                 Err(Stop::Failed(Failure { error, cause }))
             }
             Kind::Task(task) => {
