@@ -33,7 +33,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the bundled sample end to end on a fresh workspace.
-    Demo,
+    Demo {
+        /// Wait for you to decide approval requests in the browser
+        /// (`tributary serve` on 127.0.0.1:8765) instead of approving them.
+        #[arg(long)]
+        interactive: bool,
+    },
     /// Put a file under raw/ and deliver its S3 ObjectCreated event.
     Upload {
         file: PathBuf,
@@ -268,7 +273,9 @@ pub fn run(cli: Cli) -> Result<()> {
 async fn run_async(cli: Cli) -> Result<()> {
     let open = || LocalRuntime::open(&cli.workspace, cli.config.as_deref());
     match &cli.command {
-        Command::Demo => commands::demo::run(&cli.workspace, cli.json).await,
+        Command::Demo { interactive } => {
+            commands::demo::run(&cli.workspace, cli.json, *interactive).await
+        }
         Command::Upload {
             file,
             dataset,

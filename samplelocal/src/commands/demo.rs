@@ -12,7 +12,7 @@ use tributary_core::{approvals, orchestration};
 use super::ops::outputs_hint;
 use super::report::{print_json, runs_table};
 
-pub async fn run(root: &Path, json_out: bool) -> Result<()> {
+pub async fn run(root: &Path, json_out: bool, interactive: bool) -> Result<()> {
     let started = Instant::now();
     let rt = LocalRuntime::fresh(root, sample::PIPELINE_TOML)?;
     let progress = if json_out || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -41,23 +41,35 @@ pub async fn run(root: &Path, json_out: bool) -> Result<()> {
         progress.inc(1);
     }
     progress.finish_and_clear();
-    // The demo plays the approver: every approval request (a partition
-    // held for low quality) is approved, through the same path a click on
-    // the signed link takes, and the paused execution resumes.
+    // Partitions held for low quality wait for a person. By default the
+    // demo plays the approver, through the same decide-and-answer path a
+    // click on the signed link takes; --interactive waits for your click.
     let mut decided = Vec::new();
-    for approval in approvals::pending(&rt.adapters.state, chrono::Utc::now()).await? {
-        let execution = rt
-            .decide_approval(
+    let pending = approvals::pending(&rt.adapters.state, chrono::Utc::now()).await?;
+    if interactive && !pending.is_empty() {
+        eprintln!(
+            "\n{} approval request(s) wait for you: open http://127.0.0.1:8765/ (or the links above) and decide; the demo continues when all are decided.",
+            pending.len()
+        );
+        super::serve::until_decided(&rt, 8765).await?;
+    }
+    for approval in pending {
+        let execution = if interactive {
+            let name = approval.execution.rsplit(':').next().unwrap_or_default();
+            rt.describe_execution(name)?
+        } else {
+            rt.decide_approval(
                 &approval.id,
                 approvals::Decision::Approve,
                 "tributary demo (automatic)",
-                Some(
-                    "the demo approves every request; `tributary approvals` lets you decide".into(),
-                ),
+                Some("the demo approves every request; `tributary demo --interactive` lets you decide".into()),
             )
-            .await?;
+            .await?
+        };
+        let decision = approvals::get(&rt.adapters.state, &approval.id).await?;
         decided.push(json!({"approval": approval.id, "purpose": approval.purpose,
-                            "summary": approval.summary, "execution": execution}));
+                            "summary": approval.summary, "status": decision.status,
+                            "decider": decision.decider, "execution": execution}));
     }
     // Where every execution ended, after the approvals.
     for r in &mut runs {
@@ -125,8 +137,10 @@ pub async fn run(root: &Path, json_out: bool) -> Result<()> {
     }
     for d in &decided {
         println!(
-            "approval: {} -> approved automatically by the demo; execution {} {}",
+            "approval: {} -> {} by {}; execution {} {}",
             d["purpose"].as_str().unwrap_or_default(),
+            d["status"].as_str().unwrap_or_default(),
+            d["decider"].as_str().unwrap_or_default(),
             d["execution"]["name"].as_str().unwrap_or_default(),
             d["execution"]["status"].as_str().unwrap_or_default()
         );

@@ -14,6 +14,15 @@ use tributary_handlers::approval_callback::html_escape;
 const MAX_BODY: usize = 64 * 1024;
 
 pub async fn run(rt: &LocalRuntime, port: u16) -> Result<()> {
+    serve(rt, port, false).await
+}
+
+/// Serve until no approval is pending any more (`demo --interactive`).
+pub async fn until_decided(rt: &LocalRuntime, port: u16) -> Result<()> {
+    serve(rt, port, true).await
+}
+
+async fn serve(rt: &LocalRuntime, port: u16, until_decided: bool) -> Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| {
         format!("cannot listen on 127.0.0.1:{port} (is another `tributary serve` running?)")
     })?;
@@ -30,6 +39,13 @@ pub async fn run(rt: &LocalRuntime, port: u16) -> Result<()> {
             }
         };
         let _ = write_response(&mut stream, &response);
+        if until_decided
+            && approvals::pending(&rt.adapters.state, chrono::Utc::now())
+                .await
+                .map_or(false, |p| p.is_empty())
+        {
+            return Ok(());
+        }
     }
     Ok(())
 }
