@@ -42,7 +42,7 @@ async fn serve(rt: &LocalRuntime, port: u16, until_decided: bool) -> Result<()> 
         if until_decided
             && approvals::pending(&rt.adapters.state, chrono::Utc::now())
                 .await
-                .map_or(false, |p| p.is_empty())
+                .is_ok_and(|p| p.is_empty())
         {
             return Ok(());
         }
