@@ -84,7 +84,7 @@ async fn run_all(h: &Harness) -> Vec<usecases::DatasetRunReport> {
         let pipeline = run.input["pipeline"].as_str().expect("pipeline");
         let run_id = run.input["run_id"].as_str().expect("run id");
         reports.extend(
-            usecases::run_partition_pipeline(&h.services(), pipeline, d, run_id)
+            tributary_e2e::run_partition_pipeline(&h.services(), pipeline, d, run_id)
                 .await
                 .expect("run"),
         );
@@ -125,7 +125,7 @@ async fn data_ready_waits_for_every_dataset_and_duplicate_events_start_nothing()
     assert!(!started[0].newly_started);
     assert_eq!(h.adapters.workflows.drain().len(), 1);
     // ... and does not reset a partition that has moved on.
-    usecases::run_partition_pipeline(
+    tributary_e2e::run_partition_pipeline(
         &h.services(),
         "orders_daily",
         date("2025-12-03"),

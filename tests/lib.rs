@@ -9,7 +9,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tributary_core::config::Config;
 use tributary_core::ports::ObjectStore;
 use tributary_core::publish::read_manifest;
-use tributary_core::usecases::Services;
+use tributary_core::usecases::{
+    clean_partition, publish_partition, validate_partition, DatasetRunReport, Services,
+    UseCaseError, UseCaseResult,
+};
 use tributary_local::{LocalAdapters, Workspace};
 
 pub struct Harness {
@@ -82,4 +85,56 @@ impl Harness {
 
 pub fn date(s: &str) -> NaiveDate {
     tributary_core::layout::parse_date(s).expect("test date")
+}
+
+/// Clean → validate → publish (or hold) every dataset of a pipeline date, in
+/// one call with no orchestration: how these domain tests set up partitions.
+/// Deployed and local runs go through `statemachines/partition_pipeline.asl.json`
+/// (tested in samplelocal/).
+pub async fn run_partition_pipeline(
+    svc: &Services<'_>,
+    pipeline: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<Vec<DatasetRunReport>> {
+    let p = svc
+        .config
+        .pipelines
+        .get(pipeline)
+        .ok_or_else(|| UseCaseError::UnknownPipeline {
+            pipeline: pipeline.to_string(),
+            known: String::new(),
+        })?;
+    let mut reports = Vec::new();
+    for ds in &p.datasets {
+        let mut report = DatasetRunReport {
+            dataset: ds.clone(),
+            date,
+            state: String::new(),
+            stats: None,
+            quality_score: None,
+            error: None,
+            location: None,
+        };
+        let step = async {
+            let cleaned = clean_partition(svc, ds, date, run_id).await?;
+            report.stats = Some(cleaned.stats);
+            let quality = validate_partition(svc, ds, date, run_id).await?;
+            report.quality_score = Some(quality.score);
+            if quality.passed {
+                let published = publish_partition(svc, ds, date, run_id, false).await?;
+                report.location = Some(published.manifest.location);
+            }
+            Ok::<_, UseCaseError>(())
+        }
+        .await;
+        if let Err(e) = step {
+            report.error = Some(e.to_string());
+        }
+        report.state = tributary_core::state::partition_status(svc.state, ds, date)
+            .await?
+            .map_or("unknown".into(), |s| s.state.name().to_string());
+        reports.push(report);
+    }
+    Ok(reports)
 }

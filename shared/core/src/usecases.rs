@@ -667,51 +667,6 @@ pub struct DatasetRunReport {
     pub location: Option<String>,
 }
 
-/// Clean → validate → publish (or hold) every dataset of a pipeline date, in
-/// one call with no orchestration: what the domain tests use to set up
-/// partitions. Deployed and local runs go through
-/// `statemachines/partition_pipeline.asl.json` instead.
-pub async fn run_partition_pipeline(
-    svc: &Services<'_>,
-    pipeline: &str,
-    date: NaiveDate,
-    run_id: &str,
-) -> UseCaseResult<Vec<DatasetRunReport>> {
-    let p = pipeline_config(svc.config, pipeline)?;
-    let mut reports = Vec::new();
-    for ds in &p.datasets {
-        let mut report = DatasetRunReport {
-            dataset: ds.clone(),
-            date,
-            state: String::new(),
-            stats: None,
-            quality_score: None,
-            error: None,
-            location: None,
-        };
-        let step = async {
-            let cleaned = clean_partition(svc, ds, date, run_id).await?;
-            report.stats = Some(cleaned.stats);
-            let quality = validate_partition(svc, ds, date, run_id).await?;
-            report.quality_score = Some(quality.score);
-            if quality.passed {
-                let published = publish_partition(svc, ds, date, run_id, false).await?;
-                report.location = Some(published.manifest.location);
-            }
-            Ok::<_, UseCaseError>(())
-        }
-        .await;
-        if let Err(e) = step {
-            report.error = Some(e.to_string());
-        }
-        report.state = state::partition_status(svc.state, ds, date)
-            .await?
-            .map_or("unknown".into(), |s| s.state.name().to_string());
-        reports.push(report);
-    }
-    Ok(reports)
-}
-
 // ---------------------------------------------------------------- retention
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
