@@ -162,6 +162,12 @@ pub enum ApprovalsCommand {
         /// Who decides (default: $USER).
         #[arg(long)]
         by: Option<String>,
+        /// For a label review: corrections as `id,label` lines.
+        #[arg(long)]
+        corrections: Option<PathBuf>,
+        /// For a label review: send what was not corrected back for another round.
+        #[arg(long)]
+        again: bool,
     },
     /// Reject a request; the execution quarantines the run and fails.
     Reject {
@@ -309,13 +315,21 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Approvals(ApprovalsCommand::List) => {
             commands::approvals::list(&open()?, cli.json).await
         }
-        Command::Approvals(ApprovalsCommand::Approve { id, reason, by }) => {
+        Command::Approvals(ApprovalsCommand::Approve {
+            id,
+            reason,
+            by,
+            corrections,
+            again,
+        }) => {
             commands::approvals::decide(
                 &open()?,
                 id,
                 tributary_core::approvals::Decision::Approve,
                 reason.clone(),
                 by.clone(),
+                corrections.as_deref(),
+                *again,
             )
             .await
         }
@@ -326,6 +340,8 @@ async fn run_async(cli: Cli) -> Result<()> {
                 tributary_core::approvals::Decision::Reject,
                 reason.clone(),
                 by.clone(),
+                None,
+                false,
             )
             .await
         }

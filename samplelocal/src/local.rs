@@ -210,8 +210,10 @@ impl LocalRuntime {
         decision: approvals::Decision,
         decider: &str,
         reason: Option<String>,
+        details: Option<Value>,
     ) -> Result<Value> {
-        orchestration::decide_and_answer(&self.services(), id, decision, decider, reason).await?;
+        orchestration::decide_and_answer(&self.services(), id, decision, decider, reason, details)
+            .await?;
         let mut resumed = self.apply_callbacks()?;
         resumed
             .pop()

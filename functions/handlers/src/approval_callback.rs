@@ -162,6 +162,24 @@ fn error_page(e: &ApprovalError) -> Value {
 }
 
 fn summary_table(a: &Approval) -> String {
+    if a.summary["kind"] == "label_review" {
+        let mut rows = String::new();
+        for i in a.summary["items"].as_array().into_iter().flatten() {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+                html_escape(i["id"].as_str().unwrap_or("?")),
+                html_escape(i["label"].as_str().unwrap_or("?")),
+                i["confidence"].as_f64().unwrap_or(0.0)
+            ));
+        }
+        return format!(
+            "<p>{}</p><table><tr><th>id</th><th>proposed label</th><th>confidence</th></tr>{rows}</table>\
+             <p>{} label(s) pending in all; the request expires {}.</p>",
+            html_escape(&a.purpose),
+            a.summary["pending"],
+            a.expires_at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
     let mut rows = String::new();
     for d in a.summary["held"].as_array().into_iter().flatten() {
         let failed: Vec<String> = d["failed"]
@@ -260,13 +278,20 @@ pub async fn handle(svc: &Services<'_>, req: &HttpRequest) -> Value {
                      <input type=\"hidden\" name=\"expires\" value=\"{expires}\">\
                      <input type=\"hidden\" name=\"signature\" value=\"{}\">\
                      <p><label>Your name <input name=\"decider\" required></label></p>\
-                     <p><label>Reason (optional)<br><textarea name=\"reason\" rows=\"3\" cols=\"60\"></textarea></label></p>\
+                     <p><label>Reason (optional)<br><textarea name=\"reason\" rows=\"3\" cols=\"60\"></textarea></label></p>{review_fields}\
                      <p><button class=\"{class}\" type=\"submit\">{verb}</button></p></form>\
                      <p>Nothing has been decided yet: opening this page changes nothing.</p>",
                     summary_table(&approval),
                     decision.as_str(),
                     html_escape(&signature),
                     id = html_escape(id),
+                    review_fields = if approval.summary["kind"] == "label_review" && decision == Decision::Approve {
+                        "<p><label>Corrections, one <code>id,label</code> per line (the rest is confirmed as proposed)<br>\
+                         <textarea name=\"corrections\" rows=\"6\" cols=\"60\"></textarea></label></p>\
+                         <p><label><input type=\"checkbox\" name=\"again\"> send the rest back for another round</label></p>"
+                    } else {
+                        ""
+                    },
                 ),
             )
         }
@@ -282,7 +307,28 @@ pub async fn handle(svc: &Services<'_>, req: &HttpRequest) -> Value {
                 .get("reason")
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty());
-            match orchestration::decide_and_answer(svc, id, decision, &format!("{decider} (link)"), reason).await {
+            let details = if approval.summary["kind"] == "label_review" {
+                match tributary_core::labeling::parse_corrections(
+                    req.form.get("corrections").map_or("", |c| c.as_str()),
+                ) {
+                    Ok(corrections) => Some(
+                        json!({"corrections": corrections, "again": req.form.contains_key("again")}),
+                    ),
+                    Err(e) => {
+                        return page(
+                            400,
+                            "Corrections not understood",
+                            &format!(
+                                "<p>{}</p><p>Nothing was changed; go back and fix them.</p>",
+                                html_escape(&e)
+                            ),
+                        )
+                    }
+                }
+            } else {
+                None
+            };
+            match orchestration::decide_and_answer(svc, id, decision, &format!("{decider} (link)"), reason, details).await {
                 Ok(a) => page(
                     200,
                     match decision {

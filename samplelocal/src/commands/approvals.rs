@@ -40,16 +40,32 @@ pub async fn decide(
     decision: Decision,
     reason: Option<String>,
     by: Option<String>,
+    corrections: Option<&std::path::Path>,
+    again: bool,
 ) -> Result<()> {
     let decider = by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "operator".into());
+    // A label review's answer may carry corrections (id,label lines) and
+    // ask for another round for the rest.
+    let details = match corrections {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading corrections {}: {e}", path.display()))?;
+            let parsed = tributary_core::labeling::parse_corrections(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(json!({"corrections": parsed, "again": again}))
+        }
+        None if again => Some(json!({"corrections": {}, "again": true})),
+        None => None,
+    };
     let execution = rt
         .decide_approval(
             id,
             decision,
             &format!("{decider} (tributary approvals)"),
             reason,
+            details,
         )
         .await?;
     print_json(&execution)

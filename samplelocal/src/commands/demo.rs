@@ -63,6 +63,7 @@ pub async fn run(root: &Path, json_out: bool, interactive: bool) -> Result<()> {
                 approvals::Decision::Approve,
                 "tributary demo (automatic)",
                 Some("the demo approves every request; `tributary demo --interactive` lets you decide".into()),
+                None,
             )
             .await?
         };

@@ -277,6 +277,60 @@ pub struct Config {
     pub datasets: BTreeMap<String, DatasetConfig>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    #[serde(default)]
+    pub labeling: BTreeMap<String, LabelingConfig>,
+}
+
+/// A labeling workflow over a dataset's published partitions: rules propose
+/// a label with a confidence; low-confidence labels go to a person.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelingConfig {
+    pub dataset: String,
+    /// The column that identifies a row (labels are keyed by it).
+    pub id_column: String,
+    /// Labels at or above this confidence are accepted without review.
+    #[serde(default = "default_accept_confidence")]
+    pub accept_confidence: f64,
+    /// How long a review request waits for a person.
+    #[serde(default = "default_review_hours")]
+    pub review_hours: u64,
+    /// Review rounds before what is left keeps its proposed label.
+    #[serde(default = "default_max_rounds")]
+    pub max_rounds: u32,
+    pub default_label: String,
+    #[serde(default = "default_default_confidence")]
+    pub default_confidence: f64,
+    /// Tried in order; the first rule whose conditions all hold labels a row.
+    #[serde(default)]
+    pub rules: Vec<LabelRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelRule {
+    pub label: String,
+    pub column: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default, rename = "in")]
+    pub in_set: Option<Vec<String>>,
+    pub confidence: f64,
+}
+
+fn default_accept_confidence() -> f64 {
+    0.8
+}
+fn default_review_hours() -> u64 {
+    24
+}
+fn default_max_rounds() -> u32 {
+    3
+}
+fn default_default_confidence() -> f64 {
+    0.5
 }
 
 impl Config {
@@ -532,6 +586,74 @@ impl Config {
                     format!("{:?} is not an IANA time zone", p.timezone),
                     "use a name such as \"UTC\" or \"Europe/Berlin\"".into(),
                 ));
+            }
+        }
+        for (name, l) in &self.labeling {
+            let at = |f: &str| format!("labeling.{name}.{f}");
+            if !valid_name(name) {
+                return Err(invalid(
+                    format!("labeling.{name}"),
+                    "labeling names become S3 prefixes".into(),
+                    "use only letters, digits, '_' and '-'".into(),
+                ));
+            }
+            let Some(ds) = self.datasets.get(&l.dataset) else {
+                return Err(invalid(
+                    at("dataset"),
+                    format!("unknown dataset {:?}", l.dataset),
+                    format!("use one of: {}", self.dataset_names()),
+                ));
+            };
+            let has = |c: &str| ds.columns.iter().any(|col| col.name == c);
+            if !has(&l.id_column) {
+                return Err(invalid(
+                    at("id_column"),
+                    format!("{:?} is not a column of {}", l.id_column, l.dataset),
+                    "name the column that identifies a row".into(),
+                ));
+            }
+            for (conf, field) in [
+                (l.accept_confidence, "accept_confidence"),
+                (l.default_confidence, "default_confidence"),
+            ] {
+                if !(0.0..=1.0).contains(&conf) {
+                    return Err(invalid(
+                        at(field),
+                        format!("{conf} is outside 0..1"),
+                        "use a fraction between 0 and 1".into(),
+                    ));
+                }
+            }
+            if l.max_rounds == 0 || l.review_hours == 0 {
+                return Err(invalid(
+                    at("max_rounds"),
+                    "max_rounds and review_hours must be at least 1".into(),
+                    "allow at least one review round of at least an hour".into(),
+                ));
+            }
+            for (i, r) in l.rules.iter().enumerate() {
+                let rule_at = at(&format!("rules[{i}]"));
+                if !has(&r.column) {
+                    return Err(invalid(
+                        rule_at,
+                        format!("{:?} is not a column of {}", r.column, l.dataset),
+                        "name a column of the dataset".into(),
+                    ));
+                }
+                if r.min.is_none() && r.max.is_none() && r.in_set.is_none() {
+                    return Err(invalid(
+                        rule_at,
+                        "a rule without a condition labels every row".into(),
+                        "give min, max or in".into(),
+                    ));
+                }
+                if !(0.0..=1.0).contains(&r.confidence) {
+                    return Err(invalid(
+                        rule_at,
+                        format!("confidence {} is outside 0..1", r.confidence),
+                        "use a fraction between 0 and 1".into(),
+                    ));
+                }
             }
         }
         Ok(())

@@ -26,10 +26,11 @@ pub enum Layer {
     Views,
     Stream,
     Dlq,
+    Labels,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 8] = [
+    pub const ALL: [Layer; 9] = [
         Layer::Raw,
         Layer::Cleaned,
         Layer::Rejects,
@@ -38,6 +39,7 @@ impl Layer {
         Layer::Views,
         Layer::Stream,
         Layer::Dlq,
+        Layer::Labels,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -50,6 +52,7 @@ impl Layer {
             Layer::Views => "views",
             Layer::Stream => "stream",
             Layer::Dlq => "dlq",
+            Layer::Labels => "labels",
         }
     }
 
@@ -68,7 +71,7 @@ impl fmt::Display for Layer {
 pub enum KeyError {
     #[error("object key {key:?} is not valid URL encoding: {reason}")]
     BadEncoding { key: String, reason: String },
-    #[error("object key {key:?} is outside the bucket layout: {reason} (expected <layer>/<name>/date=YYYY-MM-DD/<file>, layer one of raw, cleaned, rejects, quality, features, views, stream, dlq)")]
+    #[error("object key {key:?} is outside the bucket layout: {reason} (expected <layer>/<name>/date=YYYY-MM-DD/<file>, layer one of raw, cleaned, rejects, quality, features, views, stream, dlq, labels)")]
     OutsideLayout { key: String, reason: String },
     #[error("object key {key:?} has an unsafe path segment {segment:?}: empty, '.' and '..' segments are refused so no key can escape its prefix")]
     UnsafeSegment { key: String, segment: String },

@@ -5,6 +5,7 @@
 pub mod approvals;
 pub mod clean;
 pub mod config;
+pub mod labeling;
 pub mod layout;
 pub mod orchestration;
 pub mod ports;

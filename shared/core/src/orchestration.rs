@@ -133,13 +133,25 @@ pub async fn decide_and_answer(
     decision: approvals::Decision,
     decider: &str,
     reason: Option<String>,
+    details: Option<serde_json::Value>,
 ) -> UseCaseResult<approvals::Approval> {
     let approval =
         approvals::decide(svc.state, id, decision, decider, reason.clone(), Utc::now()).await?;
     let answer = match decision {
-        approvals::Decision::Approve => TaskAnswer::Success(json!({
-            "approved": true, "approval_id": id, "decider": decider, "reason": reason,
-        })),
+        approvals::Decision::Approve => {
+            // Details (a reviewer's corrections) ride along with the decision.
+            let mut output = json!({
+                "approved": true, "approval_id": id, "decider": decider, "reason": reason,
+            });
+            if let (Some(serde_json::Value::Object(extra)), Some(out)) =
+                (details, output.as_object_mut())
+            {
+                for (k, v) in extra {
+                    out.entry(k).or_insert(v);
+                }
+            }
+            TaskAnswer::Success(output)
+        }
         approvals::Decision::Reject => TaskAnswer::Failure {
             error: "Tributary.Rejected".into(),
             cause: format!(

@@ -133,7 +133,7 @@ pub(crate) fn dataset<'a>(config: &'a Config, name: &str) -> UseCaseResult<&'a D
         })
 }
 
-fn scratch_dir(base: &Path) -> UseCaseResult<tempfile::TempDir> {
+pub(crate) fn scratch_dir(base: &Path) -> UseCaseResult<tempfile::TempDir> {
     std::fs::create_dir_all(base).map_err(|source| UseCaseError::Scratch {
         path: base.display().to_string(),
         source,
