@@ -91,6 +91,14 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run a labeling workflow ([labeling.<name>] in pipeline.toml) on a
+    /// published date; low-confidence labels wait for review.
+    Label {
+        #[arg(long)]
+        labeling: String,
+        #[arg(long)]
+        date: String,
+    },
     /// The EventBridge schedule.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -310,6 +318,11 @@ async fn run_async(cli: Cli) -> Result<()> {
         } => commands::catchup::backfill(&open()?, pipeline, start, end, *force, cli.json).await,
         Command::Schedule(ScheduleCommand::Tick { at, pipeline }) => {
             commands::catchup::tick(&open()?, at.as_deref(), pipeline.as_deref(), cli.json).await
+        }
+        Command::Label { labeling, date } => {
+            let rt = open()?;
+            let execution = rt.run_labeling(labeling, date)?;
+            commands::report::print_json(&execution)
         }
         Command::Serve { port } => commands::serve::run(&open()?, *port).await,
         Command::Approvals(ApprovalsCommand::List) => {

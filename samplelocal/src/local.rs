@@ -185,6 +185,25 @@ impl LocalRuntime {
         Ok((execution, runs))
     }
 
+    /// Start the labeling state machine for one labeling and date; it runs
+    /// to its end or pauses for a person's review.
+    pub fn run_labeling(&self, labeling: &str, date: &str) -> Result<Value> {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
+        let run_id = format!("l{stamp}");
+        let request = asl::StartRequest {
+            state_machine: "labeling".into(),
+            definition: workflows::labeling()?,
+            name: format!("labeling-{labeling}-{date}-{stamp}"),
+            input: json!({"labeling": labeling, "date": date, "run_id": run_id}),
+            start_ms: chrono::Utc::now().timestamp_millis(),
+            canned: Default::default(),
+            unanswered_timeout: false,
+            clock: tributary_asl::ClockMode::Virtual,
+        };
+        let (execution, _) = self.blocking(|rt| asl::start(&rt.root, Some(rt), request, false))?;
+        Ok(execution)
+    }
+
     /// An execution's latest summary (DescribeExecution).
     pub fn describe_execution(&self, name: &str) -> Result<Value> {
         self.blocking(|rt| asl::describe(&rt.root, name))

@@ -12,6 +12,11 @@ pub const PARTITION_PIPELINE: &str =
 
 /// `${clean_partition_function}` → `tributary-clean-partition`, for every
 /// function (Terraform substitutes the deployed function names).
+/// An embedded definition with its function placeholders filled in.
+fn embedded(text: &str, file: &str) -> Result<String> {
+    crate::commands::asl::substitute(text, &function_vars(), Path::new(file))
+}
+
 pub fn function_vars() -> BTreeMap<String, String> {
     tributary_handlers::FUNCTIONS
         .iter()
@@ -24,21 +29,22 @@ pub fn function_vars() -> BTreeMap<String, String> {
         .collect()
 }
 
+pub const LABELING: &str = include_str!("../../statemachines/labeling.asl.json");
+
+pub fn labeling() -> Result<String> {
+    embedded(LABELING, "statemachines/labeling.asl.json")
+}
+
 pub const CATCHUP: &str = include_str!("../../statemachines/catchup.asl.json");
 
 pub fn catchup() -> Result<String> {
-    crate::commands::asl::substitute(
-        CATCHUP,
-        &function_vars(),
-        Path::new("statemachines/catchup.asl.json"),
-    )
+    embedded(CATCHUP, "statemachines/catchup.asl.json")
 }
 
 pub fn partition_pipeline() -> Result<String> {
-    crate::commands::asl::substitute(
+    embedded(
         PARTITION_PIPELINE,
-        &function_vars(),
-        Path::new("statemachines/partition_pipeline.asl.json"),
+        "statemachines/partition_pipeline.asl.json",
     )
 }
 

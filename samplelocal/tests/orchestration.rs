@@ -391,3 +391,172 @@ fn catchup_over_a_ten_day_gap_with_two_days_missing() {
         "{v}"
     );
 }
+
+fn pending_approval(ws: &Path) -> Value {
+    let pending = json_of(&tributary(ws, &["--json", "approvals", "list"]));
+    pending["pending"][0].clone()
+}
+
+fn start_labeling(ws: &Path, date: &str) -> Value {
+    json_of(&tributary(
+        ws,
+        &["label", "--labeling", "order_returns", "--date", date],
+    ))
+}
+
+/// `tributary approvals approve ID --by WHO`, which must succeed.
+fn approve(ws: &Path, id: &Value, by: &str) -> Value {
+    json_of(&tributary(
+        ws,
+        &["approvals", "approve", id.as_str().unwrap(), "--by", by],
+    ))
+}
+
+fn labeled(ws: &Path, date: &str) -> Vec<Value> {
+    let path = ws.join(format!(
+        "bucket/labels/order_returns/date={date}/labeled.jsonl"
+    ));
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn labeling_routes_by_confidence_loops_on_relabel_and_merges_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    json_of(&tributary(&ws, &["--json", "demo"]));
+    // Another annotator's labels wait under external/: an optional branch.
+    let ext = ws.join("bucket/labels/order_returns/date=2025-12-01/external");
+    std::fs::create_dir_all(&ext).unwrap();
+    std::fs::write(
+        ext.join("vendor.csv"),
+        "id,label\nO10000,kept\nO10001,returned\n",
+    )
+    .unwrap();
+
+    let started = start_labeling(&ws, "2025-12-01");
+    assert_eq!(started["status"], "RUNNING", "{started}");
+    assert_eq!(started["waitingFor"]["state"], "Review");
+    let review = pending_approval(&ws);
+    assert_eq!(review["summary"]["kind"], "label_review");
+    assert_eq!(review["summary"]["round"], 1);
+    let pending = review["summary"]["pending"].as_u64().unwrap();
+    let first = review["summary"]["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Round 1: correct one label and send the rest back.
+    let corrections = dir.path().join("corrections.csv");
+    std::fs::write(&corrections, format!("id,label\n{first},returned\n")).unwrap();
+    let id = review["id"].as_str().unwrap().to_string();
+    let v = json_of(&tributary(
+        &ws,
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--corrections",
+            corrections.to_str().unwrap(),
+            "--again",
+            "--by",
+            "ana",
+        ],
+    ));
+    assert_eq!(v["status"], "RUNNING", "{v}");
+    let second = pending_approval(&ws);
+    assert_eq!(second["summary"]["round"], 2);
+    assert_eq!(second["summary"]["pending"].as_u64().unwrap(), pending - 1);
+
+    // A correction for an id that is not pending is refused, nothing changes.
+    std::fs::write(&corrections, "id,label\nNOPE,returned\n").unwrap();
+    let bad = tributary(
+        &ws,
+        &[
+            "approvals",
+            "approve",
+            second["id"].as_str().unwrap(),
+            "--corrections",
+            corrections.to_str().unwrap(),
+        ],
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("nothing was decided"), "{err}");
+    assert_eq!(pending_approval(&ws)["id"], second["id"], "still pending");
+    // Then the reviewer confirms the rest: the loop ends.
+    let v = approve(&ws, &second["id"], "ana");
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert_eq!(v["output"]["labeled"]["by_source"]["human"], 1);
+
+    // Start again; this time confirm the rest in round 1.
+    let started = start_labeling(&ws, "2025-12-01");
+    assert_eq!(started["status"], "RUNNING");
+    let review = pending_approval(&ws);
+    let v = approve(&ws, &review["id"], "ben");
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    let rows = labeled(&ws, "2025-12-01");
+    assert_eq!(rows.len(), 124, "one label per published order");
+    let source_of = |id: &str| {
+        rows.iter().find(|r| r["id"] == id).unwrap()["source"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        source_of("O10000"),
+        "external",
+        "another annotator outranks the rules"
+    );
+    assert!(rows.iter().any(|r| r["source"] == "human-confirmed"));
+    assert!(!rows.iter().any(|r| r["source"] == "rules-unreviewed"));
+
+    // Rejected: the batch is not published, and the execution says why.
+    let started = start_labeling(&ws, "2025-12-02");
+    assert_eq!(started["status"], "RUNNING");
+    let review = pending_approval(&ws);
+    let out = tributary(
+        &ws,
+        &[
+            "approvals",
+            "reject",
+            review["id"].as_str().unwrap(),
+            "--reason",
+            "rules out of date",
+        ],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["error"], "Tributary.LabelsRejected", "{v}");
+    assert!(v["cause"].as_str().unwrap().contains("rules out of date"));
+    assert!(!ws
+        .join("bucket/labels/order_returns/date=2025-12-02/labeled.jsonl")
+        .exists());
+
+    // Nobody reviews in time: leftovers are published flagged, not lost.
+    let def = Path::new(env!("CARGO_MANIFEST_DIR")).join("../statemachines/labeling.asl.json");
+    let input =
+        json!({"labeling": "order_returns", "date": "2025-12-03", "run_id": "t1"}).to_string();
+    let v = json_of(&tributary(
+        &ws,
+        &[
+            "asl",
+            "run",
+            def.to_str().unwrap(),
+            "--input",
+            &input,
+            "--unanswered",
+            "timeout",
+        ],
+    ));
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert!(
+        v["output"]["labeled"]["by_source"]["rules-unreviewed"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{v}"
+    );
+}

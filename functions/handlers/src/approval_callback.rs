@@ -311,9 +311,24 @@ pub async fn handle(svc: &Services<'_>, req: &HttpRequest) -> Value {
                 match tributary_core::labeling::parse_corrections(
                     req.form.get("corrections").map_or("", |c| c.as_str()),
                 ) {
-                    Ok(corrections) => Some(
-                        json!({"corrections": corrections, "again": req.form.contains_key("again")}),
-                    ),
+                    Ok(corrections) => {
+                        if let Err(e) = tributary_core::labeling::check_corrections(
+                            svc,
+                            &approval.summary,
+                            &corrections,
+                        )
+                        .await
+                        {
+                            return page(
+                                400,
+                                "Corrections not accepted",
+                                &format!("<p>{}</p>", html_escape(&e.to_string())),
+                            );
+                        }
+                        Some(
+                            json!({"corrections": corrections, "again": req.form.contains_key("again")}),
+                        )
+                    }
                     Err(e) => {
                         return page(
                             400,

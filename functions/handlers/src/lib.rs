@@ -6,6 +6,7 @@ use aws_lambda_events::event::s3::S3Event;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tributary_core::labeling;
 use tributary_core::layout::parse_date;
 use tributary_core::orchestration;
 use tributary_core::usecases::{self, Services, UseCaseError};
@@ -13,7 +14,7 @@ use tributary_core::usecases::{self, Services, UseCaseError};
 /// The functions, by the name their binary and Terraform resource use.
 pub mod approval_callback;
 
-pub const FUNCTIONS: [&str; 13] = [
+pub const FUNCTIONS: [&str; 17] = [
     "object-created",
     "plan-partition",
     "clean-partition",
@@ -27,6 +28,10 @@ pub const FUNCTIONS: [&str; 13] = [
     "check-date",
     "start-partition-run",
     "catchup-report",
+    "auto-label",
+    "request-label-review",
+    "apply-label-review",
+    "merge-labels",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -76,6 +81,10 @@ pub async fn invoke(
         "check-date" => check_date(svc, event).await,
         "start-partition-run" => start_partition_run(svc, event).await,
         "catchup-report" => catchup_report(svc, event).await,
+        "auto-label" => auto_label(svc, event).await,
+        "request-label-review" => request_label_review(svc, event).await,
+        "apply-label-review" => apply_label_review(svc, event).await,
+        "merge-labels" => merge_labels(svc, event).await,
         "approval-callback" => {
             let request = approval_callback::HttpRequest::from_event(&event)?;
             Ok(approval_callback::handle(svc, &request).await)
@@ -409,6 +418,62 @@ struct ReportInput {
 pub async fn catchup_report(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let i: ReportInput = parse_run(event, "{pipeline, results}")?;
     Ok(orchestration::report_catchup(svc, &i.pipeline, &i.results).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct LabelRunInput {
+    labeling: String,
+    date: String,
+    run_id: String,
+    #[serde(default)]
+    round: u32,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    execution: String,
+    #[serde(default)]
+    answer: Option<tributary_core::labeling::ReviewAnswer>,
+}
+
+fn label_run(event: Value) -> Result<(LabelRunInput, NaiveDate), HandlerError> {
+    let i: LabelRunInput = parse_run(event, "{labeling, date, run_id}")?;
+    let date = run_date(&i.date)?;
+    Ok((i, date))
+}
+
+pub async fn auto_label(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = label_run(event)?;
+    to_json(&labeling::auto_label(svc, &i.labeling, date, &i.run_id).await?)
+}
+
+pub async fn request_label_review(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = label_run(event)?;
+    if i.token.is_empty() {
+        return Err(bad_event(
+            "request-label-review needs the task token".into(),
+        ));
+    }
+    Ok(labeling::request_review(
+        svc,
+        &i.token,
+        &i.execution,
+        &i.labeling,
+        date,
+        &i.run_id,
+        i.round,
+    )
+    .await?)
+}
+
+pub async fn apply_label_review(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = label_run(event)?;
+    let answer = i.answer.clone().unwrap_or_default();
+    to_json(&labeling::apply_review(svc, &i.labeling, date, &i.run_id, i.round, &answer).await?)
+}
+
+pub async fn merge_labels(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = label_run(event)?;
+    Ok(labeling::merge(svc, &i.labeling, date, &i.run_id).await?)
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub async fn decide(
                 .map_err(|e| anyhow::anyhow!("reading corrections {}: {e}", path.display()))?;
             let parsed = tributary_core::labeling::parse_corrections(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let approval = approvals::get(&rt.adapters.state, id).await?;
+            tributary_core::labeling::check_corrections(&rt.services(), &approval.summary, &parsed)
+                .await?;
             Some(json!({"corrections": parsed, "again": again}))
         }
         None if again => Some(json!({"corrections": {}, "again": true})),

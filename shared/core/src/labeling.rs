@@ -376,6 +376,37 @@ pub fn parse_corrections(text: &str) -> Result<BTreeMap<String, String>, String>
     Ok(out)
 }
 
+/// Refuse, before anything is decided, corrections for ids that are not
+/// pending in the review an approval stands for.
+pub async fn check_corrections(
+    svc: &Services<'_>,
+    review_summary: &Value,
+    corrections: &BTreeMap<String, String>,
+) -> UseCaseResult<()> {
+    let (Some(name), Some(date), Some(run_id)) = (
+        review_summary["labeling"].as_str(),
+        review_summary["date"]
+            .as_str()
+            .and_then(crate::layout::parse_date),
+        review_summary["run_id"].as_str(),
+    ) else {
+        return Err(UseCaseError::BadRequest(
+            "this approval is not a label review".into(),
+        ));
+    };
+    let pending = pending_review(svc, name, date, run_id).await?;
+    let unknown: Vec<&String> = corrections
+        .keys()
+        .filter(|id| !pending.iter().any(|p| &p.id == *id))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(UseCaseError::BadRequest(format!(
+            "corrections for {unknown:?}: no pending {name} label for {date} has that id; nothing was decided"
+        )));
+    }
+    Ok(())
+}
+
 /// External annotators' labels: CSV `id,label` files under external/.
 async fn external_items(
     svc: &Services<'_>,
