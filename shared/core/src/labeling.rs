@@ -12,11 +12,8 @@ use crate::approvals::{self, ApprovalRequest};
 use crate::config::{LabelRule, LabelingConfig};
 use crate::layout::{partition_prefix, Layer};
 use crate::ports::PortError;
-use crate::publish::read_manifest;
 use crate::usecases::{Services, UseCaseError, UseCaseResult};
-use arrow_array::Array;
 use chrono::{Duration, NaiveDate, Utc};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -92,7 +89,7 @@ fn rule_matches(rule: &LabelRule, value: Option<&str>) -> bool {
 }
 
 /// Label one row: the first rule whose conditions hold, else the default.
-pub fn propose(config: &LabelingConfig, row: &BTreeMap<&str, Option<String>>) -> (String, f64) {
+pub fn propose(config: &LabelingConfig, row: &crate::published::TextRow) -> (String, f64) {
     for rule in &config.rules {
         if rule_matches(
             rule,
@@ -127,7 +124,11 @@ pub async fn auto_label(
     run_id: &str,
 ) -> UseCaseResult<AutoLabels> {
     let config = labeling(svc, name)?;
-    let manifest = read_manifest(svc.objects, &config.dataset, date)
+    let mut columns: Vec<&str> = config.rules.iter().map(|r| r.column.as_str()).collect();
+    columns.push(&config.id_column);
+    columns.sort();
+    columns.dedup();
+    let rows = crate::published::rows(svc, &config.dataset, date, &columns)
         .await?
         .ok_or_else(|| UseCaseError::WrongState {
             dataset: config.dataset.clone(),
@@ -138,56 +139,18 @@ pub async fn auto_label(
                 config.dataset
             ),
         })?;
-    let mut columns: Vec<&str> = config.rules.iter().map(|r| r.column.as_str()).collect();
-    columns.push(&config.id_column);
-    columns.sort();
-    columns.dedup();
-    let scratch = crate::usecases::scratch_dir(svc.scratch)?;
     let mut items = Vec::new();
-    for (i, f) in manifest.files.iter().enumerate() {
-        let path = scratch.path().join(format!("{i}.parquet"));
-        svc.objects.get_to_file(&f.key, &path).await?;
-        let file = std::fs::File::open(&path)
-            .map_err(|e| PortError::from_io("reading a published file", e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(8192).build())
-            .map_err(|e| {
-                UseCaseError::BadRequest(format!("{}: not readable Parquet: {e}", f.key))
-            })?;
-        for batch in reader {
-            let batch = batch.map_err(|e| UseCaseError::BadRequest(format!("{}: {e}", f.key)))?;
-            let mut as_text = BTreeMap::new();
-            for c in &columns {
-                let col = batch.column_by_name(c).ok_or_else(|| {
-                    UseCaseError::BadRequest(format!("{}: column {c} is missing", f.key))
-                })?;
-                let text = arrow_cast::cast(col, &arrow_schema::DataType::Utf8)
-                    .map_err(|e| UseCaseError::BadRequest(format!("{}: column {c}: {e}", f.key)))?;
-                as_text.insert(*c, text);
-            }
-            for r in 0..batch.num_rows() {
-                let row: BTreeMap<&str, Option<String>> = as_text
-                    .iter()
-                    .map(|(c, a)| {
-                        let s = a.as_any().downcast_ref::<arrow_array::StringArray>();
-                        (
-                            *c,
-                            s.filter(|s| !s.is_null(r)).map(|s| s.value(r).to_string()),
-                        )
-                    })
-                    .collect();
-                let Some(Some(id)) = row.get(config.id_column.as_str()).cloned() else {
-                    continue;
-                };
-                let (label, confidence) = propose(config, &row);
-                items.push(LabelItem {
-                    id,
-                    label,
-                    confidence,
-                    source: "rules".into(),
-                });
-            }
-        }
+    for row in &rows {
+        let Some(Some(id)) = row.get(config.id_column.as_str()).cloned() else {
+            continue;
+        };
+        let (label, confidence) = propose(config, row);
+        items.push(LabelItem {
+            id,
+            label,
+            confidence,
+            source: "rules".into(),
+        });
     }
     write_items(svc, &run_key(name, date, run_id, "auto"), &items).await?;
     let low = items
@@ -518,8 +481,8 @@ confidence = 0.6
         let c = config();
         let row = |amount: &str, country: &str| {
             BTreeMap::from([
-                ("amount", Some(amount.to_string())),
-                ("country", Some(country.to_string())),
+                ("amount".to_string(), Some(amount.to_string())),
+                ("country".to_string(), Some(country.to_string())),
             ])
         };
         assert_eq!(propose(&c, &row("900", "XX")), ("high_value".into(), 0.95));

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod orchestration;
 pub mod ports;
 pub mod publish;
+pub mod published;
 pub mod quality;
 pub mod state;
 pub mod usecases;
