@@ -99,6 +99,13 @@ pub enum Command {
         #[arg(long)]
         date: String,
     },
+    /// Run the feature pipeline ([features.<set>] in pipeline.toml) for a date.
+    Features {
+        #[arg(long)]
+        set: String,
+        #[arg(long)]
+        date: String,
+    },
     /// The EventBridge schedule.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -322,6 +329,11 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Label { labeling, date } => {
             let rt = open()?;
             let execution = rt.run_labeling(labeling, date)?;
+            commands::report::print_json(&execution)
+        }
+        Command::Features { set, date } => {
+            let rt = open()?;
+            let execution = rt.run_features(set, date)?;
             commands::report::print_json(&execution)
         }
         Command::Serve { port } => commands::serve::run(&open()?, *port).await,

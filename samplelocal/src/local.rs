@@ -188,13 +188,39 @@ impl LocalRuntime {
     /// Start the labeling state machine for one labeling and date; it runs
     /// to its end or pauses for a person's review.
     pub fn run_labeling(&self, labeling: &str, date: &str) -> Result<Value> {
+        self.start_run(
+            "labeling",
+            workflows::labeling()?,
+            json!({"labeling": labeling, "date": date}),
+            &format!("{labeling}-{date}"),
+        )
+    }
+
+    /// Start the feature pipeline for one feature set and date.
+    pub fn run_features(&self, set: &str, date: &str) -> Result<Value> {
+        self.start_run(
+            "feature_pipeline",
+            workflows::feature_pipeline()?,
+            json!({"features": set, "date": date}),
+            &format!("{set}-{date}"),
+        )
+    }
+
+    /// Start an execution with a fresh run id (each start is its own run).
+    fn start_run(
+        &self,
+        machine: &str,
+        definition: String,
+        mut input: Value,
+        what: &str,
+    ) -> Result<Value> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
-        let run_id = format!("l{stamp}");
+        input["run_id"] = json!(format!("r{stamp}"));
         let request = asl::StartRequest {
-            state_machine: "labeling".into(),
-            definition: workflows::labeling()?,
-            name: format!("labeling-{labeling}-{date}-{stamp}"),
-            input: json!({"labeling": labeling, "date": date, "run_id": run_id}),
+            state_machine: machine.into(),
+            definition,
+            name: format!("{machine}-{what}-{stamp}"),
+            input,
             start_ms: chrono::Utc::now().timestamp_millis(),
             canned: Default::default(),
             unanswered_timeout: false,

@@ -35,6 +35,12 @@ pub fn labeling() -> Result<String> {
     embedded(LABELING, "statemachines/labeling.asl.json")
 }
 
+pub const FEATURE_PIPELINE: &str = include_str!("../../statemachines/feature_pipeline.asl.json");
+
+pub fn feature_pipeline() -> Result<String> {
+    embedded(FEATURE_PIPELINE, "statemachines/feature_pipeline.asl.json")
+}
+
 pub const CATCHUP: &str = include_str!("../../statemachines/catchup.asl.json");
 
 pub fn catchup() -> Result<String> {

@@ -560,3 +560,101 @@ fn labeling_routes_by_confidence_loops_on_relabel_and_merges_sources() {
         "{v}"
     );
 }
+
+#[test]
+fn features_publish_by_themselves_or_after_a_person_and_the_online_store_never_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    json_of(&tributary(&ws, &["--json", "demo"]));
+
+    // Full windows: quality passes and the features publish by themselves.
+    let v = json_of(&tributary(
+        &ws,
+        &["features", "--set", "shop_recent", "--date", "2025-12-03"],
+    ));
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    let out = &v["output"];
+    assert_eq!(out["approval"]["by"], "quality gate");
+    assert!(out["quality"]["report"]["score"].as_f64().unwrap() >= 0.9);
+    assert_eq!(
+        out["jobs"].as_array().unwrap().len(),
+        3,
+        "three jobs joined (AND)"
+    );
+    let users = out["published"]["counts"]["user"].as_u64().unwrap();
+    assert!(users > 0 && out["published"]["online_updates"].as_u64().unwrap() > users);
+    let current = ws.join("bucket/features/shop_recent/date=2025-12-03/_current.json");
+    let current: Value = serde_json::from_str(&std::fs::read_to_string(current).unwrap()).unwrap();
+    let location = current["location"].as_str().unwrap();
+    let scaling: Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.join("bucket").join(location).join("scaling.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        scaling["amount_3d"]["std"].as_f64().unwrap() > 0.0,
+        "scaling statistics saved: {scaling}"
+    );
+
+    // An older date published afterwards does not overwrite newer online
+    // values (its windows are partly empty, so a person approves it first).
+    let older = json_of(&tributary(
+        &ws,
+        &["features", "--set", "shop_recent", "--date", "2025-12-02"],
+    ));
+    assert_eq!(older["status"], "RUNNING", "{older}");
+    let older = approve(&ws, &pending_approval(&ws)["id"], "ana");
+    let counts = &older["output"]["published"];
+    let total =
+        counts["counts"]["user"].as_u64().unwrap() + counts["counts"]["item"].as_u64().unwrap();
+    assert!(
+        counts["online_updates"].as_u64().unwrap() < total,
+        "{counts}"
+    );
+
+    // 30-day windows over three days of data: quality is low, a person decides.
+    let v = json_of(&tributary(
+        &ws,
+        &["features", "--set", "shop", "--date", "2025-12-03"],
+    ));
+    assert_eq!(v["status"], "RUNNING", "{v}");
+    assert_eq!(v["waitingFor"]["state"], "RequestApproval");
+    let request = pending_approval(&ws);
+    assert_eq!(request["summary"]["kind"], "feature_publish");
+    assert!(
+        request["summary"]["checks"]["window_coverage"]
+            .as_f64()
+            .unwrap()
+            < 0.2
+    );
+    let v = approve(&ws, &request["id"], "ana");
+    assert_eq!(
+        v["status"], "SUCCEEDED",
+        "the approval path reaches the same Publish (OR-join): {v}"
+    );
+    assert!(ws
+        .join("bucket/features/shop/date=2025-12-03/_current.json")
+        .exists());
+
+    // Rejected: nothing is published for that date.
+    let v = json_of(&tributary(
+        &ws,
+        &["features", "--set", "shop", "--date", "2025-12-02"],
+    ));
+    assert_eq!(v["status"], "RUNNING");
+    let request = pending_approval(&ws);
+    let out = tributary(
+        &ws,
+        &[
+            "approvals",
+            "reject",
+            request["id"].as_str().unwrap(),
+            "--reason",
+            "wait for a month of data",
+        ],
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["error"], "Tributary.FeaturesNotPublished", "{v}");
+    assert!(!ws
+        .join("bucket/features/shop/date=2025-12-02/_current.json")
+        .exists());
+}

@@ -162,6 +162,24 @@ fn error_page(e: &ApprovalError) -> Value {
 }
 
 fn summary_table(a: &Approval) -> String {
+    if a.summary["kind"] == "feature_publish" {
+        let mut rows = String::new();
+        for (check, score) in a.summary["checks"].as_object().into_iter().flatten() {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{:.3}</td></tr>",
+                html_escape(check),
+                score.as_f64().unwrap_or(0.0)
+            ));
+        }
+        return format!(
+            "<p>{}</p><table><tr><th>check</th><th>score</th></tr>{rows}</table>\
+             <p>{} users, {} items. The request expires {}.</p>",
+            html_escape(&a.purpose),
+            a.summary["users"],
+            a.summary["items"],
+            a.expires_at.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
     if a.summary["kind"] == "label_review" {
         let mut rows = String::new();
         for i in a.summary["items"].as_array().into_iter().flatten() {

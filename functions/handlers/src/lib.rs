@@ -6,6 +6,7 @@ use aws_lambda_events::event::s3::S3Event;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tributary_core::features;
 use tributary_core::labeling;
 use tributary_core::layout::parse_date;
 use tributary_core::orchestration;
@@ -14,7 +15,7 @@ use tributary_core::usecases::{self, Services, UseCaseError};
 /// The functions, by the name their binary and Terraform resource use.
 pub mod approval_callback;
 
-pub const FUNCTIONS: [&str; 17] = [
+pub const FUNCTIONS: [&str; 21] = [
     "object-created",
     "plan-partition",
     "clean-partition",
@@ -32,6 +33,10 @@ pub const FUNCTIONS: [&str; 17] = [
     "request-label-review",
     "apply-label-review",
     "merge-labels",
+    "compute-features",
+    "merge-features",
+    "request-feature-approval",
+    "publish-features",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -85,6 +90,10 @@ pub async fn invoke(
         "request-label-review" => request_label_review(svc, event).await,
         "apply-label-review" => apply_label_review(svc, event).await,
         "merge-labels" => merge_labels(svc, event).await,
+        "compute-features" => compute_features(svc, event).await,
+        "merge-features" => merge_features(svc, event).await,
+        "request-feature-approval" => request_feature_approval(svc, event).await,
+        "publish-features" => publish_features(svc, event).await,
         "approval-callback" => {
             let request = approval_callback::HttpRequest::from_event(&event)?;
             Ok(approval_callback::handle(svc, &request).await)
@@ -474,6 +483,83 @@ pub async fn apply_label_review(svc: &Services<'_>, event: Value) -> Result<Valu
 pub async fn merge_labels(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let (i, date) = label_run(event)?;
     Ok(labeling::merge(svc, &i.labeling, date, &i.run_id).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct FeatureRunInput {
+    features: String,
+    date: String,
+    run_id: String,
+    #[serde(default)]
+    job: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    execution: String,
+    #[serde(default)]
+    quality: Option<features::FeatureQuality>,
+}
+
+fn feature_run(event: Value) -> Result<(FeatureRunInput, NaiveDate), HandlerError> {
+    let i: FeatureRunInput = parse_run(event, "{features, date, run_id}")?;
+    let date = run_date(&i.date)?;
+    Ok((i, date))
+}
+
+pub async fn compute_features(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = feature_run(event)?;
+    let job = features::Job::parse(&i.job).ok_or_else(|| {
+        bad_event(format!(
+            "job {:?} is not one of user, item, behaviour",
+            i.job
+        ))
+    })?;
+    to_json(&features::compute_job(svc, &i.features, job, date, &i.run_id).await?)
+}
+
+pub async fn merge_features(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = feature_run(event)?;
+    to_json(&features::merge(svc, &i.features, date, &i.run_id).await?)
+}
+
+pub async fn request_feature_approval(
+    svc: &Services<'_>,
+    event: Value,
+) -> Result<Value, HandlerError> {
+    let (i, date) = feature_run(event)?;
+    let q = i
+        .quality
+        .ok_or_else(|| bad_event("request-feature-approval needs the quality report".into()))?;
+    let lines: Vec<String> = q
+        .checks
+        .iter()
+        .map(|(check, score)| format!("  {check}: {score:.3}"))
+        .collect();
+    to_json(
+        &orchestration::request_decision(
+            svc,
+            orchestration::Decision {
+                token: &i.token,
+                execution: &i.execution,
+                subject: &format!("Publish features {} {date}?", i.features),
+                purpose: &format!(
+                    "publish feature set {} for {date}: quality {:.3} < {:.3}",
+                    i.features, q.score, q.threshold
+                ),
+                summary: json!({"kind": "feature_publish", "features": i.features, "date": date,
+                                "run_id": i.run_id, "score": q.score, "threshold": q.threshold,
+                                "checks": q.checks, "users": q.users, "items": q.items}),
+                detail_lines: &lines,
+                ttl: chrono::Duration::hours(48),
+            },
+        )
+        .await?,
+    )
+}
+
+pub async fn publish_features(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = feature_run(event)?;
+    Ok(features::publish(svc, &i.features, date, &i.run_id).await?)
 }
 
 #[cfg(test)]

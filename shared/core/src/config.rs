@@ -279,6 +279,31 @@ pub struct Config {
     pub pipelines: BTreeMap<String, PipelineConfig>,
     #[serde(default)]
     pub labeling: BTreeMap<String, LabelingConfig>,
+    #[serde(default)]
+    pub features: BTreeMap<String, FeatureSetConfig>,
+}
+
+/// A feature set (scenarios 1 and 5): user, item and behaviour features over
+/// sliding windows of published partitions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSetConfig {
+    /// Orders: user_id, product_id, amount, order_ts.
+    pub orders_dataset: String,
+    /// Behaviour events: user_id, event_type, event_ts.
+    pub events_dataset: String,
+    #[serde(default = "default_windows")]
+    pub windows_days: Vec<u32>,
+    /// At or above: published without a person.
+    #[serde(default = "default_feature_threshold")]
+    pub quality_threshold: f64,
+}
+
+fn default_windows() -> Vec<u32> {
+    vec![7, 30]
+}
+fn default_feature_threshold() -> f64 {
+    0.9
 }
 
 /// A labeling workflow over a dataset's published partitions: rules propose
@@ -585,6 +610,62 @@ impl Config {
                     format!("pipelines.{name}.timezone"),
                     format!("{:?} is not an IANA time zone", p.timezone),
                     "use a name such as \"UTC\" or \"Europe/Berlin\"".into(),
+                ));
+            }
+        }
+        for (name, f) in &self.features {
+            let at = |x: &str| format!("features.{name}.{x}");
+            if !valid_name(name) {
+                return Err(invalid(
+                    format!("features.{name}"),
+                    "feature set names become S3 prefixes".into(),
+                    "use only letters, digits, '_' and '-'".into(),
+                ));
+            }
+            for (field, ds, needed) in [
+                (
+                    "orders_dataset",
+                    &f.orders_dataset,
+                    &["user_id", "product_id", "amount", "order_ts"][..],
+                ),
+                (
+                    "events_dataset",
+                    &f.events_dataset,
+                    &["user_id", "event_type", "event_ts"][..],
+                ),
+            ] {
+                let Some(d) = self.datasets.get(ds) else {
+                    return Err(invalid(
+                        at(field),
+                        format!("unknown dataset {ds:?}"),
+                        format!("use one of: {}", self.dataset_names()),
+                    ));
+                };
+                let missing: Vec<&str> = needed
+                    .iter()
+                    .copied()
+                    .filter(|c| !d.columns.iter().any(|col| col.name == *c))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(invalid(
+                        at(field),
+                        format!("{ds} lacks column(s) {missing:?}"),
+                        format!("point {field} at a dataset with columns {needed:?}"),
+                    ));
+                }
+            }
+            if f.windows_days.is_empty() || f.windows_days.iter().any(|w| *w == 0 || *w > 366) {
+                return Err(invalid(
+                    at("windows_days"),
+                    format!("{:?} is not a list of 1..366 days", f.windows_days),
+                    "for example [7, 30]".into(),
+                ));
+            }
+            if !(0.0..=1.0).contains(&f.quality_threshold) {
+                return Err(invalid(
+                    at("quality_threshold"),
+                    format!("{} is outside 0..1", f.quality_threshold),
+                    "use a fraction such as 0.9".into(),
                 ));
             }
         }

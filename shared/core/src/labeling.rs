@@ -11,7 +11,6 @@
 use crate::approvals::{self, ApprovalRequest};
 use crate::config::{LabelRule, LabelingConfig};
 use crate::layout::{partition_prefix, Layer};
-use crate::ports::PortError;
 use crate::usecases::{Services, UseCaseError, UseCaseResult};
 use chrono::{Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -49,32 +48,14 @@ fn run_key(name: &str, date: NaiveDate, run_id: &str, stage: &str) -> String {
 }
 
 async fn write_items(svc: &Services<'_>, key: &str, items: &[LabelItem]) -> UseCaseResult<()> {
-    let mut body = Vec::new();
-    for i in items {
-        serde_json::to_writer(&mut body, i)
-            .map_err(|e| PortError::permanent("encoding labels", "a bug", e))?;
-        body.push(b'\n');
-    }
-    svc.objects.put_bytes(key, body).await?;
-    Ok(())
+    crate::jsonl::put(svc.objects, key, items).await
 }
 
+/// A stage's labels; none yet when the stage has not run.
 async fn read_items(svc: &Services<'_>, key: &str) -> UseCaseResult<Vec<LabelItem>> {
-    let bytes = match svc.objects.get_bytes(key).await {
-        Ok(b) => b,
-        Err(PortError::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(n, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                UseCaseError::BadRequest(format!("{key} line {}: not a label record: {e}", n + 1))
-            })
-        })
-        .collect()
+    Ok(crate::jsonl::get(svc.objects, key)
+        .await?
+        .unwrap_or_default())
 }
 
 fn rule_matches(rule: &LabelRule, value: Option<&str>) -> bool {

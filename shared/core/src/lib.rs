@@ -5,6 +5,8 @@
 pub mod approvals;
 pub mod clean;
 pub mod config;
+pub mod features;
+pub mod jsonl;
 pub mod labeling;
 pub mod layout;
 pub mod orchestration;

@@ -79,20 +79,6 @@ pub async fn request_partition_approval(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let now = Utc::now();
-    let (approval, links) = approvals::request(
-        svc.state,
-        &svc.links,
-        ApprovalRequest {
-            token: token.to_string(),
-            execution: execution.to_string(),
-            purpose: purpose.clone(),
-            summary: json!({"pipeline": pipeline, "date": date, "run_id": run_id, "held": datasets}),
-            ttl,
-        },
-        now,
-    )
-    .await?;
     let lines: Vec<String> = held
         .iter()
         .map(|r| {
@@ -102,20 +88,64 @@ pub async fn request_partition_approval(
             )
         })
         .collect();
+    request_decision(
+        svc,
+        Decision {
+            token,
+            execution,
+            subject: &format!("Approve {pipeline} {date}?"),
+            purpose: &purpose,
+            summary: json!({"pipeline": pipeline, "date": date, "run_id": run_id, "held": datasets}),
+            detail_lines: &lines,
+            ttl,
+        },
+    )
+    .await
+}
+
+/// What a person is asked to decide.
+pub struct Decision<'a> {
+    pub token: &'a str,
+    pub execution: &'a str,
+    pub subject: &'a str,
+    pub purpose: &'a str,
+    /// Shown on the confirmation page.
+    pub summary: serde_json::Value,
+    /// The message's lines about what is decided.
+    pub detail_lines: &'a [String],
+    pub ttl: Duration,
+}
+
+/// Store an approval request (token server-side) and send the person a
+/// message with its signed links.
+pub async fn request_decision(
+    svc: &Services<'_>,
+    d: Decision<'_>,
+) -> UseCaseResult<ApprovalRequested> {
+    let (approval, links) = approvals::request(
+        svc.state,
+        &svc.links,
+        ApprovalRequest {
+            token: d.token.to_string(),
+            execution: d.execution.to_string(),
+            purpose: d.purpose.to_string(),
+            summary: d.summary,
+            ttl: d.ttl,
+        },
+        Utc::now(),
+    )
+    .await?;
     let message = format!(
-        "Approval needed: {purpose}.\n{}\nReview and approve: {}\nReview and reject:  {}\nThe links open a confirmation page and expire at {}.",
-        lines.join("\n"),
+        "Approval needed: {}.\n{}\nReview and approve: {}\nReview and reject:  {}\nThe links open a confirmation page and expire at {}.",
+        d.purpose,
+        d.detail_lines.join("\n"),
         links.approve,
         links.reject,
         approval.expires_at.format("%Y-%m-%d %H:%M UTC")
     );
     let message_id = svc
         .notifier
-        .notify(
-            "approvals",
-            &format!("Approve {pipeline} {date}?"),
-            &message,
-        )
+        .notify("approvals", d.subject, &message)
         .await?;
     Ok(ApprovalRequested {
         approval_id: approval.id,

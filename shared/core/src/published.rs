@@ -10,6 +10,41 @@ use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
 
+/// A column as UTF-8 text. Timestamps become RFC 3339 in UTC here, because
+/// arrow's cast cannot name the time zone without chrono-tz.
+fn column_text(
+    col: &arrow_array::ArrayRef,
+) -> Result<arrow_array::ArrayRef, arrow_schema::ArrowError> {
+    use arrow_schema::{DataType, TimeUnit};
+    let DataType::Timestamp(unit, _) = col.data_type() else {
+        return arrow_cast::cast(col, &DataType::Utf8);
+    };
+    let per_second: i64 = match unit {
+        TimeUnit::Second => 1,
+        TimeUnit::Millisecond => 1_000,
+        TimeUnit::Microsecond => 1_000_000,
+        TimeUnit::Nanosecond => 1_000_000_000,
+    };
+    let raw = arrow_cast::cast(col, &DataType::Int64)?;
+    let ints = raw
+        .as_any()
+        .downcast_ref::<arrow_array::Int64Array>()
+        .ok_or_else(|| arrow_schema::ArrowError::CastError("timestamp as int64".into()))?;
+    let text: arrow_array::StringArray = ints
+        .iter()
+        .map(|v| {
+            v.and_then(|v| {
+                chrono::DateTime::from_timestamp(
+                    v.div_euclid(per_second),
+                    (v.rem_euclid(per_second) * (1_000_000_000 / per_second)) as u32,
+                )
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            })
+        })
+        .collect();
+    Ok(std::sync::Arc::new(text))
+}
+
 /// One row as text, by column name (`None`: null).
 pub type TextRow = BTreeMap<String, Option<String>>;
 
@@ -43,7 +78,7 @@ pub async fn rows(
                 let col = batch.column_by_name(c).ok_or_else(|| {
                     UseCaseError::BadRequest(format!("{}: column {c} is missing", f.key))
                 })?;
-                let text = arrow_cast::cast(col, &arrow_schema::DataType::Utf8)
+                let text = column_text(col)
                     .map_err(|e| UseCaseError::BadRequest(format!("{}: column {c}: {e}", f.key)))?;
                 as_text.push((c.to_string(), text));
             }
