@@ -658,3 +658,72 @@ fn features_publish_by_themselves_or_after_a_person_and_the_online_store_never_g
         .join("bucket/features/shop/date=2025-12-02/_current.json")
         .exists());
 }
+
+#[test]
+fn a_model_is_trained_point_in_time_evaluated_and_activated_after_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    json_of(&tributary(&ws, &["--json", "demo"]));
+    // Two days of feature snapshots first (partly empty windows: approved).
+    for date in ["2025-12-01", "2025-12-02"] {
+        json_of(&tributary(
+            &ws,
+            &["features", "--set", "shop_recent", "--date", date],
+        ));
+        let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
+        for p in pending["pending"].as_array().unwrap() {
+            if p["summary"]["kind"] == "feature_publish" {
+                approve(&ws, &p["id"], "ana");
+            }
+        }
+    }
+    let v = json_of(&tributary(
+        &ws,
+        &["features", "--set", "shop_recent", "--date", "2025-12-03"],
+    ));
+    assert_eq!(v["waitingFor"]["state"], "DeployApproval", "{v}");
+    let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
+    let request = pending["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["summary"]["kind"] == "model_deploy" && p["summary"]["date"] == "2025-12-03")
+        .unwrap()
+        .clone();
+    let checks = &request["summary"]["checks"];
+    assert!(checks["hit_rate_at_n"].as_f64().unwrap() >= 0.0);
+    let v = approve(&ws, &request["id"], "ben");
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    let version = v["output"]["model"]["evaluation"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(v["output"]["activated"]["active"], version.as_str());
+    // Point in time: every training row was joined with the snapshot of
+    // the day before it, never its own day or later.
+    let location = v["output"]["published"]["location"].as_str().unwrap();
+    let training =
+        std::fs::read_to_string(ws.join("bucket").join(location).join("training.jsonl")).unwrap();
+    let rows: Vec<Value> = training
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows.len() >= 2);
+    for r in &rows {
+        let day = &r["ts"].as_str().unwrap()[..10];
+        assert!(r["as_of"].as_str().unwrap() < day, "{r}");
+    }
+    let model: Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.join(format!(
+            "bucket/models/shop_recent/version={version}/model.json"
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(model["global"].as_array().unwrap().len(), 5);
+    assert!(ws
+        .join(format!(
+            "bucket/models/shop_recent/version={version}/evaluation.json"
+        ))
+        .exists());
+}

@@ -162,7 +162,7 @@ fn error_page(e: &ApprovalError) -> Value {
 }
 
 fn summary_table(a: &Approval) -> String {
-    if a.summary["kind"] == "feature_publish" {
+    if a.summary["kind"] == "feature_publish" || a.summary["kind"] == "model_deploy" {
         let mut rows = String::new();
         for (check, score) in a.summary["checks"].as_object().into_iter().flatten() {
             rows.push_str(&format!(

@@ -9,13 +9,14 @@ use serde_json::{json, Value};
 use tributary_core::features;
 use tributary_core::labeling;
 use tributary_core::layout::parse_date;
+use tributary_core::model;
 use tributary_core::orchestration;
 use tributary_core::usecases::{self, Services, UseCaseError};
 
 /// The functions, by the name their binary and Terraform resource use.
 pub mod approval_callback;
 
-pub const FUNCTIONS: [&str; 21] = [
+pub const FUNCTIONS: [&str; 25] = [
     "object-created",
     "plan-partition",
     "clean-partition",
@@ -37,6 +38,10 @@ pub const FUNCTIONS: [&str; 21] = [
     "merge-features",
     "request-feature-approval",
     "publish-features",
+    "build-training-set",
+    "train-model",
+    "request-deploy-approval",
+    "activate-model",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -94,6 +99,10 @@ pub async fn invoke(
         "merge-features" => merge_features(svc, event).await,
         "request-feature-approval" => request_feature_approval(svc, event).await,
         "publish-features" => publish_features(svc, event).await,
+        "build-training-set" => build_training_set(svc, event).await,
+        "train-model" => train_model(svc, event).await,
+        "request-deploy-approval" => request_deploy_approval(svc, event).await,
+        "activate-model" => activate_model(svc, event).await,
         "approval-callback" => {
             let request = approval_callback::HttpRequest::from_event(&event)?;
             Ok(approval_callback::handle(svc, &request).await)
@@ -498,6 +507,12 @@ struct FeatureRunInput {
     execution: String,
     #[serde(default)]
     quality: Option<features::FeatureQuality>,
+    #[serde(default)]
+    evaluation: Option<model::Evaluation>,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    approval: Option<Value>,
 }
 
 fn feature_run(event: Value) -> Result<(FeatureRunInput, NaiveDate), HandlerError> {
@@ -560,6 +575,76 @@ pub async fn request_feature_approval(
 pub async fn publish_features(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let (i, date) = feature_run(event)?;
     Ok(features::publish(svc, &i.features, date, &i.run_id).await?)
+}
+
+pub async fn build_training_set(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = feature_run(event)?;
+    let lookback = svc
+        .config
+        .features
+        .get(&i.features)
+        .and_then(|f| f.windows_days.iter().max().copied())
+        .unwrap_or(30);
+    to_json(&model::build_training_set(svc, &i.features, date, &i.run_id, lookback).await?)
+}
+
+pub async fn train_model(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, date) = feature_run(event)?;
+    to_json(&model::train(svc, &i.features, date, &i.run_id).await?)
+}
+
+pub async fn request_deploy_approval(
+    svc: &Services<'_>,
+    event: Value,
+) -> Result<Value, HandlerError> {
+    let (i, date) = feature_run(event)?;
+    let e = i
+        .evaluation
+        .ok_or_else(|| bad_event("request-deploy-approval needs the evaluation".into()))?;
+    let lines = vec![
+        format!(
+            "  hit rate at {}: {:.3} (global top-{} baseline {:.3})",
+            model::TOP_N,
+            e.hit_rate_at_n,
+            model::TOP_N,
+            e.baseline_hit_rate_at_n
+        ),
+        format!(
+            "  trained on {} rows, evaluated on the latest {}",
+            e.train_rows, e.test_rows
+        ),
+    ];
+    to_json(
+        &orchestration::request_decision(
+            svc,
+            orchestration::Decision {
+                token: &i.token,
+                execution: &i.execution,
+                subject: &format!("Deploy model {} {}?", i.features, e.version),
+                purpose: &format!("deploy recommendation model {} version {}", i.features, e.version),
+                summary: json!({"kind": "model_deploy", "features": i.features, "date": date, "version": e.version,
+                                "checks": {"hit_rate_at_n": e.hit_rate_at_n, "baseline_hit_rate_at_n": e.baseline_hit_rate_at_n},
+                                "users": e.train_rows, "items": e.test_rows}),
+                detail_lines: &lines,
+                ttl: chrono::Duration::hours(48),
+            },
+        )
+        .await?,
+    )
+}
+
+pub async fn activate_model(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let (i, _) = feature_run(event)?;
+    if i.version.is_empty() {
+        return Err(bad_event("activate-model needs the version".into()));
+    }
+    let by = i
+        .approval
+        .as_ref()
+        .and_then(|a| a["decider"].as_str())
+        .unwrap_or("the pipeline")
+        .to_string();
+    Ok(model::activate(svc, &i.features, &i.version, &by).await?)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use crate::config::FeatureSetConfig;
 use crate::layout::{partition_prefix, Layer};
-use crate::ports::{Condition, PortError};
+use crate::ports::PortError;
 use crate::published::{self, TextRow};
 use crate::usecases::{Services, UseCaseError, UseCaseResult};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
@@ -463,33 +463,16 @@ async fn upsert_latest(
     run_id: &str,
     features: Value,
 ) -> UseCaseResult<bool> {
-    for _ in 0..10 {
-        let current = svc.state.get(pk, entity).await?;
-        if let Some(c) = &current {
-            let as_of = c
-                .value
-                .get("as_of")
-                .and_then(|d| d.as_str())
-                .and_then(crate::layout::parse_date);
-            if as_of.is_some_and(|d| d > date) {
-                return Ok(false);
-            }
-        }
-        let condition = current
+    let mut written = false;
+    crate::state::update(svc.state, pk, entity, |current: Option<Value>| {
+        let as_of = current
             .as_ref()
-            .map_or(Condition::NotExists, |c| Condition::VersionIs(c.version));
-        let value = json!({"as_of": date, "run_id": run_id, "features": features});
-        match svc.state.put(pk, entity, value, condition).await {
-            Ok(_) => return Ok(true),
-            Err(PortError::ConditionFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(PortError::transient(
-        format!("updating {pk}/{entity}"),
-        "too many concurrent writers",
-    )
-    .into())
+            .and_then(|c| c.get("as_of")?.as_str().and_then(crate::layout::parse_date));
+        written = as_of.is_none_or(|d| d <= date);
+        written.then(|| json!({"as_of": date, "run_id": run_id, "features": features.clone()}))
+    })
+    .await?;
+    Ok(written)
 }
 
 #[cfg(test)]

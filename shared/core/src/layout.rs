@@ -27,10 +27,11 @@ pub enum Layer {
     Stream,
     Dlq,
     Labels,
+    Models,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 9] = [
+    pub const ALL: [Layer; 10] = [
         Layer::Raw,
         Layer::Cleaned,
         Layer::Rejects,
@@ -40,6 +41,7 @@ impl Layer {
         Layer::Stream,
         Layer::Dlq,
         Layer::Labels,
+        Layer::Models,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Layer {
             Layer::Stream => "stream",
             Layer::Dlq => "dlq",
             Layer::Labels => "labels",
+            Layer::Models => "models",
         }
     }
 
@@ -71,7 +74,7 @@ impl fmt::Display for Layer {
 pub enum KeyError {
     #[error("object key {key:?} is not valid URL encoding: {reason}")]
     BadEncoding { key: String, reason: String },
-    #[error("object key {key:?} is outside the bucket layout: {reason} (expected <layer>/<name>/date=YYYY-MM-DD/<file>, layer one of raw, cleaned, rejects, quality, features, views, stream, dlq, labels)")]
+    #[error("object key {key:?} is outside the bucket layout: {reason} (expected <layer>/<name>/date=YYYY-MM-DD/<file>, layer one of raw, cleaned, rejects, quality, features, views, stream, dlq, labels, models)")]
     OutsideLayout { key: String, reason: String },
     #[error("object key {key:?} has an unsafe path segment {segment:?}: empty, '.' and '..' segments are refused so no key can escape its prefix")]
     UnsafeSegment { key: String, segment: String },

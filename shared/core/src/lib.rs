@@ -9,6 +9,7 @@ pub mod features;
 pub mod jsonl;
 pub mod labeling;
 pub mod layout;
+pub mod model;
 pub mod orchestration;
 pub mod ports;
 pub mod publish;
