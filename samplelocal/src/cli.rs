@@ -106,6 +106,9 @@ pub enum Command {
         #[arg(long)]
         date: String,
     },
+    /// The recommendation model and its streaming inference consumer.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// The EventBridge schedule.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -149,6 +152,25 @@ pub enum Command {
     TaskHeartbeat {
         #[arg(long)]
         token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// The active version and the consumer's health.
+    Status {
+        #[arg(long)]
+        set: String,
+    },
+    /// Activate the previous version and restart the consumer on it.
+    Rollback {
+        #[arg(long)]
+        set: String,
+    },
+    /// Stop the streaming inference consumer.
+    Stop {
+        #[arg(long)]
+        set: String,
     },
 }
 
@@ -336,6 +358,7 @@ async fn run_async(cli: Cli) -> Result<()> {
             let execution = rt.run_features(set, date)?;
             commands::report::print_json(&execution)
         }
+        Command::Model(command) => commands::model::run(&open()?, command).await,
         Command::Serve { port } => commands::serve::run(&open()?, *port).await,
         Command::Approvals(ApprovalsCommand::List) => {
             commands::approvals::list(&open()?, cli.json).await

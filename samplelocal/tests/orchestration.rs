@@ -682,14 +682,7 @@ fn a_model_is_trained_point_in_time_evaluated_and_activated_after_approval() {
         &["features", "--set", "shop_recent", "--date", "2025-12-03"],
     ));
     assert_eq!(v["waitingFor"]["state"], "DeployApproval", "{v}");
-    let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
-    let request = pending["pending"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["summary"]["kind"] == "model_deploy" && p["summary"]["date"] == "2025-12-03")
-        .unwrap()
-        .clone();
+    let request = pending_of_kind(&ws, "model_deploy", "2025-12-03");
     let checks = &request["summary"]["checks"];
     assert!(checks["hit_rate_at_n"].as_f64().unwrap() >= 0.0);
     let v = approve(&ws, &request["id"], "ben");
@@ -726,4 +719,107 @@ fn a_model_is_trained_point_in_time_evaluated_and_activated_after_approval() {
             "bucket/models/shop_recent/version={version}/evaluation.json"
         ))
         .exists());
+
+    // Activation started the streaming consumer on that version.
+    let status = json_of(&tributary(
+        &ws,
+        &["model", "status", "--set", "shop_recent"],
+    ));
+    assert_eq!(status["consumer"]["status"], "running", "{status}");
+    assert_eq!(status["consumer"]["model_version"], version.as_str());
+
+    // Clicks arrive on the stream (a Kinesis event): one record is poison.
+    let click = |user: u32, product: &str| {
+        json!({"kinesis": {"data": base64(&json!({"user_id": user, "product_id": product, "event_ts": "2025-12-04T10:00:00Z"}).to_string()),
+                           "sequenceNumber": format!("{user}"), "approximateArrivalTimestamp": 1.0}, "eventID": "shardId-000:1"})
+    };
+    let mut records = vec![click(1, "SKU-1"), click(2, "SKU-2")];
+    records.push(json!({"kinesis": {"data": "bm90IGpzb24=", "sequenceNumber": "99"}, "eventID": "shardId-000:99"}));
+    let event = dir.path().join("clicks.json");
+    std::fs::write(&event, json!({"Records": records}).to_string()).unwrap();
+    let out = json_of(&tributary(
+        &ws,
+        &[
+            "invoke",
+            "click-inference",
+            "--event",
+            event.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(out["consumers"][0]["processed"], 2, "{out}");
+    assert_eq!(out["dead_lettered"], 1);
+    assert_eq!(out["batchItemFailures"], json!([]));
+    let dlq = ws.join("bucket/dlq/clicks");
+    assert!(
+        dlq.exists(),
+        "the poison record is kept with its position and error"
+    );
+    let status = json_of(&tributary(
+        &ws,
+        &["model", "status", "--set", "shop_recent"],
+    ));
+    assert_eq!(status["consumer"]["processed"], 2);
+
+    // A new version replaces it: the consumer restarts on the new version.
+    json_of(&tributary(
+        &ws,
+        &["features", "--set", "shop_recent", "--date", "2025-12-03"],
+    ));
+    let request = pending_of_kind(&ws, "model_deploy", "2025-12-03");
+    let second = approve(&ws, &request["id"], "ben");
+    let second_version = second["output"]["model"]["evaluation"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(second_version, version);
+    let status = json_of(&tributary(
+        &ws,
+        &["model", "status", "--set", "shop_recent"],
+    ));
+    assert_eq!(status["consumer"]["model_version"], second_version.as_str());
+    assert_eq!(status["consumer"]["restarts"], 1);
+
+    // Rollback: the previous version is active again and the consumer runs on it.
+    let rolled = json_of(&tributary(
+        &ws,
+        &["model", "rollback", "--set", "shop_recent"],
+    ));
+    assert_eq!(rolled["activated"]["active"], version.as_str(), "{rolled}");
+    assert_eq!(rolled["consumer"]["model_version"], version.as_str());
+    let stopped = json_of(&tributary(&ws, &["model", "stop", "--set", "shop_recent"]));
+    assert_eq!(stopped["consumer"]["status"], "stopped");
+}
+
+/// The pending approval of a kind for a date.
+fn pending_of_kind(ws: &Path, kind: &str, date: &str) -> Value {
+    let pending = json_of(&tributary(ws, &["--json", "approvals", "list"]));
+    pending["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["summary"]["kind"] == kind && p["summary"]["date"] == date)
+        .unwrap_or_else(|| panic!("no pending {kind} for {date}: {pending}"))
+        .clone()
+}
+
+fn base64(text: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                A[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
 }

@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tributary_core::features;
+use tributary_core::inference;
 use tributary_core::labeling;
 use tributary_core::layout::parse_date;
 use tributary_core::model;
@@ -16,7 +17,7 @@ use tributary_core::usecases::{self, Services, UseCaseError};
 /// The functions, by the name their binary and Terraform resource use.
 pub mod approval_callback;
 
-pub const FUNCTIONS: [&str; 25] = [
+pub const FUNCTIONS: [&str; 28] = [
     "object-created",
     "plan-partition",
     "clean-partition",
@@ -42,6 +43,9 @@ pub const FUNCTIONS: [&str; 25] = [
     "train-model",
     "request-deploy-approval",
     "activate-model",
+    "start-inference",
+    "inference-health",
+    "click-inference",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -103,6 +107,9 @@ pub async fn invoke(
         "train-model" => train_model(svc, event).await,
         "request-deploy-approval" => request_deploy_approval(svc, event).await,
         "activate-model" => activate_model(svc, event).await,
+        "start-inference" => start_inference(svc, event).await,
+        "inference-health" => inference_health(svc, event).await,
+        "click-inference" => click_inference(svc, event).await,
         "approval-callback" => {
             let request = approval_callback::HttpRequest::from_event(&event)?;
             Ok(approval_callback::handle(svc, &request).await)
@@ -645,6 +652,77 @@ pub async fn activate_model(svc: &Services<'_>, event: Value) -> Result<Value, H
         .unwrap_or("the pipeline")
         .to_string();
     Ok(model::activate(svc, &i.features, &i.version, &by).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct SetInput {
+    features: String,
+    #[serde(default)]
+    version: String,
+}
+
+pub async fn start_inference(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: SetInput = parse_run(event, "{features, version}")?;
+    to_json(&inference::start(svc, &i.features, &i.version).await?)
+}
+
+pub async fn inference_health(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: SetInput = parse_run(event, "{features}")?;
+    Ok(inference::health(svc, &i.features).await?)
+}
+
+/// The click stream (a Kinesis event): each record's data is base64 JSON.
+/// Records that do not decode are kept in dlq/ with their shard position
+/// and the error, and never fail the batch.
+pub async fn click_inference(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let records = event
+        .get("Records")
+        .and_then(|r| r.as_array())
+        .ok_or_else(|| bad_event("not a Kinesis event: Records[] is missing".into()))?;
+    let mut clicks = Vec::new();
+    let mut poison = Vec::new();
+    for r in records {
+        let data = r
+            .pointer("/kinesis/data")
+            .and_then(|d| d.as_str())
+            .unwrap_or_default();
+        let decoded = approval_callback::decode_base64(data)
+            .ok_or("data is not base64 text")
+            .and_then(|text| serde_json::from_str::<Value>(&text).map_err(|_| "data is not JSON"));
+        match decoded {
+            Ok(click) => clicks.push(click),
+            Err(error) => poison.push(json!({
+                "error": error, "data": data,
+                "shard": r["eventID"], "sequence_number": r.pointer("/kinesis/sequenceNumber"),
+                "arrived": r.pointer("/kinesis/approximateArrivalTimestamp"),
+            })),
+        }
+    }
+    let mut outcomes = Vec::new();
+    for set in svc.config.features.keys() {
+        let running = inference::health(svc, set).await?;
+        if running["status"] != "running" {
+            continue;
+        }
+        let outcome = inference::recommend(svc, set, &clicks).await?;
+        poison.extend(outcome.rejected.iter().cloned());
+        outcomes.push(json!({"features": set, "processed": outcome.processed, "model_version": outcome.model_version}));
+    }
+    if !poison.is_empty() {
+        let key = format!(
+            "{}click-inference-{}.jsonl",
+            tributary_core::layout::partition_prefix(
+                tributary_core::layout::Layer::Dlq,
+                "clicks",
+                chrono::Utc::now().date_naive()
+            ),
+            chrono::Utc::now().timestamp_micros()
+        );
+        tributary_core::jsonl::put(svc.objects, &key, &poison)
+            .await
+            .map_err(HandlerError::from)?;
+    }
+    Ok(json!({"batchItemFailures": [], "consumers": outcomes, "dead_lettered": poison.len()}))
 }
 
 #[cfg(test)]

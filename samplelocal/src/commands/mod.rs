@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_asl;
 pub mod catchup;
 pub mod demo;
+pub mod model;
 pub mod ops;
 pub mod report;
 pub mod run_report;

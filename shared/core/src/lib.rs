@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod clean;
 pub mod config;
 pub mod features;
+pub mod inference;
 pub mod jsonl;
 pub mod labeling;
 pub mod layout;

@@ -52,7 +52,7 @@ fn run_prefix(set: &str, date: NaiveDate, run_id: &str) -> String {
 }
 
 /// Segment from the scaled spend feature of a snapshot row.
-fn segment(features: &Value) -> String {
+pub fn segment_of(features: &Value) -> String {
     let z = features.as_object().and_then(|m| {
         m.iter()
             .filter(|(k, _)| k.starts_with("amount_") && k.ends_with("d_z"))
@@ -142,7 +142,7 @@ pub async fn build_training_set(
             };
             match snap.as_ref().and_then(|s| s.get(&user)) {
                 Some(features) => rows.push(TrainingRow {
-                    segment: segment(features),
+                    segment: segment_of(features),
                     user_id: user,
                     product_id: product,
                     ts,
@@ -383,11 +383,11 @@ mod tests {
     #[test]
     fn segments_come_from_the_longest_spend_window() {
         assert_eq!(
-            segment(&json!({"amount_7d_z": -2.0, "amount_30d_z": 1.2})),
+            segment_of(&json!({"amount_7d_z": -2.0, "amount_30d_z": 1.2})),
             "high"
         );
-        assert_eq!(segment(&json!({"amount_30d_z": -0.9})), "low");
-        assert_eq!(segment(&json!({"amount_30d_z": 0.1})), "mid");
-        assert_eq!(segment(&json!({"events_7d": 1})), "unknown");
+        assert_eq!(segment_of(&json!({"amount_30d_z": -0.9})), "low");
+        assert_eq!(segment_of(&json!({"amount_30d_z": 0.1})), "mid");
+        assert_eq!(segment_of(&json!({"events_7d": 1})), "unknown");
     }
 }

@@ -1,0 +1,193 @@
+//! The streaming part of scenario 5: a consumer on the click stream that
+//! writes recommendations for each user from the active model and the
+//! online features. The feature pipeline controls its lifecycle — started
+//! when a model is activated, restarted when a new version replaces it,
+//! stopped on rollback — and waits on its health.
+//!
+//! State (state store): `inference/<set>` = {status, model_version,
+//! started_at, restarts, processed, errors, last_event_ts}; recommendations
+//! under `reco#<set>/<user>`.
+
+use crate::layout::Layer;
+use crate::model::Model;
+use crate::usecases::{Services, UseCaseError, UseCaseResult};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+const PK: &str = "inference";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consumer {
+    /// running | stopped
+    pub status: String,
+    pub model_version: String,
+    pub started_at: DateTime<Utc>,
+    pub restarts: u64,
+    pub processed: u64,
+    pub errors: u64,
+    pub last_event_ts: Option<DateTime<Utc>>,
+}
+
+/// Start the consumer on a model version, or restart it on a new one.
+pub async fn start(svc: &Services<'_>, set: &str, version: &str) -> UseCaseResult<Consumer> {
+    let started = crate::state::update(svc.state, PK, set, |current: Option<Consumer>| {
+        let restarts = current.as_ref().map_or(0, |c| {
+            c.restarts + u64::from(c.status == "running" && c.model_version != version)
+        });
+        Some(Consumer {
+            status: "running".into(),
+            model_version: version.to_string(),
+            started_at: Utc::now(),
+            restarts,
+            processed: 0,
+            errors: 0,
+            last_event_ts: None,
+        })
+    })
+    .await?;
+    started.ok_or_else(|| UseCaseError::BadRequest("starting the consumer wrote nothing".into()))
+}
+
+pub async fn stop(svc: &Services<'_>, set: &str) -> UseCaseResult<Option<Consumer>> {
+    Ok(
+        crate::state::update(svc.state, PK, set, |current: Option<Consumer>| {
+            current.map(|c| Consumer {
+                status: "stopped".into(),
+                ..c
+            })
+        })
+        .await?,
+    )
+}
+
+/// What later steps wait on: running, error rate, lag behind the stream.
+pub async fn health(svc: &Services<'_>, set: &str) -> UseCaseResult<Value> {
+    let c: Option<Consumer> = crate::state::get_typed(svc.state, PK, set).await?;
+    Ok(match c {
+        None => json!({"status": "absent", "healthy": false}),
+        Some(c) => {
+            let error_rate = if c.processed + c.errors == 0 {
+                0.0
+            } else {
+                c.errors as f64 / (c.processed + c.errors) as f64
+            };
+            let lag = c.last_event_ts.map(|t| (Utc::now() - t).num_seconds());
+            json!({"status": c.status, "model_version": c.model_version, "processed": c.processed,
+                   "errors": c.errors, "error_rate": error_rate, "lag_seconds": lag, "restarts": c.restarts,
+                   "healthy": c.status == "running" && error_rate < 0.05})
+        }
+    })
+}
+
+/// Roll back to the previous model version and restart the consumer on it.
+pub async fn rollback(svc: &Services<'_>, set: &str, by: &str) -> UseCaseResult<Value> {
+    let active = crate::model::active(svc, set).await?.ok_or_else(|| {
+        UseCaseError::BadRequest(format!("{set} has no active model to roll back"))
+    })?;
+    let Some(previous) = active["previous"].as_str() else {
+        return Err(UseCaseError::BadRequest(format!(
+            "{set} model {} has no previous version to roll back to",
+            active["active"].as_str().unwrap_or("?")
+        )));
+    };
+    let activated = crate::model::activate(svc, set, previous, by).await?;
+    let consumer = start(svc, set, previous).await?;
+    Ok(json!({"activated": activated, "consumer": consumer}))
+}
+
+async fn load_model(svc: &Services<'_>, set: &str, version: &str) -> UseCaseResult<Model> {
+    let key = format!(
+        "{}/{set}/version={version}/model.json",
+        Layer::Models.prefix()
+    );
+    let bytes = svc.objects.get_bytes(&key).await?;
+    serde_json::from_slice(&bytes).map_err(|e| UseCaseError::BadRequest(format!("{key}: {e}")))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    pub processed: usize,
+    /// Events that could not be used, with why (kept, never dropped silently).
+    pub rejected: Vec<Value>,
+    pub model_version: String,
+}
+
+/// Recommend for each click: the user's segment's list (from the online
+/// features) minus what they just clicked, from the running model version.
+pub async fn recommend(
+    svc: &Services<'_>,
+    set: &str,
+    clicks: &[Value],
+) -> UseCaseResult<BatchOutcome> {
+    let consumer: Consumer = crate::state::get_typed(svc.state, PK, set)
+        .await?
+        .ok_or_else(|| {
+            UseCaseError::BadRequest(format!(
+                "no inference consumer for {set}: activate a model first"
+            ))
+        })?;
+    if consumer.status != "running" {
+        return Err(UseCaseError::BadRequest(format!(
+            "the {set} consumer is {}",
+            consumer.status
+        )));
+    }
+    let model = load_model(svc, set, &consumer.model_version).await?;
+    let mut processed = 0usize;
+    let mut rejected = Vec::new();
+    let mut latest: Option<DateTime<Utc>> = None;
+    for click in clicks {
+        let (Some(user), Some(product)) = (
+            click
+                .get("user_id")
+                .map(|u| u.to_string().trim_matches('"').to_string()),
+            click.get("product_id").and_then(|p| p.as_str()),
+        ) else {
+            rejected.push(json!({"event": click, "error": "a click needs user_id and product_id"}));
+            continue;
+        };
+        let ts = click
+            .get("event_ts")
+            .and_then(|t| t.as_str())
+            .and_then(crate::features::parse_ts);
+        latest = latest.max(ts);
+        let features = svc.state.get(&format!("online#{set}#user"), &user).await?;
+        let segment = features
+            .as_ref()
+            .map(|f| crate::model::segment_of(&f.value["features"]))
+            .unwrap_or_else(|| "unknown".into());
+        let items: Vec<&String> = model
+            .segments
+            .get(&segment)
+            .unwrap_or(&model.global)
+            .iter()
+            .filter(|p| p.as_str() != product)
+            .collect();
+        let reco = json!({"items": items, "segment": segment, "model_version": model.version, "after_click": product, "at": Utc::now()});
+        svc.state
+            .put(
+                &format!("reco#{set}"),
+                &user,
+                reco,
+                crate::ports::Condition::Always,
+            )
+            .await?;
+        processed += 1;
+    }
+    let errors = rejected.len() as u64;
+    crate::state::update(svc.state, PK, set, |current: Option<Consumer>| {
+        current.map(|c| Consumer {
+            processed: c.processed + processed as u64,
+            errors: c.errors + errors,
+            last_event_ts: c.last_event_ts.max(latest),
+            ..c
+        })
+    })
+    .await?;
+    Ok(BatchOutcome {
+        processed,
+        rejected,
+        model_version: model.version,
+    })
+}
