@@ -141,7 +141,7 @@ struct CliHost<'f> {
     canned: BTreeMap<String, Value>,
     functions: Option<&'f LocalRuntime>,
     adapters: LocalAdapters,
-    runtime: tokio::runtime::Runtime,
+    runtime: &'f tokio::runtime::Runtime,
     unanswered_timeout: bool,
     /// Replays never run anything: they only re-read the journal.
     replay_only: bool,
@@ -257,7 +257,7 @@ impl CliHost<'_> {
         LocalServices {
             state: &self.adapters.state,
             objects: &self.adapters.objects,
-            runtime: &self.runtime,
+            runtime: self.runtime,
         }
     }
 
@@ -425,9 +425,7 @@ fn advance(
         canned: stored.canned.clone(),
         functions,
         adapters: store.adapters(),
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
+        runtime: &store.runtime,
         unanswered_timeout: stored.unanswered_timeout,
         replay_only: false,
     };
@@ -480,7 +478,7 @@ pub fn start(
     if let Some((existing, _)) = store.load(&req.name)? {
         let mut out = existing.summary.clone();
         if with_history {
-            out["history"] = history_of(workspace, &existing)?;
+            out["history"] = history_of(&store, &existing)?;
         }
         return Ok((out, false));
     }
@@ -573,17 +571,15 @@ pub fn run(args: &RunArgs, workspace: &Path, config: Option<&Path>) -> Result<()
 }
 
 /// Regenerate the history by replaying the journal (nothing runs again).
-fn history_of(workspace: &Path, stored: &StoredExecution) -> Result<Value> {
+fn history_of(store: &Store, stored: &StoredExecution) -> Result<Value> {
     let machine = tributary_asl::load(&stored.definition).map_err(|e| anyhow!("{e}"))?;
     let mut options = RunOptions::new(&stored.state_machine, &stored.name, stored.start_ms);
     options.seed = stored.seed;
     let mut host = CliHost {
         canned: stored.canned.clone(),
         functions: None,
-        adapters: Workspace::new(workspace).adapters(),
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
+        adapters: store.adapters(),
+        runtime: &store.runtime,
         unanswered_timeout: stored.unanswered_timeout,
         replay_only: true,
     };
@@ -664,7 +660,7 @@ pub fn execution_record(workspace: &Path, name: &str) -> Result<(String, Value, 
     let (stored, _) = store
         .load(name)?
         .ok_or_else(|| anyhow!("no execution named {name} in {}", workspace.display()))?;
-    let history = history_of(workspace, &stored)?;
+    let history = history_of(&store, &stored)?;
     Ok((stored.definition.clone(), stored.summary.clone(), history))
 }
 
@@ -683,7 +679,7 @@ pub fn show(workspace: &Path, name: &str, history: bool) -> Result<()> {
         .load(name)?
         .ok_or_else(|| anyhow!("no execution named {name} in {}", workspace.display()))?;
     let out = if history {
-        json!({"name": name, "events": history_of(workspace, &stored)?})
+        json!({"name": name, "events": history_of(&store, &stored)?})
     } else {
         stored.summary.clone()
     };

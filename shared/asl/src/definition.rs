@@ -824,37 +824,58 @@ impl Checker {
         names
     }
 
-    fn retriers(&mut self, obj: &Map<String, Value>, at: &str) -> Vec<Retrier> {
-        let Some(v) = obj.get("Retry") else {
+    /// The objects of a Retry or Catch list, each with its field name
+    /// (`Retry[0]`) and whether it is the last one; entries that are not
+    /// objects and fields that are not allowed are reported.
+    fn handler_entries<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        at: &str,
+        list_field: &str,
+        allowed: &[&str],
+    ) -> Vec<(String, bool, &'v Map<String, Value>)> {
+        let what = if list_field == "Retry" {
+            "retrier"
+        } else {
+            "catcher"
+        };
+        let Some(v) = obj.get(list_field) else {
             return Vec::new();
         };
         let Some(list) = v.as_array() else {
-            self.err(at, "Retry", "must be an array of retriers");
+            self.err(at, list_field, format!("must be an array of {what}s"));
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (i, r) in list.iter().enumerate() {
-            let field = format!("Retry[{i}]");
-            let Some(r) = r.as_object() else {
-                self.err(at, &field, "a retrier must be an object");
+        for (i, entry) in list.iter().enumerate() {
+            let field = format!("{list_field}[{i}]");
+            let Some(entry) = entry.as_object() else {
+                self.err(at, &field, format!("a {what} must be an object"));
                 continue;
             };
-            for k in r.keys() {
-                if ![
-                    "ErrorEquals",
-                    "IntervalSeconds",
-                    "MaxAttempts",
-                    "BackoffRate",
-                    "MaxDelaySeconds",
-                    "JitterStrategy",
-                    "Comment",
-                ]
-                .contains(&k.as_str())
-                {
-                    self.err(at, &format!("{field}.{k}"), "unknown retrier field");
+            for k in entry.keys() {
+                if !allowed.contains(&k.as_str()) {
+                    self.err(at, &format!("{field}.{k}"), format!("unknown {what} field"));
                 }
             }
-            let error_equals = self.error_equals(r, at, &field, i + 1 == list.len());
+            out.push((field, i + 1 == list.len(), entry));
+        }
+        out
+    }
+
+    fn retriers(&mut self, obj: &Map<String, Value>, at: &str) -> Vec<Retrier> {
+        let allowed = [
+            "ErrorEquals",
+            "IntervalSeconds",
+            "MaxAttempts",
+            "BackoffRate",
+            "MaxDelaySeconds",
+            "JitterStrategy",
+            "Comment",
+        ];
+        let mut out = Vec::new();
+        for (field, last, r) in self.handler_entries(obj, at, "Retry", &allowed) {
+            let error_equals = self.error_equals(r, at, &field, last);
             let int =
                 |c: &mut Checker, name: &str, min: u64, max: u64, default: u64| match r.get(name) {
                     None => default,
@@ -914,26 +935,10 @@ impl Checker {
     }
 
     fn catchers(&mut self, obj: &Map<String, Value>, at: &str) -> Vec<Catcher> {
-        let Some(v) = obj.get("Catch") else {
-            return Vec::new();
-        };
-        let Some(list) = v.as_array() else {
-            self.err(at, "Catch", "must be an array of catchers");
-            return Vec::new();
-        };
+        let allowed = ["ErrorEquals", "Next", "ResultPath", "Comment"];
         let mut out = Vec::new();
-        for (i, c) in list.iter().enumerate() {
-            let field = format!("Catch[{i}]");
-            let Some(c) = c.as_object() else {
-                self.err(at, &field, "a catcher must be an object");
-                continue;
-            };
-            for k in c.keys() {
-                if !["ErrorEquals", "Next", "ResultPath", "Comment"].contains(&k.as_str()) {
-                    self.err(at, &format!("{field}.{k}"), "unknown catcher field");
-                }
-            }
-            let error_equals = self.error_equals(c, at, &field, i + 1 == list.len());
+        for (field, last, c) in self.handler_entries(obj, at, "Catch", &allowed) {
+            let error_equals = self.error_equals(c, at, &field, last);
             let next = match c.get("Next").and_then(|n| n.as_str()) {
                 Some(n) => n.to_string(),
                 None => {

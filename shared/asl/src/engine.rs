@@ -159,7 +159,7 @@ impl RunOptions {
             account: "123456789012".into(),
             start_ms,
             clock: ClockMode::Virtual,
-            seed: xxhash_seed(execution_name),
+            seed: name_seed(execution_name),
         }
     }
 
@@ -178,7 +178,7 @@ impl RunOptions {
     }
 }
 
-fn xxhash_seed(name: &str) -> u64 {
+fn name_seed(name: &str) -> u64 {
     // FNV-1a: stable across platforms and releases, unlike std's hasher.
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -918,16 +918,14 @@ impl Engine<'_, '_> {
         let outcome = self.host.invoke(&call);
         let elapsed = outcome.elapsed_ms;
         if let Some(t) = timeout_ms.filter(|t| elapsed > *t) {
-            self.advance(now, started + t as i64)?;
-            return Err(self.task_failed(
-                *now,
-                Failure::new(
-                    errors::TIMEOUT,
-                    format!(
-                        "state '{}': the task ran longer than its TimeoutSeconds ({} s)",
-                        state.name,
-                        t / 1000
-                    ),
+            return Err(self.time_out(
+                now,
+                started + t as i64,
+                errors::TIMEOUT,
+                format!(
+                    "state '{}': the task ran longer than its TimeoutSeconds ({} s)",
+                    state.name,
+                    t / 1000
                 ),
             ));
         }
@@ -954,16 +952,14 @@ impl Engine<'_, '_> {
                             let mut last = 0u64;
                             for beat in heartbeats_ms.iter().copied().chain([after_ms]) {
                                 if beat.saturating_sub(last) > h {
-                                    self.advance(now, started + (last + h) as i64)?;
-                                    return Err(self.task_failed(
-                                        *now,
-                                        Failure::new(
-                                            errors::HEARTBEAT_TIMEOUT,
-                                            format!(
-                                                "state '{}': no heartbeat for {} s",
-                                                state.name,
-                                                h / 1000
-                                            ),
+                                    return Err(self.time_out(
+                                        now,
+                                        started + (last + h) as i64,
+                                        errors::HEARTBEAT_TIMEOUT,
+                                        format!(
+                                            "state '{}': no heartbeat for {} s",
+                                            state.name,
+                                            h / 1000
                                         ),
                                     ));
                                 }
@@ -971,16 +967,14 @@ impl Engine<'_, '_> {
                             }
                         }
                         if let Some(t) = timeout_ms.filter(|t| after_ms > *t) {
-                            self.advance(now, started + t as i64)?;
-                            return Err(self.task_failed(
-                                *now,
-                                Failure::new(
-                                    errors::TIMEOUT,
-                                    format!(
-                                        "state '{}': no callback within TimeoutSeconds ({} s)",
-                                        state.name,
-                                        t / 1000
-                                    ),
+                            return Err(self.time_out(
+                                now,
+                                started + t as i64,
+                                errors::TIMEOUT,
+                                format!(
+                                    "state '{}': no callback within TimeoutSeconds ({} s)",
+                                    state.name,
+                                    t / 1000
                                 ),
                             ));
                         }
@@ -1005,16 +999,14 @@ impl Engine<'_, '_> {
                         };
                         match deadline {
                             Some((after, error)) => {
-                                self.advance(now, started + after as i64)?;
-                                return Err(self.task_failed(
-                                    *now,
-                                    Failure::new(
-                                        error,
-                                        format!(
-                                            "state '{}': no callback for task token within {} s",
-                                            state.name,
-                                            after / 1000
-                                        ),
+                                return Err(self.time_out(
+                                    now,
+                                    started + after as i64,
+                                    error,
+                                    format!(
+                                        "state '{}': no callback for task token within {} s",
+                                        state.name,
+                                        after / 1000
                                     ),
                                 ));
                             }
@@ -1047,6 +1039,15 @@ impl Engine<'_, '_> {
         );
         self.recycle(ctx);
         Ok(result)
+    }
+
+    /// A task's deadline passed: move the clock to it and fail the task
+    /// with `error` (States.Timeout or States.HeartbeatTimeout).
+    fn time_out(&mut self, now: &mut i64, at_ms: i64, error: &str, cause: String) -> Stop {
+        if let Err(stop) = self.advance(now, at_ms) {
+            return stop;
+        }
+        self.task_failed(*now, Failure::new(error, cause))
     }
 
     fn task_failed(&mut self, now: i64, f: Failure) -> Stop {

@@ -10,30 +10,11 @@ use tributary_core::ports::{Notifier, PortError, PortResult};
 
 pub struct OutboxNotifier {
     path: PathBuf,
-    echo: bool,
 }
 
 impl OutboxNotifier {
     pub fn new(path: PathBuf) -> OutboxNotifier {
-        OutboxNotifier { path, echo: true }
-    }
-
-    /// For tests and `--json` runs: write the outbox only.
-    pub fn quiet(mut self) -> OutboxNotifier {
-        self.echo = false;
-        self
-    }
-
-    /// Every message so far, oldest first.
-    pub fn messages(&self) -> PortResult<Vec<serde_json::Value>> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => Ok(text
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(PortError::from_io("reading the outbox", e)),
-        }
+        OutboxNotifier { path }
     }
 }
 
@@ -64,9 +45,7 @@ impl Notifier for OutboxNotifier {
             .map_err(|e| PortError::from_io("locking the outbox", e))?;
         file.write_all(line.as_bytes())
             .map_err(|e| PortError::from_io("writing the outbox", e))?;
-        if self.echo {
-            eprintln!("[{topic}] {subject}\n{message}");
-        }
+        eprintln!("[{topic}] {subject}\n{message}");
         Ok(id)
     }
 }
