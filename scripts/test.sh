@@ -4,6 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tributary-target}"
+
+# The browser test drives Debian's headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing Debian's chromium and chromium-driver for the browser test"
+  sudo_if_needed=""
+  if [ "$(id -u)" != 0 ]; then sudo_if_needed="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_if_needed apt-get install -y -q chromium chromium-driver >/dev/null ||
+    { $sudo_if_needed apt-get update -q >/dev/null &&
+      $sudo_if_needed apt-get install -y -q chromium chromium-driver >/dev/null; }
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
   cargo test --workspace --locked --doc

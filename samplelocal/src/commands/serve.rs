@@ -1,7 +1,7 @@
 //! `tributary serve`: the approval links on this machine. Requests to
 //! `/approvals/<id>` go to the approval-callback function exactly as a
 //! function URL would deliver them; `/` lists the pending approvals.
-//! One request at a time, on loopback only.
+//! Requests are handled one at a time, on loopback only.
 
 use crate::local::LocalRuntime;
 use anyhow::{Context, Result};
@@ -29,11 +29,28 @@ async fn serve(rt: &LocalRuntime, port: u16, until_decided: bool) -> Result<()> 
     let addr = listener.local_addr()?;
     println!("tributary serve: listening on http://{addr}  (pending approvals: http://{addr}/)");
     std::io::stdout().flush()?;
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let response = match read_request(&mut stream) {
-            Ok(Some(request)) => respond(rt, request).await,
-            Ok(None) => continue,
+    // Browsers open sockets they may never use (pre-connect) and keep others
+    // idle; each connection is read on its own thread so none of them holds
+    // up the rest. Requests are then handled one at a time, in arrival order.
+    let (requests, arrived) = std::sync::mpsc::channel::<(TcpStream, Result<Request>)>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let requests = requests.clone();
+            std::thread::spawn(move || match read_request(&mut stream) {
+                Ok(None) => {}
+                Ok(Some(request)) => {
+                    let _ = requests.send((stream, Ok(request)));
+                }
+                Err(e) => {
+                    let _ = requests.send((stream, Err(e)));
+                }
+            });
+        }
+    });
+    while let Ok((mut stream, request)) = arrived.recv() {
+        let response = match request {
+            Ok(request) => respond(rt, request).await,
             Err(e) => {
                 json!({"statusCode": 400, "headers": {"content-type": "text/plain"}, "body": format!("bad request: {e}")})
             }
