@@ -120,6 +120,57 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Replay a JSON-lines file as a Kinesis stream into stream-aggregate,
+    /// in micro-batches with real record shapes.
+    Stream {
+        #[arg(long)]
+        replay_file: PathBuf,
+        #[arg(long, default_value = "orders")]
+        stream: String,
+        /// How often each shard is polled (the event source mapping's
+        /// batching window): 500ms, 1s, 10s.
+        #[arg(long, default_value = "1s")]
+        batch_window: String,
+        /// Records per second (200/s); default: all at once.
+        #[arg(long)]
+        rate: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        shards: u32,
+        /// Most records per invocation (the mapping's BatchSize).
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+    },
+    /// Poison records of the speed layer: list them, replay them after a fix.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Batch views (daily and hourly) of a stream, for a date or a range.
+    #[command(subcommand)]
+    Views(ViewsCommand),
+    /// Ask the query API: batch views for closed periods, realtime for the rest.
+    Query {
+        /// The served name (`serve_as` of a stream).
+        #[arg(long, default_value = "sales")]
+        name: String,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long, default_value = "hour")]
+        granularity: String,
+        /// dimension=value, repeatable (product_id=P001).
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+        /// A sliding window instead: 1m, 5m or 15m.
+        #[arg(long)]
+        recent: Option<String>,
+    },
+    /// Compare realtime with batch views, alert on deviation, correct realtime.
+    Reconcile {
+        #[arg(long)]
+        stream: Option<String>,
+        #[arg(long)]
+        date: Option<String>,
+    },
     /// Serve the approval links (and a page of pending approvals) on 127.0.0.1.
     Serve {
         #[arg(long, default_value_t = 8765)]
@@ -152,6 +203,35 @@ pub enum Command {
     TaskHeartbeat {
         #[arg(long)]
         token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// Dead letters not yet replayed, with their error.
+    List {
+        #[arg(long)]
+        stream: Option<String>,
+    },
+    /// Decode each again with the current schema; recovered ones count once.
+    Replay {
+        #[arg(long, default_value = "orders")]
+        stream: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ViewsCommand {
+    /// Build and publish the views of a date, or of every date in a range.
+    Build {
+        #[arg(long)]
+        stream: Option<String>,
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long)]
+        start: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
     },
 }
 
@@ -360,6 +440,66 @@ async fn run_async(cli: Cli) -> Result<()> {
         }
         Command::Model(command) => commands::model::run(&open()?, command).await,
         Command::Serve { port } => commands::serve::run(&open()?, *port).await,
+        Command::Stream {
+            replay_file,
+            stream,
+            batch_window,
+            rate,
+            shards,
+            batch_size,
+        } => {
+            let options = commands::stream::ReplayOptions {
+                file: replay_file,
+                stream,
+                batch_window,
+                rate: rate.as_deref(),
+                shards: *shards,
+                batch_size: *batch_size,
+            };
+            commands::stream::replay(&open()?, options, cli.json).await
+        }
+        Command::Dlq(DlqCommand::List { stream }) => {
+            commands::stream::dlq_list(&open()?, stream.as_deref(), cli.json).await
+        }
+        Command::Dlq(DlqCommand::Replay { stream }) => {
+            commands::stream::dlq_replay(&open()?, stream).await
+        }
+        Command::Views(ViewsCommand::Build {
+            stream,
+            date,
+            start,
+            end,
+        }) => {
+            commands::stream::views_build(
+                &open()?,
+                stream.as_deref(),
+                date.as_deref(),
+                start.as_deref(),
+                end.as_deref(),
+            )
+            .await
+        }
+        Command::Query {
+            name,
+            start,
+            end,
+            granularity,
+            filters,
+            recent,
+        } => {
+            let options = commands::stream::QueryOptions {
+                name,
+                start: start.as_deref(),
+                end: end.as_deref(),
+                granularity,
+                filters,
+                recent: recent.as_deref(),
+            };
+            commands::stream::query(&open()?, options).await
+        }
+        Command::Reconcile { stream, date } => {
+            commands::stream::reconcile(&open()?, stream.as_deref(), date.as_deref()).await
+        }
         Command::Approvals(ApprovalsCommand::List) => {
             commands::approvals::list(&open()?, cli.json).await
         }

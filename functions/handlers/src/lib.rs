@@ -16,8 +16,9 @@ use tributary_core::usecases::{self, Services, UseCaseError};
 
 /// The functions, by the name their binary and Terraform resource use.
 pub mod approval_callback;
+pub mod stream;
 
-pub const FUNCTIONS: [&str; 28] = [
+pub const FUNCTIONS: [&str; 33] = [
     "object-created",
     "plan-partition",
     "clean-partition",
@@ -46,6 +47,11 @@ pub const FUNCTIONS: [&str; 28] = [
     "start-inference",
     "inference-health",
     "click-inference",
+    "stream-aggregate",
+    "build-views",
+    "query-api",
+    "reconcile",
+    "replay-dlq",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -110,6 +116,11 @@ pub async fn invoke(
         "start-inference" => start_inference(svc, event).await,
         "inference-health" => inference_health(svc, event).await,
         "click-inference" => click_inference(svc, event).await,
+        "stream-aggregate" => stream::stream_aggregate(svc, event).await,
+        "build-views" => stream::build_views(svc, event).await,
+        "query-api" => stream::query_api(svc, event).await,
+        "reconcile" => stream::reconcile_streams(svc, event).await,
+        "replay-dlq" => stream::replay_dlq(svc, event).await,
         "approval-callback" => {
             let request = approval_callback::HttpRequest::from_event(&event)?;
             Ok(approval_callback::handle(svc, &request).await)
@@ -231,7 +242,7 @@ impl PartitionInput {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, HandlerError> {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, HandlerError> {
     serde_json::to_value(v).map_err(|e| HandlerError {
         error_type: "Tributary.Failed".into(),
         message: format!("encoding the response: {e}"),
@@ -262,11 +273,14 @@ struct RunInput {
     run_id: String,
 }
 
-fn parse_run<T: serde::de::DeserializeOwned>(event: Value, shape: &str) -> Result<T, HandlerError> {
+pub(crate) fn parse_run<T: serde::de::DeserializeOwned>(
+    event: Value,
+    shape: &str,
+) -> Result<T, HandlerError> {
     serde_json::from_value(event).map_err(|e| bad_event(format!("expected {shape}: {e}")))
 }
 
-fn run_date(date: &str) -> Result<NaiveDate, HandlerError> {
+pub(crate) fn run_date(date: &str) -> Result<NaiveDate, HandlerError> {
     parse_date(date).ok_or_else(|| bad_event(format!("date {date:?} is not YYYY-MM-DD")))
 }
 

@@ -9,3 +9,4 @@ pub mod ops;
 pub mod report;
 pub mod run_report;
 pub mod serve;
+pub mod stream;

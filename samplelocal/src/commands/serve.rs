@@ -1,6 +1,8 @@
-//! `tributary serve`: the approval links on this machine. Requests to
-//! `/approvals/<id>` go to the approval-callback function exactly as a
-//! function URL would deliver them; `/` lists the pending approvals.
+//! `tributary serve`: the approval links and the query API on this machine.
+//! Requests to `/approvals/<id>` go to the approval-callback function and
+//! `/<served name>` (`/sales`, `/sales/recent`) to the query-api function,
+//! exactly as a function URL would deliver them; `/` lists the pending
+//! approvals.
 //! Requests are handled one at a time, on loopback only.
 
 use crate::local::LocalRuntime;
@@ -159,6 +161,21 @@ async fn respond(rt: &LocalRuntime, req: Request) -> Value {
             eprintln!("tributary serve: resuming the execution failed: {e:#}");
         }
         return response;
+    }
+    let first_segment = req
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if !first_segment.is_empty() && rt.config.served_stream(first_segment).is_some() {
+        let event = crate::commands::stream::query_event(&req.path, &req.query);
+        return match tributary_handlers::invoke(&rt.services(), "query-api", event).await {
+            Ok(r) => r,
+            Err(e) => {
+                json!({"statusCode": 500, "headers": {"content-type": "text/plain"}, "body": e.message})
+            }
+        };
     }
     if req.path == "/" && req.method == "GET" {
         return pending_page(rt).await;

@@ -281,6 +281,91 @@ pub struct Config {
     pub labeling: BTreeMap<String, LabelingConfig>,
     #[serde(default)]
     pub features: BTreeMap<String, FeatureSetConfig>,
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamConfig>,
+}
+
+/// A Kinesis stream of JSON events for the speed layer: its schema, the
+/// tumbling windows it is aggregated into, and how late data is treated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The field that identifies an event (dedupe key).
+    pub event_id: String,
+    /// The timestamp field windows are cut by.
+    pub event_time: String,
+    /// Fields every aggregate is grouped by.
+    #[serde(default)]
+    pub dimensions: Vec<String>,
+    /// Numeric fields summed, minimised and maximised (count is always kept).
+    #[serde(default)]
+    pub measures: Vec<String>,
+    /// Tumbling window size: "10s", "1m", "5m", "1h" (divides an hour).
+    #[serde(default = "default_stream_window")]
+    pub window: String,
+    /// How far behind the newest event time an event may be and still count
+    /// in realtime; older events are archived as late for the batch layer.
+    #[serde(default = "default_allowed_lateness")]
+    pub allowed_lateness: String,
+    /// How long an event id is remembered to drop re-sent events.
+    #[serde(default = "default_dedupe_horizon")]
+    pub dedupe_horizon: String,
+    /// The serving name: the query API answers `/<serve_as>` and the batch
+    /// views are `daily_<serve_as>` and `hourly_<serve_as>`.
+    #[serde(default)]
+    pub serve_as: Option<String>,
+    /// Reconciliation alerts above this deviation (percent).
+    #[serde(default = "default_deviation_threshold")]
+    pub deviation_threshold_pct: f64,
+    /// The event schema.
+    pub fields: Vec<ColumnConfig>,
+}
+
+fn default_stream_window() -> String {
+    "1m".into()
+}
+fn default_allowed_lateness() -> String {
+    "5m".into()
+}
+fn default_dedupe_horizon() -> String {
+    "1h".into()
+}
+fn default_deviation_threshold() -> f64 {
+    10.0
+}
+
+/// "90s", "1m", "15m", "2h", "1d" as seconds.
+pub fn parse_duration_secs(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+impl StreamConfig {
+    /// Validated at load: these never fall back.
+    pub fn window_secs(&self) -> u64 {
+        parse_duration_secs(&self.window).unwrap_or(60)
+    }
+    pub fn allowed_lateness_secs(&self) -> u64 {
+        parse_duration_secs(&self.allowed_lateness).unwrap_or(300)
+    }
+    pub fn dedupe_horizon_secs(&self) -> u64 {
+        parse_duration_secs(&self.dedupe_horizon).unwrap_or(3600)
+    }
+    pub fn field(&self, name: &str) -> Option<&ColumnConfig> {
+        self.fields.iter().find(|f| f.name == name)
+    }
 }
 
 /// A feature set (scenarios 1 and 5): user, item and behaviour features over
@@ -669,6 +754,9 @@ impl Config {
                 ));
             }
         }
+        for (name, st) in &self.streams {
+            self.validate_stream(name, st, &invalid)?;
+        }
         for (name, l) in &self.labeling {
             let at = |f: &str| format!("labeling.{name}.{f}");
             if !valid_name(name) {
@@ -738,6 +826,108 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    fn validate_stream(
+        &self,
+        name: &str,
+        st: &StreamConfig,
+        invalid: &dyn Fn(String, String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let at = |f: &str| format!("streams.{name}.{f}");
+        if !valid_name(name) {
+            return Err(invalid(
+                format!("streams.{name}"),
+                "stream names become S3 prefixes".into(),
+                "use only letters, digits, '_' and '-'".into(),
+            ));
+        }
+        let known = st
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let need = |field: String, f: &str| {
+            st.field(f).ok_or_else(|| {
+                invalid(
+                    field,
+                    format!("field {f:?} is not declared"),
+                    format!("declare it under [[streams.{name}.fields]] or use one of: {known}"),
+                )
+            })
+        };
+        need(at("event_id"), &st.event_id)?;
+        let time = need(at("event_time"), &st.event_time)?;
+        if time.column_type != ColumnType::Timestamp {
+            return Err(invalid(
+                at("event_time"),
+                format!("field {:?} is a {}", st.event_time, time.column_type.name()),
+                "point event_time at a timestamp field".into(),
+            ));
+        }
+        for d in &st.dimensions {
+            need(at("dimensions"), d)?;
+        }
+        for m in &st.measures {
+            let f = need(at("measures"), m)?;
+            if !matches!(f.column_type, ColumnType::Int | ColumnType::Float) {
+                return Err(invalid(
+                    at("measures"),
+                    format!("field {m:?} is a {}", f.column_type.name()),
+                    "measures must be int or float fields".into(),
+                ));
+            }
+        }
+        let window = parse_duration_secs(&st.window).filter(|w| *w > 0 && 3600 % w == 0);
+        if window.is_none() {
+            return Err(invalid(
+                at("window"),
+                format!("{:?} is not a window size that divides an hour", st.window),
+                "use for example \"10s\", \"1m\", \"5m\" or \"1h\"".into(),
+            ));
+        }
+        for (field, value) in [
+            ("allowed_lateness", &st.allowed_lateness),
+            ("dedupe_horizon", &st.dedupe_horizon),
+        ] {
+            if parse_duration_secs(value).is_none() {
+                return Err(invalid(
+                    at(field),
+                    format!("{value:?} is not a duration"),
+                    "write a number and a unit: s, m, h or d (\"5m\")".into(),
+                ));
+            }
+        }
+        if let Some(serve) = &st.serve_as {
+            if !valid_name(serve) {
+                return Err(invalid(
+                    at("serve_as"),
+                    format!("{serve:?} becomes a URL path and view names"),
+                    "use only letters, digits, '_' and '-'".into(),
+                ));
+            }
+        }
+        if st.deviation_threshold_pct.is_nan() || st.deviation_threshold_pct <= 0.0 {
+            return Err(invalid(
+                at("deviation_threshold_pct"),
+                format!(
+                    "{} is not a positive percentage",
+                    st.deviation_threshold_pct
+                ),
+                "use for example 10.0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The stream served as `/<name>` (or named so).
+    pub fn served_stream(&self, name: &str) -> Option<(&String, &StreamConfig)> {
+        self.streams
+            .iter()
+            .find(|(n, s)| s.serve_as.as_deref() == Some(name) || n.as_str() == name)
     }
 }
 

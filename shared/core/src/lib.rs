@@ -17,4 +17,5 @@ pub mod publish;
 pub mod published;
 pub mod quality;
 pub mod state;
+pub mod stream;
 pub mod usecases;

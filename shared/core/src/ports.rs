@@ -134,6 +134,53 @@ pub trait StateStore: Send + Sync {
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> PortResult<()>;
     /// Every item of a partition key, in sort-key order.
     async fn query(&self, pk: &str) -> PortResult<Vec<(String, Versioned)>>;
+
+    /// Insert each item unless one with its sort key is already there (in
+    /// order: a later item may find an earlier one of the same call).
+    /// Returns, per item, `None` when it was inserted, or the value already
+    /// stored. Items carry their expiry as `expires_at` (epoch seconds, the
+    /// DynamoDB TTL attribute); an expired item counts as absent.
+    async fn put_new_items(
+        &self,
+        pk: &str,
+        items: Vec<(String, serde_json::Value)>,
+        now_epoch_secs: i64,
+    ) -> PortResult<Vec<Option<serde_json::Value>>> {
+        let mut found = Vec::with_capacity(items.len());
+        for (sk, value) in items {
+            let mut outcome = None;
+            for _ in 0..8 {
+                let condition = match self.get(pk, &sk).await? {
+                    Some(v) if !expired(&v.value, now_epoch_secs) => {
+                        outcome = Some(Some(v.value));
+                        break;
+                    }
+                    Some(v) => Condition::VersionIs(v.version),
+                    None => Condition::NotExists,
+                };
+                match self.put(pk, &sk, value.clone(), condition).await {
+                    Ok(_) => {
+                        outcome = Some(None);
+                        break;
+                    }
+                    Err(PortError::ConditionFailed { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            found.push(outcome.ok_or_else(|| {
+                PortError::transient(format!("inserting {pk}/{sk}"), "lost the race 8 times")
+            })?);
+        }
+        Ok(found)
+    }
+}
+
+/// Whether an item's TTL attribute (`expires_at`, epoch seconds) has passed.
+pub fn expired(value: &serde_json::Value, now_epoch_secs: i64) -> bool {
+    value
+        .get("expires_at")
+        .and_then(serde_json::Value::as_i64)
+        .is_some_and(|t| t <= now_epoch_secs)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -116,7 +116,7 @@ fn decode<T: DeserializeOwned>(what: &str, v: serde_json::Value) -> PortResult<T
     })
 }
 
-fn encode<T: Serialize>(what: &str, v: &T) -> PortResult<serde_json::Value> {
+pub fn encode<T: Serialize>(what: &str, v: &T) -> PortResult<serde_json::Value> {
     serde_json::to_value(v)
         .map_err(|e| PortError::permanent(format!("encoding {what}"), "a bug", e))
 }

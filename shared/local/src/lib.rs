@@ -5,6 +5,7 @@
 
 mod callbacks;
 mod catalog;
+pub mod kinesis;
 mod object_store;
 mod outbox;
 mod state_store;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
-use tributary_core::ports::{Condition, PortError, PortResult, StateStore, Versioned};
+use tributary_core::ports::{expired, Condition, PortError, PortResult, StateStore, Versioned};
 
 pub struct FileStateStore {
     root: PathBuf,
@@ -145,6 +145,29 @@ impl StateStore for FileStateStore {
             check(pk, sk, partition.get(sk), condition)?;
             partition.remove(sk);
             Ok(())
+        })
+    }
+
+    /// One lock and one rewrite for the whole call; expired items are
+    /// dropped from the partition as DynamoDB's TTL sweep would.
+    async fn put_new_items(
+        &self,
+        pk: &str,
+        items: Vec<(String, serde_json::Value)>,
+        now_epoch_secs: i64,
+    ) -> PortResult<Vec<Option<serde_json::Value>>> {
+        self.with_lock(pk, |partition| {
+            partition.retain(|_, item| !expired(&item.value, now_epoch_secs));
+            Ok(items
+                .into_iter()
+                .map(|(sk, value)| match partition.get(&sk) {
+                    Some(existing) => Some(existing.value.clone()),
+                    None => {
+                        partition.insert(sk, StoredItem { value, version: 1 });
+                        None
+                    }
+                })
+                .collect())
         })
     }
 

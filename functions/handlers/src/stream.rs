@@ -1,0 +1,244 @@
+//! The speed and serving layers' functions: stream-aggregate (Kinesis),
+//! build-views (schedule or backfill), query-api (function URL), reconcile
+//! (hourly schedule), replay-dlq.
+
+use crate::{approval_callback, bad_event, parse_run, to_json, HandlerError};
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::LazyLock;
+use tributary_core::stream::serving::{self, ViewCache};
+use tributary_core::stream::speed::{self, StreamRecord};
+use tributary_core::stream::{reconcile, views};
+use tributary_core::usecases::{Services, UseCaseError};
+
+/// Batch views survive between warm invocations of the query API.
+static VIEW_CACHE: LazyLock<ViewCache> = LazyLock::new(ViewCache::default);
+
+/// The stream a Kinesis record came from: the name in its event source ARN
+/// (`arn:aws:kinesis:<region>:<account>:stream/<name>`).
+fn stream_of(record: &Value) -> Option<&str> {
+    record
+        .get("eventSourceARN")
+        .and_then(Value::as_str)
+        .and_then(|arn| arn.rsplit_once(":stream/"))
+        .map(|(_, name)| name)
+}
+
+/// A Kinesis event's records, decoded from their wire shape. A record whose
+/// data is not even base64 is still handed on (as its raw text) so that it
+/// lands in the DLQ with everything else about it.
+pub fn kinesis_records(event: &Value) -> Result<Vec<(String, StreamRecord)>, HandlerError> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad_event("not a Kinesis event: Records[] is missing".into()))?;
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let field = |p: &str| {
+                r.pointer(p)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad_event(format!("Records[{i}]: {p} is missing")))
+            };
+            let stream = stream_of(r).ok_or_else(|| {
+                bad_event(format!("Records[{i}]: eventSourceARN names no stream"))
+            })?;
+            let event_id = field("/eventID")?;
+            let data = field("/kinesis/data")?;
+            let arrival = r
+                .pointer("/kinesis/approximateArrivalTimestamp")
+                .and_then(Value::as_f64)
+                .and_then(|t| DateTime::from_timestamp_micros((t * 1e6) as i64))
+                .unwrap_or_else(Utc::now);
+            Ok((
+                stream.to_string(),
+                StreamRecord {
+                    shard_id: event_id.split(':').next().unwrap_or(event_id).to_string(),
+                    sequence_number: field("/kinesis/sequenceNumber")?.to_string(),
+                    partition_key: field("/kinesis/partitionKey")?.to_string(),
+                    data: base64::engine::general_purpose::STANDARD
+                        .decode(data)
+                        .unwrap_or_else(|_| data.as_bytes().to_vec()),
+                    arrival,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Kinesis event source mapping → partial batch response. Transient errors
+/// name the first record to retry from; poison never fails the batch.
+pub async fn stream_aggregate(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let records = kinesis_records(&event)?;
+    let mut by_stream: std::collections::BTreeMap<String, Vec<StreamRecord>> = Default::default();
+    for (stream, record) in records {
+        by_stream.entry(stream).or_default().push(record);
+    }
+    let mut failures = Vec::new();
+    let mut outcomes = serde_json::Map::new();
+    for (stream, records) in by_stream {
+        let outcome = speed::aggregate_batch(svc, &stream, &records, Utc::now()).await?;
+        failures.extend(
+            outcome
+                .failed
+                .iter()
+                .map(|(_, seq)| json!({"itemIdentifier": seq})),
+        );
+        outcomes.insert(stream, to_json(&outcome)?);
+    }
+    Ok(json!({"batchItemFailures": failures, "streams": outcomes}))
+}
+
+#[derive(Deserialize)]
+struct ViewsInput {
+    stream: Option<String>,
+    date: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    /// The schedule's time: the views of the day before it.
+    time: Option<String>,
+}
+
+fn dates_of(i: &ViewsInput) -> Result<Vec<NaiveDate>, HandlerError> {
+    let parse = |d: &str| crate::run_date(d);
+    match (&i.date, &i.start, &i.end, &i.time) {
+        (Some(d), _, _, _) => Ok(vec![parse(d)?]),
+        (None, Some(s), Some(e), _) => {
+            let (s, e) = (parse(s)?, parse(e)?);
+            if e < s || (e - s).num_days() > 366 {
+                return Err(bad_event(format!("range {s}..{e} is empty or longer than a year")));
+            }
+            Ok(s.iter_days().take_while(|d| *d <= e).collect())
+        }
+        (None, None, None, Some(t)) => {
+            let t = DateTime::parse_from_rfc3339(t)
+                .map_err(|e| bad_event(format!("time {t:?}: {e}")))?;
+            Ok(vec![t.date_naive().pred_opt().unwrap_or(t.date_naive())])
+        }
+        _ => Err(bad_event(
+            "expected {stream, date} or {stream, start, end} (a backfill range) or a schedule's {time}".into(),
+        )),
+    }
+}
+
+fn streams_of<'a>(svc: &'a Services<'_>, stream: &'a Option<String>) -> Vec<&'a str> {
+    match stream {
+        Some(s) => vec![s.as_str()],
+        None => svc.config.streams.keys().map(String::as_str).collect(),
+    }
+}
+
+/// Build and publish batch views for a date or a range (backfill).
+pub async fn build_views(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let input: ViewsInput = parse_run(event, "{stream, date} or {stream, start, end}")?;
+    let mut built = Vec::new();
+    for stream in streams_of(svc, &input.stream) {
+        for date in dates_of(&input)? {
+            built.push(to_json(
+                &views::build_views(svc, stream, date, Utc::now()).await?,
+            )?);
+        }
+    }
+    Ok(json!({"built": built}))
+}
+
+/// The hourly reconciliation. Logs one CloudWatch embedded-metric line per
+/// stream (`ReconcileDeviationPct`), which the deviation alarm watches.
+pub async fn reconcile_streams(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let input: ViewsInput = parse_run(event, "{stream?, date?}")?;
+    let dates = match (&input.date, &input.start) {
+        (None, None) => None,
+        _ => Some(dates_of(&input)?),
+    };
+    let mut reports = Vec::new();
+    for stream in streams_of(svc, &input.stream) {
+        let report = reconcile::reconcile(svc, stream, dates.clone(), Utc::now()).await?;
+        eprintln!(
+            "{}",
+            json!({
+                "_aws": {"Timestamp": Utc::now().timestamp_millis(), "CloudWatchMetrics": [{
+                    "Namespace": "tributary", "Dimensions": [["stream"]],
+                    "Metrics": [{"Name": "ReconcileDeviationPct", "Unit": "Percent"},
+                                {"Name": "ReconcileCorrectedWindows", "Unit": "Count"}]}]},
+                "stream": stream,
+                "ReconcileDeviationPct": report.max_deviation_pct,
+                "ReconcileCorrectedWindows": report.corrected_windows,
+            })
+        );
+        reports.push(to_json(&report)?);
+    }
+    Ok(json!({"reports": reports}))
+}
+
+#[derive(Deserialize)]
+struct ReplayInput {
+    stream: String,
+}
+
+pub async fn replay_dlq(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let input: ReplayInput = parse_run(event, "{stream}")?;
+    to_json(&speed::replay_dead_letters(svc, &input.stream, Utc::now()).await?)
+}
+
+fn http_json(status: u16, body: &Value) -> Value {
+    json!({"statusCode": status, "headers": {"content-type": "application/json"},
+           "body": body.to_string()})
+}
+
+/// The query API behind a function URL: `GET /<name>?start&end&granularity`
+/// and `GET /<name>/recent?window=`. Bad parameters are a 400 that says
+/// what was wrong; the answer is JSON either way.
+pub async fn query_api(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let request = approval_callback::HttpRequest::from_event(&event)?;
+    if request.method != "GET" {
+        return Ok(http_json(405, &json!({"error": "use GET"})));
+    }
+    let path = request.path.trim_matches('/');
+    let (name, recent) = match path.split_once('/') {
+        Some((name, "recent")) => (name, true),
+        Some(_) => {
+            return Ok(http_json(
+                404,
+                &json!({"error": format!("no such path /{path}")}),
+            ))
+        }
+        None => (path, false),
+    };
+    let Some((stream, config)) = svc.config.served_stream(name) else {
+        let known: Vec<String> = svc
+            .config
+            .streams
+            .iter()
+            .map(|(n, s)| format!("/{}", s.serve_as.as_deref().unwrap_or(n)))
+            .collect();
+        return Ok(http_json(
+            404,
+            &json!({"error": format!("nothing is served at /{name}; try {}", known.join(", "))}),
+        ));
+    };
+    let params: Vec<(String, String)> = request.query.into_iter().collect();
+    let answer = if recent {
+        let window = params
+            .iter()
+            .find(|(k, _)| k == "window")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("5m");
+        serving::recent(svc, stream, window).await
+    } else {
+        match serving::parse_sales_query(config, &params) {
+            Ok(q) => serving::sales(svc, stream, &q, &VIEW_CACHE).await,
+            Err(e) => Err(e),
+        }
+    };
+    Ok(match answer {
+        Ok(body) => http_json(200, &body),
+        Err(UseCaseError::BadRequest(message)) => http_json(400, &json!({"error": message})),
+        Err(e) => {
+            let status = if e.retryable() { 503 } else { 500 };
+            http_json(status, &json!({"error": e.to_string()}))
+        }
+    })
+}

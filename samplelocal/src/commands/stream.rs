@@ -1,0 +1,397 @@
+//! The speed and serving layers on this machine: replay a file as a Kinesis
+//! stream into the stream-aggregate function, the DLQ, batch views, the
+//! query API and reconciliation — each through the same handler the Lambda
+//! runs.
+
+use crate::commands::report::print_json;
+use crate::local::LocalRuntime;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tributary_core::config::parse_duration_secs;
+use tributary_local::kinesis::{KinesisStandIn, PutRecord};
+
+pub struct ReplayOptions<'a> {
+    pub file: &'a Path,
+    pub stream: &'a str,
+    pub batch_window: &'a str,
+    /// Records per second; None: as fast as the consumer takes them.
+    pub rate: Option<&'a str>,
+    pub shards: u32,
+    pub batch_size: usize,
+}
+
+fn parse_rate(text: &str) -> Result<f64> {
+    let n = text.trim().trim_end_matches("/s");
+    match n.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => bail!("--rate {text:?}: write records per second, for example 200/s"),
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+struct Totals {
+    outcome: serde_json::Map<String, Value>,
+    invocations: u64,
+    retries: u64,
+}
+
+/// Deliver one shard's buffered records as the event source mapping does:
+/// batches of at most `batch_size`; a partial batch failure is retried from
+/// the record it names.
+async fn deliver(
+    rt: &LocalRuntime,
+    kinesis: &KinesisStandIn<'_>,
+    mut records: Vec<PutRecord>,
+    batch_size: usize,
+    totals: &mut Totals,
+) -> Result<()> {
+    while !records.is_empty() {
+        let take = records.len().min(batch_size);
+        let batch: Vec<PutRecord> = records.drain(..take).collect();
+        let mut pending = batch;
+        for attempt in 0.. {
+            let event = kinesis.event(&pending);
+            totals.invocations += 1;
+            let response = tributary_handlers::invoke(&rt.services(), "stream-aggregate", event)
+                .await
+                .map_err(|e| anyhow::anyhow!("stream-aggregate failed: {}", e.message))?;
+            if let Some(o) = response.pointer(&format!("/streams/{}", kinesis.stream)) {
+                for (k, v) in o.as_object().into_iter().flatten() {
+                    if let Some(n) = v.as_u64() {
+                        let sum = totals.outcome.get(k).and_then(Value::as_u64).unwrap_or(0) + n;
+                        totals.outcome.insert(k.clone(), json!(sum));
+                    }
+                }
+            }
+            let failed = response["batchItemFailures"]
+                .as_array()
+                .and_then(|f| f.first())
+                .and_then(|f| f["itemIdentifier"].as_str())
+                .map(str::to_string);
+            let Some(from) = failed else { break };
+            if attempt >= 5 {
+                bail!(
+                    "shard {}: still failing from {from} after 5 retries",
+                    pending[0].shard_id
+                );
+            }
+            totals.retries += 1;
+            pending.retain(|r| {
+                tributary_core::stream::sequence_cmp(&r.sequence_number, &from).is_ge()
+            });
+            std::thread::sleep(Duration::from_millis(100 << attempt));
+        }
+    }
+    Ok(())
+}
+
+/// `tributary stream --replay-file F`: the file's lines are put to the
+/// stand-in stream (at `--rate`, or all at once), and every `--batch-window`
+/// each shard's new records are delivered to stream-aggregate.
+pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> Result<()> {
+    let config = rt.config.streams.get(o.stream).with_context(|| {
+        format!(
+            "stream {:?} is not in pipeline.toml (known: {})",
+            o.stream,
+            rt.config
+                .streams
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let window = parse_duration_secs(o.batch_window)
+        .map(Duration::from_secs)
+        .or_else(|| {
+            o.batch_window
+                .strip_suffix("ms")
+                .and_then(|ms| ms.parse().ok())
+                .map(Duration::from_millis)
+        })
+        .with_context(|| format!("--batch-window {:?}: write 1s, 500ms, 10s…", o.batch_window))?;
+    let rate = o.rate.map(parse_rate).transpose()?;
+    let text =
+        std::fs::read_to_string(o.file).with_context(|| format!("reading {}", o.file.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    // The producer's partition key: the event id when the line has one.
+    let records: Vec<(String, Vec<u8>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(n, line)| {
+            let key = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| match &v[&config.event_id] {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Null => None,
+                    other => Some(other.to_string()),
+                })
+                .unwrap_or_else(|| format!("line-{}", n + 1));
+            (key, line.as_bytes().to_vec())
+        })
+        .collect();
+    let kinesis = KinesisStandIn::new(o.stream, o.shards, &rt.adapters.state);
+    let mut totals = Totals {
+        outcome: Default::default(),
+        invocations: 0,
+        retries: 0,
+    };
+    let started = Instant::now();
+    let mut latencies_ms: Vec<f64> = Vec::new();
+    match rate {
+        None => {
+            // Shards are consumed side by side, a batch from each in turn,
+            // as concurrent shard pollers would.
+            let put = kinesis.put_records(records, chrono::Utc::now()).await?;
+            let mut queues: Vec<std::collections::VecDeque<PutRecord>> = (0..kinesis.shards)
+                .map(|shard| {
+                    let id = tributary_local::kinesis::shard_id(shard);
+                    put.iter().filter(|r| r.shard_id == id).cloned().collect()
+                })
+                .collect();
+            while queues.iter().any(|q| !q.is_empty()) {
+                for queue in queues.iter_mut() {
+                    let take = queue.len().min(o.batch_size);
+                    let batch: Vec<PutRecord> = queue.drain(..take).collect();
+                    deliver(rt, &kinesis, batch, o.batch_size, &mut totals).await?;
+                }
+            }
+        }
+        Some(rate) => {
+            // Producer and poller on one clock: records are put at their
+            // scheduled instant; each shard is polled every batch window.
+            let mut buffered: Vec<(PutRecord, Instant)> = Vec::new();
+            let mut next_poll = started + window;
+            let mut pending = records.into_iter().enumerate().peekable();
+            while pending.peek().is_some() || !buffered.is_empty() {
+                let now = Instant::now();
+                while let Some((i, _)) = pending.peek() {
+                    let due = started + Duration::from_secs_f64(*i as f64 / rate);
+                    if due > now {
+                        break;
+                    }
+                    let (_, record) = pending.next().context("peeked")?;
+                    for r in kinesis
+                        .put_records(vec![record], chrono::Utc::now())
+                        .await?
+                    {
+                        buffered.push((r, Instant::now()));
+                    }
+                }
+                if Instant::now() >= next_poll {
+                    let batch: Vec<(PutRecord, Instant)> = std::mem::take(&mut buffered);
+                    for shard in 0..kinesis.shards {
+                        let id = tributary_local::kinesis::shard_id(shard);
+                        let (mine, put_at): (Vec<PutRecord>, Vec<Instant>) = batch
+                            .iter()
+                            .filter(|(r, _)| r.shard_id == id)
+                            .cloned()
+                            .unzip();
+                        deliver(rt, &kinesis, mine, o.batch_size, &mut totals).await?;
+                        let done = Instant::now();
+                        latencies_ms
+                            .extend(put_at.iter().map(|t| (done - *t).as_secs_f64() * 1000.0));
+                    }
+                    next_poll += window;
+                    continue;
+                }
+                let next_put = pending
+                    .peek()
+                    .map(|(i, _)| started + Duration::from_secs_f64(*i as f64 / rate))
+                    .unwrap_or(next_poll);
+                let wake = next_put.min(next_poll);
+                let now = Instant::now();
+                if wake > now {
+                    std::thread::sleep(wake - now);
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies_ms.sort_by(f64::total_cmp);
+    let mut summary = json!({
+        "stream": o.stream,
+        "file": o.file,
+        "records": lines.len(),
+        "shards": kinesis.shards,
+        "invocations": totals.invocations,
+        "retries": totals.retries,
+        "outcome": totals.outcome,
+        "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
+    });
+    if !latencies_ms.is_empty() {
+        summary["latency_ms"] = json!({
+            "p50": (percentile(&latencies_ms, 0.5) * 10.0).round() / 10.0,
+            "p99": (percentile(&latencies_ms, 0.99) * 10.0).round() / 10.0,
+            "max": (latencies_ms.last().copied().unwrap_or(0.0) * 10.0).round() / 10.0,
+            "what": "put to the stand-in stream → aggregated and queryable",
+        });
+    }
+    if json_out {
+        return print_json(&summary);
+    }
+    let get = |k: &str| totals.outcome.get(k).and_then(Value::as_u64).unwrap_or(0);
+    println!(
+        "{} records from {} onto stream {} ({} shard(s)), {} invocation(s) of stream-aggregate",
+        lines.len(),
+        o.file.display(),
+        o.stream,
+        kinesis.shards,
+        totals.invocations
+    );
+    println!(
+        "  aggregated {}  dead-lettered {}  late {}  duplicates {}  redelivered {}",
+        get("aggregated"),
+        get("dlq"),
+        get("late"),
+        get("duplicates"),
+        get("redelivered")
+    );
+    if let Some(l) = summary.get("latency_ms") {
+        println!(
+            "  latency put → queryable: p50 {} ms, p99 {} ms",
+            l["p50"], l["p99"]
+        );
+    }
+    Ok(())
+}
+
+async fn call(rt: &LocalRuntime, function: &str, event: Value) -> Result<Value> {
+    tributary_handlers::invoke(&rt.services(), function, event)
+        .await
+        .map_err(|e| anyhow::anyhow!("{function}: {}", e.message))
+}
+
+pub async fn dlq_list(rt: &LocalRuntime, stream: Option<&str>, json_out: bool) -> Result<()> {
+    let streams: Vec<&String> = match stream {
+        Some(s) => vec![
+            rt.config
+                .streams
+                .get_key_value(s)
+                .with_context(|| format!("stream {s:?} is not in pipeline.toml"))?
+                .0,
+        ],
+        None => rt.config.streams.keys().collect(),
+    };
+    let mut all = Vec::new();
+    for s in streams {
+        for (key, letter) in tributary_core::stream::speed::dead_letters(&rt.services(), s).await? {
+            all.push(json!({"key": key, "letter": letter}));
+        }
+    }
+    if json_out {
+        return print_json(&all);
+    }
+    if all.is_empty() {
+        println!("The DLQ is empty.");
+    }
+    for a in &all {
+        let l = &a["letter"];
+        println!(
+            "{} {} {}  {}\n    {}",
+            l["stream"].as_str().unwrap_or_default(),
+            l["shard_id"].as_str().unwrap_or_default(),
+            l["sequence_number"].as_str().unwrap_or_default(),
+            l["error"].as_str().unwrap_or_default(),
+            l["data_text"].as_str().unwrap_or("(binary)")
+        );
+    }
+    Ok(())
+}
+
+pub async fn dlq_replay(rt: &LocalRuntime, stream: &str) -> Result<()> {
+    print_json(&call(rt, "replay-dlq", json!({"stream": stream})).await?)
+}
+
+pub async fn views_build(
+    rt: &LocalRuntime,
+    stream: Option<&str>,
+    date: Option<&str>,
+    start: Option<&str>,
+    end: Option<&str>,
+) -> Result<()> {
+    let event = json!({"stream": stream, "date": date, "start": start, "end": end});
+    print_json(&call(rt, "build-views", event).await?)
+}
+
+pub async fn reconcile(rt: &LocalRuntime, stream: Option<&str>, date: Option<&str>) -> Result<()> {
+    let event = json!({"stream": stream, "date": date});
+    print_json(&call(rt, "reconcile", event).await?)
+}
+
+/// The function URL request the query API receives.
+pub fn query_event(path: &str, query: &str) -> Value {
+    json!({
+        "version": "2.0", "rawPath": path, "rawQueryString": query,
+        "requestContext": {"http": {"method": "GET", "path": path, "sourceIp": "127.0.0.1"}},
+        "isBase64Encoded": false,
+    })
+}
+
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub struct QueryOptions<'a> {
+    pub name: &'a str,
+    pub start: Option<&'a str>,
+    pub end: Option<&'a str>,
+    pub granularity: &'a str,
+    pub filters: &'a [String],
+    pub recent: Option<&'a str>,
+}
+
+pub async fn query(rt: &LocalRuntime, o: QueryOptions<'_>) -> Result<()> {
+    let (path, params) = match o.recent {
+        Some(w) => (
+            format!("/{}/recent", o.name),
+            vec![("window".to_string(), w.to_string())],
+        ),
+        None => {
+            let mut p = vec![("granularity".to_string(), o.granularity.to_string())];
+            for (k, v) in [("start", o.start), ("end", o.end)] {
+                if let Some(v) = v {
+                    p.push((k.to_string(), v.to_string()));
+                }
+            }
+            for f in o.filters {
+                let (k, v) = f
+                    .split_once('=')
+                    .with_context(|| format!("--filter {f:?}: write dimension=value"))?;
+                p.push((k.to_string(), v.to_string()));
+            }
+            (format!("/{}", o.name), p)
+        }
+    };
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    let response = call(rt, "query-api", query_event(&path, &query.join("&"))).await?;
+    let status = response["statusCode"].as_u64().unwrap_or(500);
+    let body: Value =
+        serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+    if status != 200 {
+        bail!(
+            "{path} answered {status}: {}",
+            body["error"].as_str().unwrap_or("no message")
+        );
+    }
+    print_json(&body)
+}

@@ -1,0 +1,51 @@
+//! The speed and serving layers (DESIGN §1, scenario 6): Kinesis events
+//! decoded against the stream's schema, aggregated into event-time tumbling
+//! windows idempotently, batch views built from the archived input, one
+//! query over both, and reconciliation of the two.
+
+pub mod events;
+pub mod reconcile;
+pub mod serving;
+pub mod speed;
+pub mod views;
+pub mod windows;
+
+use crate::config::StreamConfig;
+use crate::usecases::{Services, UseCaseError, UseCaseResult};
+
+/// The stream's configuration, or an error listing the known ones.
+pub fn stream_config<'a>(svc: &Services<'a>, stream: &str) -> UseCaseResult<&'a StreamConfig> {
+    svc.config.streams.get(stream).ok_or_else(|| {
+        UseCaseError::BadRequest(format!(
+            "stream {stream:?} is not defined in pipeline.toml (known: {})",
+            svc.config
+                .streams
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// The state-store partition of a stream's own items: shard checkpoints,
+/// the watermark, windows marked dirty by late data.
+pub fn stream_pk(stream: &str) -> String {
+    format!("rt#{stream}")
+}
+
+/// The partition holding a stream's realtime windows of one UTC date.
+pub fn windows_pk(stream: &str, date: chrono::NaiveDate) -> String {
+    format!("rt#{stream}#{}", date.format("%Y-%m-%d"))
+}
+
+/// Where event ids are remembered for dedupe.
+pub fn dedupe_pk(stream: &str) -> String {
+    format!("dedupe#{stream}")
+}
+
+/// Kinesis sequence numbers are decimal strings of up to 56 digits: compare
+/// them as numbers without parsing.
+pub fn sequence_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}

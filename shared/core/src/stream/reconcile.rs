@@ -1,0 +1,292 @@
+//! Reconciliation (hourly): realtime against batch per closed hour and day.
+//! Deviation above the stream's threshold alerts. Realtime windows of any
+//! hour that differs, or that late data made dirty, are rebuilt from the
+//! archive the batch views come from — windows missing from realtime are
+//! backfilled — so the next check of that hour finds no deviation. Every
+//! check is kept for the trend.
+
+use super::serving::realtime_windows;
+use super::speed::DirtyWindow;
+use super::views::{archive_aggregates, publications, read_view};
+use super::windows::{
+    date_of, rfc3339, total, window_sk, window_start, Groups, WindowItem, SOURCE_RECONCILED,
+};
+use super::{stream_config, stream_pk, windows_pk};
+use crate::ports::Condition;
+use crate::state;
+use crate::usecases::{Services, UseCaseResult};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deviation {
+    pub stream: String,
+    pub period_start: String,
+    /// "hour" or "day".
+    pub granularity: String,
+    pub batch: f64,
+    pub realtime: f64,
+    pub deviation_pct: f64,
+    pub alert: bool,
+    pub checked_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    pub stream: String,
+    pub threshold_pct: f64,
+    /// The figure compared: the first measure's sum, or the event count.
+    pub compared: String,
+    pub dates: Vec<NaiveDate>,
+    pub deviations: Vec<Deviation>,
+    pub alerts: u64,
+    pub max_deviation_pct: f64,
+    /// Realtime windows rewritten from the archive.
+    pub corrected_windows: u64,
+    /// Of those, windows realtime did not have at all.
+    pub backfilled_windows: u64,
+    pub dirty_windows_cleared: u64,
+}
+
+pub fn history_pk(stream: &str) -> String {
+    format!("reconcile#{stream}")
+}
+
+fn deviation_pct(batch: f64, realtime: f64) -> f64 {
+    if batch == 0.0 {
+        if realtime == 0.0 {
+            0.0
+        } else {
+            100.0
+        }
+    } else {
+        ((realtime - batch).abs() / batch.abs() * 100.0 * 1000.0).round() / 1000.0
+    }
+}
+
+/// Reconcile `dates` (default: every date with published views).
+pub async fn reconcile(
+    svc: &Services<'_>,
+    stream: &str,
+    dates: Option<Vec<NaiveDate>>,
+    now: DateTime<Utc>,
+) -> UseCaseResult<ReconcileReport> {
+    let config = stream_config(svc, stream)?;
+    let published = publications(svc, stream).await?;
+    let dates: Vec<NaiveDate> = match dates {
+        Some(d) => d
+            .into_iter()
+            .filter(|d| published.contains_key(d))
+            .collect(),
+        None => published.keys().copied().collect(),
+    };
+    let mut report = ReconcileReport {
+        stream: stream.to_string(),
+        threshold_pct: config.deviation_threshold_pct,
+        compared: config
+            .measures
+            .first()
+            .map(|m| format!("sum of {m}"))
+            .unwrap_or_else(|| "event count".into()),
+        dates: dates.clone(),
+        ..Default::default()
+    };
+    let dirty: BTreeSet<i64> = svc
+        .state
+        .query(&stream_pk(stream))
+        .await?
+        .into_iter()
+        .filter(|(sk, _)| sk.starts_with("dirty#"))
+        .filter_map(|(_, v)| serde_json::from_value::<DirtyWindow>(v.value).ok())
+        .filter_map(|d| DateTime::parse_from_rfc3339(&d.window_start).ok())
+        .map(|t| t.timestamp_micros())
+        .collect();
+    for date in dates {
+        let publication = &published[&date];
+        let view = read_view(svc, &publication.hourly_key).await?;
+        let realtime = realtime_windows(svc, stream, date).await?;
+        let mut realtime_hours: BTreeMap<i64, f64> = BTreeMap::new();
+        for (start, groups) in &realtime {
+            *realtime_hours
+                .entry(window_start(*start, 3600))
+                .or_default() += total(groups).headline();
+        }
+        let mut batch_hours: BTreeMap<i64, f64> = BTreeMap::new();
+        for (start, groups) in &view.periods {
+            if let Ok(t) = DateTime::parse_from_rfc3339(start) {
+                batch_hours.insert(t.timestamp_micros(), total(groups).headline());
+            }
+        }
+        let hours: BTreeSet<i64> = realtime_hours
+            .keys()
+            .chain(batch_hours.keys())
+            .copied()
+            .collect();
+        let mut to_correct = BTreeSet::new();
+        let (mut day_batch, mut day_realtime) = (0.0, 0.0);
+        for hour in hours {
+            let b = batch_hours.get(&hour).copied().unwrap_or(0.0);
+            let r = realtime_hours.get(&hour).copied().unwrap_or(0.0);
+            day_batch += b;
+            day_realtime += r;
+            let d = record(svc, stream, &mut report, hour, "hour", b, r, now).await?;
+            let dirty_here = dirty.range(hour..hour + 3_600_000_000).next().is_some();
+            if d > 0.0 || dirty_here {
+                to_correct.insert(hour);
+            }
+        }
+        let day_start = date
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_micros())
+            .unwrap_or_default();
+        record(
+            svc,
+            stream,
+            &mut report,
+            day_start,
+            "day",
+            day_batch,
+            day_realtime,
+            now,
+        )
+        .await?;
+        if to_correct.is_empty() {
+            continue;
+        }
+        let archive = archive_aggregates(svc, stream, config, date).await?;
+        for hour in to_correct {
+            let end = hour + 3_600_000_000;
+            let windows: BTreeSet<i64> = archive
+                .windows
+                .range(hour..end)
+                .map(|(k, _)| *k)
+                .chain(realtime.range(hour..end).map(|(k, _)| *k))
+                .collect();
+            for w in windows {
+                let groups: Groups = archive.windows.get(&w).cloned().unwrap_or_default();
+                if realtime.get(&w) != Some(&groups) {
+                    if !realtime.contains_key(&w) {
+                        report.backfilled_windows += 1;
+                    }
+                    report.corrected_windows += 1;
+                    let item = WindowItem {
+                        window_start: w,
+                        source: SOURCE_RECONCILED.into(),
+                        groups,
+                        ..Default::default()
+                    };
+                    svc.state
+                        .put(
+                            &windows_pk(stream, date_of(w)),
+                            &window_sk(w, SOURCE_RECONCILED),
+                            state::encode("a reconciled window", &item)?,
+                            Condition::Always,
+                        )
+                        .await?;
+                }
+            }
+            for w in dirty.range(hour..end) {
+                svc.state
+                    .delete(
+                        &stream_pk(stream),
+                        &format!("dirty#{}", rfc3339(*w)),
+                        Condition::Always,
+                    )
+                    .await?;
+                report.dirty_windows_cleared += 1;
+            }
+        }
+    }
+    if report.alerts > 0 {
+        let worst: Vec<String> = report
+            .deviations
+            .iter()
+            .filter(|d| d.alert)
+            .map(|d| {
+                format!(
+                    "{} {}: realtime {} vs batch {} ({:.1} %)",
+                    d.granularity, d.period_start, d.realtime, d.batch, d.deviation_pct
+                )
+            })
+            .collect();
+        svc.notifier
+            .notify(
+                "alerts",
+                &format!(
+                    "[tributary] {stream}: realtime deviates from batch by up to {:.1} % (threshold {} %)",
+                    report.max_deviation_pct, report.threshold_pct
+                ),
+                &format!(
+                    "Reconciliation compared the {} of stream {stream}.\n{}\n\nThe realtime windows of these periods were rebuilt from the archive ({} windows, {} of them missing). Late data and poison records replayed from the DLQ are the usual causes; see `tributary dlq list`.",
+                    report.compared,
+                    worst.join("\n"),
+                    report.corrected_windows,
+                    report.backfilled_windows
+                ),
+            )
+            .await?;
+    }
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    svc: &Services<'_>,
+    stream: &str,
+    report: &mut ReconcileReport,
+    start: i64,
+    granularity: &str,
+    batch: f64,
+    realtime: f64,
+    now: DateTime<Utc>,
+) -> UseCaseResult<f64> {
+    let pct = deviation_pct(batch, realtime);
+    let alert = pct > report.threshold_pct;
+    let d = Deviation {
+        stream: stream.to_string(),
+        period_start: rfc3339(start),
+        granularity: granularity.to_string(),
+        batch,
+        realtime,
+        deviation_pct: pct,
+        alert,
+        checked_at: now,
+    };
+    svc.state
+        .put(
+            &history_pk(stream),
+            &format!("{}#{granularity}#{}", d.period_start, now.to_rfc3339()),
+            state::encode("a deviation", &d)?,
+            Condition::Always,
+        )
+        .await?;
+    report.max_deviation_pct = report.max_deviation_pct.max(pct);
+    if alert {
+        report.alerts += 1;
+    }
+    report.deviations.push(d);
+    Ok(pct)
+}
+
+/// Every check kept, oldest period first.
+pub async fn history(svc: &Services<'_>, stream: &str) -> UseCaseResult<Vec<Deviation>> {
+    Ok(svc
+        .state
+        .query(&history_pk(stream))
+        .await?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_value(v.value).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn deviation_is_relative_to_batch() {
+        assert_eq!(super::deviation_pct(100.0, 112.0), 12.0);
+        assert_eq!(super::deviation_pct(100.0, 92.0), 8.0);
+        assert_eq!(super::deviation_pct(0.0, 0.0), 0.0);
+        assert_eq!(super::deviation_pct(0.0, 3.0), 100.0);
+    }
+}

@@ -1,0 +1,268 @@
+//! Batch views (`hourly_<name>`, `daily_<name>`) of a date, computed from the
+//! speed layer's archived input — every valid event, late ones included,
+//! each event id once — and published like any partition: written under a
+//! run prefix, then the manifest and the catalog switched to it.
+
+use super::events::from_value;
+use super::speed::ArchivedEvent;
+use super::stream_config;
+use super::windows::{date_of, merge_groups, rfc3339, window_start, Groups};
+use crate::config::StreamConfig;
+use crate::jsonl;
+use crate::layout::{manifest_key, partition_prefix, run_prefix, Layer};
+use crate::ports::{CatalogPartition, ObjectMeta, PortError};
+use crate::publish::{Manifest, ManifestFile};
+use crate::state;
+use crate::usecases::{Services, UseCaseError, UseCaseResult};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+/// The archive of one date, aggregated.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveAggregates {
+    /// By window start (µs), in the stream's window size.
+    pub windows: BTreeMap<i64, Groups>,
+    pub events: u64,
+    pub duplicates: u64,
+    /// Archived lines that no longer pass the schema (it changed since).
+    pub invalid: u64,
+}
+
+pub async fn archive_aggregates(
+    svc: &Services<'_>,
+    stream: &str,
+    config: &StreamConfig,
+    date: NaiveDate,
+) -> UseCaseResult<ArchiveAggregates> {
+    let mut out = ArchiveAggregates::default();
+    let mut seen = HashSet::new();
+    let mut objects = svc
+        .objects
+        .list(&partition_prefix(Layer::Stream, stream, date))
+        .await?;
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    for object in objects {
+        let lines: Vec<ArchivedEvent> = jsonl::get(svc.objects, &object.key)
+            .await?
+            .unwrap_or_default();
+        for line in lines {
+            let Ok(event) = from_value(config, &line.event) else {
+                out.invalid += 1;
+                continue;
+            };
+            if date_of(event.time_micros) != date {
+                continue;
+            }
+            if !seen.insert(event.id.clone()) {
+                out.duplicates += 1;
+                continue;
+            }
+            out.events += 1;
+            out.windows
+                .entry(window_start(event.time_micros, config.window_secs()))
+                .or_default()
+                .entry(super::windows::group_key(&event.dims))
+                .or_default()
+                .add(&event.measures);
+        }
+    }
+    Ok(out)
+}
+
+/// One published batch view of one date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchView {
+    pub view: String,
+    pub stream: String,
+    pub date: NaiveDate,
+    /// "hour" or "day".
+    pub granularity: String,
+    pub dimensions: Vec<String>,
+    pub measures: Vec<String>,
+    /// Period start (RFC 3339) → aggregates by dimension values.
+    pub periods: BTreeMap<String, Groups>,
+    pub events: u64,
+    pub duplicates_dropped: u64,
+    pub run_id: String,
+    pub built_at: DateTime<Utc>,
+}
+
+/// What the serving layer checks to know whether its cached copy is current.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewPublication {
+    pub date: NaiveDate,
+    pub run_id: String,
+    pub published_at: DateTime<Utc>,
+    pub hourly_key: String,
+    pub daily_key: String,
+}
+
+pub fn views_pk(stream: &str) -> String {
+    format!("views#{stream}")
+}
+
+pub fn view_names(stream: &str, config: &StreamConfig) -> (String, String) {
+    let name = config.serve_as.as_deref().unwrap_or(stream);
+    (format!("hourly_{name}"), format!("daily_{name}"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ViewsBuilt {
+    pub stream: String,
+    pub date: NaiveDate,
+    pub run_id: String,
+    pub events: u64,
+    pub duplicates_dropped: u64,
+    pub invalid: u64,
+    pub hours: usize,
+    pub views: Vec<String>,
+}
+
+/// Build and publish the hourly and daily views of `date`.
+pub async fn build_views(
+    svc: &Services<'_>,
+    stream: &str,
+    date: NaiveDate,
+    now: DateTime<Utc>,
+) -> UseCaseResult<ViewsBuilt> {
+    let config = stream_config(svc, stream)?;
+    let archive = archive_aggregates(svc, stream, config, date).await?;
+    let run_id = now.format("%Y%m%dT%H%M%S%6fZ").to_string();
+    let (hourly_name, daily_name) = view_names(stream, config);
+    let mut hourly: BTreeMap<String, Groups> = BTreeMap::new();
+    let mut daily: Groups = Groups::new();
+    for (start, groups) in &archive.windows {
+        merge_groups(
+            hourly
+                .entry(rfc3339(window_start(*start, 3600)))
+                .or_default(),
+            groups,
+        );
+        merge_groups(&mut daily, groups);
+    }
+    let day_start = date
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_micros())
+        .unwrap_or_default();
+    let view = |name: &str, granularity: &str, periods: BTreeMap<String, Groups>| BatchView {
+        view: name.to_string(),
+        stream: stream.to_string(),
+        date,
+        granularity: granularity.to_string(),
+        dimensions: config.dimensions.clone(),
+        measures: config.measures.clone(),
+        periods,
+        events: archive.events,
+        duplicates_dropped: archive.duplicates,
+        run_id: run_id.clone(),
+        built_at: now,
+    };
+    let hours = hourly.len();
+    let hourly_key = publish_view(svc, &view(&hourly_name, "hour", hourly), now).await?;
+    let daily_key = publish_view(
+        svc,
+        &view(
+            &daily_name,
+            "day",
+            BTreeMap::from([(rfc3339(day_start), daily)]),
+        ),
+        now,
+    )
+    .await?;
+    // Last: the serving layer's caches see the new run from here on.
+    let publication = ViewPublication {
+        date,
+        run_id: run_id.clone(),
+        published_at: now,
+        hourly_key,
+        daily_key,
+    };
+    state::update(
+        svc.state,
+        &views_pk(stream),
+        &date.to_string(),
+        |_: Option<ViewPublication>| Some(publication.clone()),
+    )
+    .await?;
+    Ok(ViewsBuilt {
+        stream: stream.to_string(),
+        date,
+        run_id,
+        events: archive.events,
+        duplicates_dropped: archive.duplicates,
+        invalid: archive.invalid,
+        hours,
+        views: vec![hourly_name, daily_name],
+    })
+}
+
+async fn publish_view(
+    svc: &Services<'_>,
+    view: &BatchView,
+    now: DateTime<Utc>,
+) -> UseCaseResult<String> {
+    let location = run_prefix(Layer::Views, &view.view, view.date, &view.run_id);
+    let key = format!("{location}view.json");
+    jsonl::put_json(svc.objects, &key, view).await?;
+    let meta: ObjectMeta = svc.objects.head(&key).await?.ok_or_else(|| {
+        PortError::transient(
+            format!("publishing {key}"),
+            "the object vanished after writing",
+        )
+    })?;
+    let manifest_key = manifest_key(Layer::Views, &view.view, view.date);
+    let previous: Option<Manifest> = match svc.objects.get_bytes(&manifest_key).await {
+        Ok(b) => serde_json::from_slice(&b).ok(),
+        Err(PortError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let manifest = Manifest {
+        dataset: view.view.clone(),
+        date: view.date,
+        run_id: view.run_id.clone(),
+        location: location.clone(),
+        files: vec![ManifestFile {
+            key: key.clone(),
+            size: meta.size,
+            etag: meta.etag.clone(),
+        }],
+        rows: view.periods.values().map(|g| g.len() as u64).sum(),
+        mode: "overwrite".into(),
+        previous_run: previous.map(|p| p.run_id),
+        published_at: now,
+    };
+    jsonl::put_json(svc.objects, &manifest_key, &manifest).await?;
+    svc.catalog
+        .put_partition(CatalogPartition {
+            table: view.view.clone(),
+            date: view.date,
+            location,
+        })
+        .await?;
+    Ok(key)
+}
+
+/// Every date with published views, with where they are.
+pub async fn publications(
+    svc: &Services<'_>,
+    stream: &str,
+) -> UseCaseResult<BTreeMap<NaiveDate, ViewPublication>> {
+    let mut out = BTreeMap::new();
+    for (sk, item) in svc.state.query(&views_pk(stream)).await? {
+        let p: ViewPublication = serde_json::from_value(item.value).map_err(|e| {
+            UseCaseError::BadRequest(format!(
+                "{}/{sk} is not a view publication: {e}",
+                views_pk(stream)
+            ))
+        })?;
+        out.insert(p.date, p);
+    }
+    Ok(out)
+}
+
+pub async fn read_view(svc: &Services<'_>, key: &str) -> UseCaseResult<BatchView> {
+    let bytes = svc.objects.get_bytes(key).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| UseCaseError::BadRequest(format!("{key} is not a batch view: {e}")))
+}

@@ -1,0 +1,120 @@
+//! The Kinesis stand-in: records put to a stream land on a shard chosen the
+//! way Kinesis chooses (MD5 of the partition key over equal hash-key
+//! ranges), get increasing sequence numbers per shard that survive
+//! restarts, and are handed to the consumer as the event source mapping
+//! does: `{"Records": [...]}` with base64 data, eventID, eventSourceARN and
+//! approximateArrivalTimestamp.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
+use serde_json::{json, Value};
+use tributary_core::ports::{PortResult, StateStore};
+use tributary_core::state;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "000000000000";
+
+/// One record as put, before delivery.
+#[derive(Debug, Clone)]
+pub struct PutRecord {
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    pub arrival: DateTime<Utc>,
+}
+
+pub struct KinesisStandIn<'a> {
+    pub stream: String,
+    pub shards: u32,
+    state: &'a dyn StateStore,
+}
+
+pub fn shard_id(index: u32) -> String {
+    format!("shardId-{index:012}")
+}
+
+impl<'a> KinesisStandIn<'a> {
+    pub fn new(stream: &str, shards: u32, state: &'a dyn StateStore) -> KinesisStandIn<'a> {
+        KinesisStandIn {
+            stream: stream.to_string(),
+            shards: shards.max(1),
+            state,
+        }
+    }
+
+    pub fn shard_of(&self, partition_key: &str) -> u32 {
+        let digest = Md5::digest(partition_key.as_bytes());
+        let hash = u128::from_be_bytes(digest.into());
+        let width = u128::MAX / self.shards as u128 + 1;
+        (hash / width) as u32
+    }
+
+    /// PutRecords: each record gets its shard and sequence number.
+    pub async fn put_records(
+        &self,
+        records: Vec<(String, Vec<u8>)>,
+        arrival: DateTime<Utc>,
+    ) -> PortResult<Vec<PutRecord>> {
+        let mut out = Vec::with_capacity(records.len());
+        let mut by_shard: std::collections::BTreeMap<u32, Vec<(String, Vec<u8>)>> =
+            Default::default();
+        for (key, data) in records {
+            by_shard
+                .entry(self.shard_of(&key))
+                .or_default()
+                .push((key, data));
+        }
+        for (shard, records) in by_shard {
+            let n = records.len() as u64;
+            let next = state::update(
+                self.state,
+                &format!("kinesis#{}", self.stream),
+                &shard_id(shard),
+                |old: Option<u64>| Some(old.unwrap_or(0) + n),
+            )
+            .await?
+            .unwrap_or(n);
+            let first = next - n + 1;
+            for (i, (partition_key, data)) in records.into_iter().enumerate() {
+                out.push(PutRecord {
+                    shard_id: shard_id(shard),
+                    // Kinesis sequence numbers are 56 decimal digits.
+                    sequence_number: format!("49{:054}", first + i as u64),
+                    partition_key,
+                    data,
+                    arrival,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The event the event source mapping hands the function.
+    pub fn event(&self, records: &[PutRecord]) -> Value {
+        let arn = format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{}", self.stream);
+        let records: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                json!({
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": r.partition_key,
+                        "sequenceNumber": r.sequence_number,
+                        "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                        "approximateArrivalTimestamp": r.arrival.timestamp_micros() as f64 / 1e6,
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventVersion": "1.0",
+                    "eventID": format!("{}:{}", r.shard_id, r.sequence_number),
+                    "eventName": "aws:kinesis:record",
+                    "invokeIdentityArn": format!("arn:aws:iam::{ACCOUNT}:role/tributary-stream-aggregate"),
+                    "awsRegion": REGION,
+                    "eventSourceARN": arn,
+                })
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+}
