@@ -3,6 +3,11 @@
 
 pub const PIPELINE_TOML: &str = include_str!("../pipeline.toml");
 
+/// Order events for the speed layer, in arrival order, with poison,
+/// duplicates and late events (see sample/stream/gen_orders_events.py).
+pub const ORDER_EVENTS: &str = include_str!("../sample/stream/orders_events.jsonl");
+pub const ORDER_EVENTS_DATE: &str = "2025-12-03";
+
 pub struct SampleFile {
     pub dataset: &'static str,
     pub date: &'static str,

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tributary_core::config::parse_duration_secs;
+use tributary_core::config::{parse_duration_secs, StreamConfig};
 use tributary_local::kinesis::{KinesisStandIn, PutRecord};
 
 pub struct ReplayOptions<'a> {
@@ -38,10 +38,57 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-struct Totals {
-    outcome: serde_json::Map<String, Value>,
-    invocations: u64,
-    retries: u64,
+#[derive(Default)]
+pub struct Totals {
+    pub outcome: serde_json::Map<String, Value>,
+    pub invocations: u64,
+    pub retries: u64,
+}
+
+/// The producer's partition key for each line: its event id when it has
+/// one (so re-sent events land on the same shard), else its line number.
+pub fn keyed_records(config: &StreamConfig, lines: &[&str]) -> Vec<(String, Vec<u8>)> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(n, line)| {
+            let key = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|v| match &v[&config.event_id] {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Null => None,
+                    other => Some(other.to_string()),
+                })
+                .unwrap_or_else(|| format!("line-{}", n + 1));
+            (key, line.as_bytes().to_vec())
+        })
+        .collect()
+}
+
+/// Put everything at once, then consume the shards side by side, a batch
+/// from each in turn, as concurrent shard pollers would.
+pub async fn deliver_all(
+    rt: &LocalRuntime,
+    kinesis: &KinesisStandIn<'_>,
+    records: Vec<(String, Vec<u8>)>,
+    batch_size: usize,
+    totals: &mut Totals,
+) -> Result<()> {
+    let put = kinesis.put_records(records, chrono::Utc::now()).await?;
+    let mut queues: Vec<std::collections::VecDeque<PutRecord>> = (0..kinesis.shards)
+        .map(|shard| {
+            let id = tributary_local::kinesis::shard_id(shard);
+            put.iter().filter(|r| r.shard_id == id).cloned().collect()
+        })
+        .collect();
+    while queues.iter().any(|q| !q.is_empty()) {
+        for queue in queues.iter_mut() {
+            let take = queue.len().min(batch_size);
+            let batch: Vec<PutRecord> = queue.drain(..take).collect();
+            deliver(rt, kinesis, batch, batch_size, totals).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Deliver one shard's buffered records as the event source mapping does:
@@ -123,49 +170,13 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
     let text =
         std::fs::read_to_string(o.file).with_context(|| format!("reading {}", o.file.display()))?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    // The producer's partition key: the event id when the line has one.
-    let records: Vec<(String, Vec<u8>)> = lines
-        .iter()
-        .enumerate()
-        .map(|(n, line)| {
-            let key = serde_json::from_str::<Value>(line)
-                .ok()
-                .and_then(|v| match &v[&config.event_id] {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Null => None,
-                    other => Some(other.to_string()),
-                })
-                .unwrap_or_else(|| format!("line-{}", n + 1));
-            (key, line.as_bytes().to_vec())
-        })
-        .collect();
+    let records = keyed_records(config, &lines);
     let kinesis = KinesisStandIn::new(o.stream, o.shards, &rt.adapters.state);
-    let mut totals = Totals {
-        outcome: Default::default(),
-        invocations: 0,
-        retries: 0,
-    };
+    let mut totals = Totals::default();
     let started = Instant::now();
     let mut latencies_ms: Vec<f64> = Vec::new();
     match rate {
-        None => {
-            // Shards are consumed side by side, a batch from each in turn,
-            // as concurrent shard pollers would.
-            let put = kinesis.put_records(records, chrono::Utc::now()).await?;
-            let mut queues: Vec<std::collections::VecDeque<PutRecord>> = (0..kinesis.shards)
-                .map(|shard| {
-                    let id = tributary_local::kinesis::shard_id(shard);
-                    put.iter().filter(|r| r.shard_id == id).cloned().collect()
-                })
-                .collect();
-            while queues.iter().any(|q| !q.is_empty()) {
-                for queue in queues.iter_mut() {
-                    let take = queue.len().min(o.batch_size);
-                    let batch: Vec<PutRecord> = queue.drain(..take).collect();
-                    deliver(rt, &kinesis, batch, o.batch_size, &mut totals).await?;
-                }
-            }
-        }
+        None => deliver_all(rt, &kinesis, records, o.batch_size, &mut totals).await?,
         Some(rate) => {
             // Producer and poller on one clock: records are put at their
             // scheduled instant; each shard is polled every batch window.

@@ -47,8 +47,8 @@ impl<'a> KinesisStandIn<'a> {
     pub fn shard_of(&self, partition_key: &str) -> u32 {
         let digest = Md5::digest(partition_key.as_bytes());
         let hash = u128::from_be_bytes(digest.into());
-        let width = u128::MAX / self.shards as u128 + 1;
-        (hash / width) as u32
+        let width = u128::MAX / self.shards as u128;
+        ((hash / width) as u32).min(self.shards - 1)
     }
 
     /// PutRecords: each record gets its shard and sequence number.
@@ -116,5 +116,40 @@ impl<'a> KinesisStandIn<'a> {
             })
             .collect();
         json!({ "Records": records })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_spread_over_shards_with_increasing_sequence_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::FileStateStore::new(dir.path().to_path_buf());
+        let one = KinesisStandIn::new("s", 1, &state);
+        assert_eq!(one.shard_of("anything"), 0);
+        let four = KinesisStandIn::new("s", 4, &state);
+        let used: std::collections::BTreeSet<u32> =
+            (0..100).map(|i| four.shard_of(&format!("k{i}"))).collect();
+        assert_eq!(used.len(), 4);
+        let records = (0..10).map(|i| (format!("k{i}"), vec![b'x'])).collect();
+        let first = four.put_records(records, Utc::now()).await.unwrap();
+        let again = four
+            .put_records(vec![("k0".into(), vec![b'y'])], Utc::now())
+            .await
+            .unwrap();
+        let earlier = first.iter().filter(|r| r.shard_id == again[0].shard_id);
+        assert!(earlier.clone().count() > 0);
+        for r in earlier {
+            assert_eq!(r.sequence_number.len(), 56);
+            assert!(r.sequence_number < again[0].sequence_number);
+        }
+        let event = four.event(&again);
+        assert_eq!(
+            event["Records"][0]["eventSourceARN"],
+            "arn:aws:kinesis:us-east-1:000000000000:stream/s"
+        );
+        assert_eq!(event["Records"][0]["kinesis"]["data"], "eQ==");
     }
 }
