@@ -344,6 +344,8 @@ pub enum BenchCommand {
     Clean(commands::bench::BenchCleanArgs),
     /// The ASL interpreter: cost per state transition, a year of catchup.
     Asl,
+    /// The speed layer: throughput, event → queryable latency, query p99.
+    Stream(commands::bench_stream::BenchStreamArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -353,6 +355,9 @@ pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Bench(BenchCommand::Clean(args)) => return commands::bench::run(args, cli.json),
         Command::Bench(BenchCommand::Asl) => return commands::bench_asl::run(cli.json),
+        Command::Bench(BenchCommand::Stream(args)) => {
+            return commands::bench_stream::run(args, cli.json)
+        }
         Command::Asl(AslCommand::Validate { files }) => return asl::validate(files, cli.json),
         Command::Asl(AslCommand::Run(args)) => return asl::run(args, ws, config),
         Command::Executions(ExecutionsCommand::List) => return asl::list(ws, cli.json),

@@ -154,7 +154,7 @@ fn svg(machine: &StateMachine, visited: &BTreeSet<String>, failed_at: Option<&st
     )
 }
 
-pub fn render(definition: &str, summary: &Value, history: &Value) -> Result<String> {
+pub fn render(definition: &str, summary: &Value, history: &Value, trend: &str) -> Result<String> {
     let machine = tributary_asl::load(definition).map_err(|e| anyhow!("{e}"))?;
     let visits = visits(history);
     let visited: BTreeSet<String> = visits.iter().map(|v| v.name.clone()).collect();
@@ -224,7 +224,7 @@ pub fn render(definition: &str, summary: &Value, history: &Value) -> Result<Stri
          td,th{{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left}}.err{{color:#b42318}}\
          .status{{font-weight:bold}}</style></head><body>\
          <h1>{n}</h1><p class='status'>{status} · started {} · stopped {} · {} state transitions</p>{error}\
-         {svg}<h2>States, in the order they ran</h2><table><tr><th>state</th><th>type</th><th>entered</th><th>took</th><th>outcome</th></tr>{rows}</table>{data}\
+         {svg}<h2>States, in the order they ran</h2><table><tr><th>state</th><th>type</th><th>entered</th><th>took</th><th>outcome</th></tr>{rows}</table>{data}{trend}\
          </body></html>",
         html_escape(summary["startDate"].as_str().unwrap_or("?")),
         html_escape(summary["stopDate"].as_str().unwrap_or("—")),
@@ -236,7 +236,8 @@ pub fn render(definition: &str, summary: &Value, history: &Value) -> Result<Stri
 
 pub fn run(workspace: &Path, name: &str, out: Option<&Path>) -> Result<()> {
     let (definition, summary, history) = super::asl::execution_record(workspace, name)?;
-    let html = render(&definition, &summary, &history)?;
+    let trend = deviation_trend(workspace).unwrap_or_default();
+    let html = render(&definition, &summary, &history, &trend)?;
     let path: PathBuf = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| workspace.join("reports").join(format!("{name}.html")));
@@ -246,4 +247,84 @@ pub fn run(workspace: &Path, name: &str, out: Option<&Path>) -> Result<()> {
     std::fs::write(&path, html)?;
     println!("{}", path.display());
     Ok(())
+}
+
+/// Reconciliation's deviation per hour, one line per check, with the alert
+/// threshold: how realtime and batch have agreed over time.
+fn deviation_trend(workspace: &Path) -> Result<String> {
+    use tributary_core::stream::reconcile::{history, Deviation};
+    let rt = crate::local::LocalRuntime::open(workspace, None)?;
+    let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut out = String::new();
+    for (stream, config) in &rt.config.streams {
+        let checks: Vec<Deviation> = tokio
+            .block_on(history(&rt.services(), stream))?
+            .into_iter()
+            .filter(|d| d.granularity == "hour")
+            .collect();
+        if checks.is_empty() {
+            continue;
+        }
+        let periods: BTreeSet<&str> = checks.iter().map(|d| d.period_start.as_str()).collect();
+        let periods: Vec<&str> = periods.into_iter().collect();
+        let mut by_check: BTreeMap<String, Vec<&Deviation>> = BTreeMap::new();
+        for d in &checks {
+            by_check
+                .entry(d.checked_at.to_rfc3339())
+                .or_default()
+                .push(d);
+        }
+        let top = checks
+            .iter()
+            .map(|d| d.deviation_pct)
+            .fold(config.deviation_threshold_pct * 1.5, f64::max);
+        let (w, h, left, bottom) = (640.0, 200.0, 40.0, 30.0);
+        let x = |i: usize| left + (w - left - 10.0) * (i as f64 + 0.5) / periods.len() as f64;
+        let y = |v: f64| 10.0 + (h - bottom - 10.0) * (1.0 - v / top);
+        let colours = ["#b42318", "#1a7f37", "#0969da", "#8250df", "#bf8700"];
+        let mut svg = format!(
+            "<svg width='{w}' height='{h}' xmlns='http://www.w3.org/2000/svg' font-size='10'>\
+             <line x1='{left}' y1='{t}' x2='{w}' y2='{t}' stroke='#999' stroke-dasharray='4'/>\
+             <text x='2' y='{t}'>{thr} %</text>",
+            t = y(config.deviation_threshold_pct),
+            thr = config.deviation_threshold_pct
+        );
+        for (i, p) in periods.iter().enumerate() {
+            svg.push_str(&format!(
+                "<text x='{}' y='{}' text-anchor='middle'>{}</text>",
+                x(i),
+                h - 10.0,
+                html_escape(p.get(11..16).unwrap_or(p))
+            ));
+        }
+        for (n, (checked, ds)) in by_check.iter().enumerate() {
+            let colour = colours[n % colours.len()];
+            let points: Vec<String> = ds
+                .iter()
+                .filter_map(|d| {
+                    let i = periods.iter().position(|p| *p == d.period_start)?;
+                    Some(format!("{:.1},{:.1}", x(i), y(d.deviation_pct)))
+                })
+                .collect();
+            svg.push_str(&format!(
+                "<polyline fill='none' stroke='{colour}' stroke-width='2' points='{}'><title>checked {}</title></polyline>",
+                points.join(" "),
+                html_escape(checked)
+            ));
+            for pt in &points {
+                let (px, py) = pt.split_once(',').unwrap_or(("0", "0"));
+                svg.push_str(&format!(
+                    "<circle cx='{px}' cy='{py}' r='3' fill='{colour}'/>"
+                ));
+            }
+        }
+        svg.push_str("</svg>");
+        out.push_str(&format!(
+            "<h2>Reconciliation: {} realtime vs batch, deviation per hour</h2>\
+             <p>One line per check ({} checks); the dashed line is the alert threshold.</p>{svg}",
+            html_escape(stream),
+            by_check.len()
+        ));
+    }
+    Ok(out)
 }

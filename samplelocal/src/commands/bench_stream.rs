@@ -1,0 +1,206 @@
+//! `tributary bench stream`: the speed layer's figures.
+//!
+//! - decode + validate + aggregate throughput on one core, against the same
+//!   work in CPython (`samplelocal/bench/stream_peer.py`) in the same run;
+//! - event → queryable latency with 1 s batching: a paced replay through the
+//!   stand-in stream into stream-aggregate (`tributary stream --rate`);
+//! - query p99 for a one-day range, warm, through the query-api handler.
+
+use crate::local::LocalRuntime;
+use crate::sample;
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tributary_core::stream::events::decode;
+use tributary_core::stream::windows::{group_key, window_start, Groups};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchStreamArgs {
+    /// Events for the throughput run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: usize,
+    /// Events for the latency run (paced at --rate).
+    #[arg(long, default_value_t = 3000)]
+    pub latency_events: usize,
+    #[arg(long, default_value = "1000/s")]
+    pub rate: String,
+    /// The CPython peer; empty to skip it.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+}
+
+fn events(n: usize) -> Vec<String> {
+    // Deterministic: a small LCG instead of a dependency.
+    let mut x: u64 = 42;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    (0..n)
+        .map(|i| {
+            let secs = 1_764_720_000 + (i as u64 * 86_400 / n as u64);
+            let t = chrono::DateTime::from_timestamp(secs as i64, (next() % 1000) as u32 * 1_000_000)
+                .unwrap_or_default();
+            format!(
+                "{{\"order_id\":\"B{i:08}\",\"user_id\":{},\"product_id\":\"P{:03}\",\"amount\":{}.{:02},\"order_ts\":\"{}\"}}",
+                next() % 5000,
+                next() % 200,
+                next() % 200,
+                next() % 100,
+                t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            )
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+    sorted.get(i).copied().unwrap_or(0.0)
+}
+
+pub fn run(args: &BenchStreamArgs, json_out: bool) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = tributary_core::config::Config::parse(sample::PIPELINE_TOML, "pipeline.toml")?;
+    let stream = config
+        .streams
+        .get("orders")
+        .context("sample lacks [streams.orders]")?;
+
+    // 1. Throughput on one core.
+    let lines = events(args.events);
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n"))?;
+    let started = Instant::now();
+    let mut windows: BTreeMap<i64, Groups> = BTreeMap::new();
+    let mut poison = 0u64;
+    for line in &lines {
+        match decode(stream, line.as_bytes()) {
+            Ok((e, _)) => windows
+                .entry(window_start(e.time_micros, stream.window_secs()))
+                .or_default()
+                .entry(group_key(&e.dims))
+                .or_default()
+                .add(&e.measures),
+            Err(_) => poison += 1,
+        }
+    }
+    let ours = started.elapsed().as_secs_f64();
+    let ours_rate = args.events as f64 / ours;
+    let peer = if args.python.is_empty() {
+        None
+    } else {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/stream_peer.py");
+        let out = std::process::Command::new(&args.python)
+            .arg(script)
+            .arg(&file)
+            .output()
+            .with_context(|| format!("running {} {script}", args.python))?;
+        let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!(
+                "the peer printed no JSON: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        v["seconds"].as_f64().map(|s| args.events as f64 / s)
+    };
+
+    // 2. Event → queryable latency: a paced replay with 1 s batching.
+    let ws = dir.path().join("ws");
+    let exe = std::env::current_exe()?;
+    let latency_file = dir.path().join("latency.jsonl");
+    let offset = args.events;
+    std::fs::write(
+        &latency_file,
+        events(offset + args.latency_events)[offset..].join("\n"),
+    )?;
+    let rt = LocalRuntime::fresh(&ws, sample::PIPELINE_TOML)?;
+    drop(rt);
+    let out = std::process::Command::new(&exe)
+        .arg("--workspace")
+        .arg(&ws)
+        .args(["--json", "stream", "--replay-file"])
+        .arg(&latency_file)
+        .args([
+            "--rate",
+            &args.rate,
+            "--batch-window",
+            "1s",
+            "--shards",
+            "2",
+            "--batch-size",
+            "10000",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the paced replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replay: Value = serde_json::from_slice(&out.stdout)?;
+
+    // 3. Query p99 for a one-day range, warm (views built for that day).
+    let rt = LocalRuntime::open(&ws, None)?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let query_ms = tokio.block_on(async {
+        let svc = rt.services();
+        let day = tributary_core::layout::parse_date("2025-12-03").context("date")?;
+        tributary_core::stream::views::build_views(&svc, "orders", day, chrono::Utc::now()).await?;
+        let event = super::stream::query_event(
+            "/sales",
+            "start=2025-12-03&end=2025-12-04&granularity=hour",
+        );
+        let mut ms = Vec::new();
+        for i in 0..1000 {
+            let t = Instant::now();
+            let r = tributary_handlers::invoke(&svc, "query-api", event.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            anyhow::ensure!(r["statusCode"] == 200, "query failed: {r}");
+            if i >= 10 {
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        anyhow::Ok(ms)
+    })?;
+
+    let report = json!({
+        "throughput": {
+            "events": args.events, "poison": poison, "windows": windows.len(),
+            "tributary_events_per_s": ours_rate.round(),
+            "cpython_events_per_s": peer.map(f64::round),
+            "ratio_vs_cpython": peer.map(|p| (ours_rate / p * 10.0).round() / 10.0),
+            "target_events_per_s": 500_000,
+        },
+        "latency_ms": replay["latency_ms"],
+        "latency_run": {"events": args.latency_events, "rate": args.rate, "batch_window": "1s", "shards": 2},
+        "query_one_day_ms": {
+            "p50": (percentile(&query_ms, 0.5) * 1000.0).round() / 1000.0,
+            "p99": (percentile(&query_ms, 0.99) * 1000.0).round() / 1000.0,
+            "target_p99": 10,
+        },
+    });
+    if json_out {
+        return super::report::print_json(&report);
+    }
+    println!(
+        "decode + validate + aggregate: {:.0} events/s on one core (target 500,000){}",
+        ours_rate,
+        peer.map(|p| format!("; CPython {p:.0} events/s; ratio {:.1}×", ours_rate / p))
+            .unwrap_or_default()
+    );
+    println!(
+        "event → queryable, 1 s batching at {}: p50 {} ms, p99 {} ms",
+        args.rate, replay["latency_ms"]["p50"], replay["latency_ms"]["p99"]
+    );
+    println!(
+        "query, one day hourly, warm: p50 {} ms, p99 {} ms (target p99 < 10 ms)",
+        report["query_one_day_ms"]["p50"], report["query_one_day_ms"]["p99"]
+    );
+    Ok(())
+}
