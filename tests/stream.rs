@@ -487,3 +487,104 @@ async fn dlq_replay_after_fixing_the_schema_recovers_each_record_once() {
     .unwrap();
     assert_eq!(built["built"][0]["events"], 3, "{built}");
 }
+
+/// The local state store, except that the `fail_at`-th write of a window
+/// item fails with a transient error (a throttled DynamoDB write).
+struct ThrottledWindows<'a> {
+    inner: &'a dyn StateStore,
+    window_puts: std::sync::atomic::AtomicU32,
+    fail_at: u32,
+}
+
+#[async_trait::async_trait]
+impl StateStore for ThrottledWindows<'_> {
+    async fn get(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> tributary_core::ports::PortResult<Option<tributary_core::ports::Versioned>> {
+        self.inner.get(pk, sk).await
+    }
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: Value,
+        condition: tributary_core::ports::Condition,
+    ) -> tributary_core::ports::PortResult<u64> {
+        if pk.starts_with("rt#orders#") {
+            let n = self
+                .window_puts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1;
+            if n == self.fail_at {
+                return Err(tributary_core::ports::PortError::transient(
+                    format!("writing {pk}/{sk}"),
+                    "ProvisionedThroughputExceededException",
+                ));
+            }
+        }
+        self.inner.put(pk, sk, value, condition).await
+    }
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        condition: tributary_core::ports::Condition,
+    ) -> tributary_core::ports::PortResult<()> {
+        self.inner.delete(pk, sk, condition).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+    ) -> tributary_core::ports::PortResult<Vec<(String, tributary_core::ports::Versioned)>> {
+        self.inner.query(pk).await
+    }
+    async fn put_new_items(
+        &self,
+        pk: &str,
+        items: Vec<(String, Value)>,
+        now: i64,
+    ) -> tributary_core::ports::PortResult<Vec<Option<Value>>> {
+        self.inner.put_new_items(pk, items, now).await
+    }
+}
+
+#[tokio::test]
+async fn a_transient_failure_answers_with_a_partial_batch_response_and_the_retry_counts_once() {
+    for fail_at in [1, 2] {
+        let h = Harness::new(&config("reject"));
+        // Two windows (10:00 and 10:01), 10 orders each.
+        let lines: Vec<String> = (0..20)
+            .map(|i| order(&format!("O{i}"), "P1", 1.0, &at(i * 6)))
+            .collect();
+        let records = put(&h, &lines).await;
+        let throttled = ThrottledWindows {
+            inner: &h.adapters.state,
+            window_puts: Default::default(),
+            fail_at,
+        };
+        let svc = tributary_core::usecases::Services {
+            state: &throttled,
+            ..h.services()
+        };
+        let kinesis = KinesisStandIn::new("orders", 1, &h.adapters.state);
+        let response = invoke(&svc, "stream-aggregate", kinesis.event(&records))
+            .await
+            .unwrap();
+        assert_eq!(
+            response["batchItemFailures"],
+            json!([{"itemIdentifier": records[0].sequence_number}]),
+            "fail_at {fail_at}: {response}"
+        );
+        // Lambda retries from the record named, here the whole batch.
+        let retry = deliver(&h, &records).await;
+        assert_eq!(
+            retry["aggregated"].as_u64().unwrap(),
+            20 - 10 * (fail_at as u64 - 1),
+            "{retry}"
+        );
+        assert_eq!(realtime_total(&h).await, (20, 20.0), "fail_at {fail_at}");
+        assert_eq!(retry["duplicates"], 0, "{retry}");
+    }
+}

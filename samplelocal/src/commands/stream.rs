@@ -178,51 +178,62 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
     match rate {
         None => deliver_all(rt, &kinesis, records, o.batch_size, &mut totals).await?,
         Some(rate) => {
-            // Producer and poller on one clock: records are put at their
-            // scheduled instant; each shard is polled every batch window.
-            let mut buffered: Vec<(PutRecord, Instant)> = Vec::new();
-            let mut next_poll = started + window;
+            // Producer and event source mapping on one clock. Records are
+            // put at their scheduled instant; a shard's buffer is delivered
+            // when it holds a full batch or its oldest record has waited
+            // the batching window, whichever comes first (as the mapping
+            // does with BatchSize and MaximumBatchingWindowInSeconds).
+            let mut buffers: Vec<(Vec<PutRecord>, Vec<Instant>)> =
+                (0..kinesis.shards).map(|_| Default::default()).collect();
             let mut pending = records.into_iter().enumerate().peekable();
-            while pending.peek().is_some() || !buffered.is_empty() {
+            let schedule = |i: usize| started + Duration::from_secs_f64(i as f64 / rate);
+            while pending.peek().is_some() || buffers.iter().any(|b| !b.0.is_empty()) {
+                // Everything due goes in one PutRecords call, as a
+                // producer library batches.
                 let now = Instant::now();
+                let mut due = Vec::new();
                 while let Some((i, _)) = pending.peek() {
-                    let due = started + Duration::from_secs_f64(*i as f64 / rate);
-                    if due > now {
+                    if schedule(*i) > now {
                         break;
                     }
-                    let (_, record) = pending.next().context("peeked")?;
-                    for r in kinesis
-                        .put_records(vec![record], chrono::Utc::now())
-                        .await?
-                    {
-                        buffered.push((r, Instant::now()));
+                    due.push(pending.next().context("peeked")?.1);
+                }
+                if !due.is_empty() {
+                    let put = kinesis.put_records(due, chrono::Utc::now()).await?;
+                    let acknowledged = Instant::now();
+                    for r in put {
+                        let shard = tributary_local::kinesis::shard_index(&r.shard_id);
+                        let buffer = &mut buffers[shard.min(kinesis.shards - 1) as usize];
+                        buffer.0.push(r);
+                        buffer.1.push(acknowledged);
                     }
                 }
-                if Instant::now() >= next_poll {
-                    let batch: Vec<(PutRecord, Instant)> = std::mem::take(&mut buffered);
-                    for shard in 0..kinesis.shards {
-                        let id = tributary_local::kinesis::shard_id(shard);
-                        let (mine, put_at): (Vec<PutRecord>, Vec<Instant>) = batch
-                            .iter()
-                            .filter(|(r, _)| r.shard_id == id)
-                            .cloned()
-                            .unzip();
-                        deliver(rt, &kinesis, mine, o.batch_size, &mut totals).await?;
-                        let done = Instant::now();
-                        latencies_ms
-                            .extend(put_at.iter().map(|t| (done - *t).as_secs_f64() * 1000.0));
+                for buffer in buffers.iter_mut() {
+                    let ready = buffer.0.len() >= o.batch_size
+                        || buffer.1.first().is_some_and(|t| t.elapsed() >= window);
+                    if !ready {
+                        continue;
                     }
-                    next_poll += window;
-                    continue;
+                    let take = buffer.0.len().min(o.batch_size);
+                    let batch: Vec<PutRecord> = buffer.0.drain(..take).collect();
+                    let put_at: Vec<Instant> = buffer.1.drain(..take).collect();
+                    deliver(rt, &kinesis, batch, o.batch_size, &mut totals).await?;
+                    let done = Instant::now();
+                    latencies_ms.extend(put_at.iter().map(|t| (done - *t).as_secs_f64() * 1000.0));
                 }
-                let next_put = pending
-                    .peek()
-                    .map(|(i, _)| started + Duration::from_secs_f64(*i as f64 / rate))
-                    .unwrap_or(next_poll);
-                let wake = next_put.min(next_poll);
+                let next_put = pending.peek().map(|(i, _)| schedule(*i));
+                let next_deadline = buffers
+                    .iter()
+                    .filter_map(|b| b.1.first().map(|t| *t + window))
+                    .min();
+                let wake = match (next_put, next_deadline) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (Some(a), None) | (None, Some(a)) => a,
+                    (None, None) => Instant::now(),
+                };
                 let now = Instant::now();
                 if wake > now {
-                    std::thread::sleep(wake - now);
+                    std::thread::sleep((wake - now).min(Duration::from_millis(5)));
                 }
             }
         }

@@ -35,6 +35,14 @@ pub fn shard_id(index: u32) -> String {
     format!("shardId-{index:012}")
 }
 
+/// The index in a shard id made by [`shard_id`].
+pub fn shard_index(shard_id: &str) -> u32 {
+    shard_id
+        .strip_prefix("shardId-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 impl<'a> KinesisStandIn<'a> {
     pub fn new(stream: &str, shards: u32, state: &'a dyn StateStore) -> KinesisStandIn<'a> {
         KinesisStandIn {

@@ -5,14 +5,37 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use tributary_core::ports::{expired, Condition, PortError, PortResult, StateStore, Versioned};
 
 pub struct FileStateStore {
     root: PathBuf,
+    /// Parsed partitions by key, with the identity of the file they were
+    /// read from: re-parsing a large partition (a day of stream windows)
+    /// on every read would make each write cost its whole size twice.
+    /// Any change by any process replaces the file (new inode, size, mtime),
+    /// so a stale entry is never used.
+    cache: Mutex<HashMap<String, (FileIdentity, Arc<Partition>)>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn identity(meta: &fs::Metadata) -> FileIdentity {
+    use std::os::unix::fs::MetadataExt;
+    FileIdentity {
+        inode: meta.ino(),
+        len: meta.len(),
+        modified: meta.modified().ok(),
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -38,28 +61,53 @@ fn file_name(pk: &str) -> String {
 
 impl FileStateStore {
     pub fn new(root: PathBuf) -> FileStateStore {
-        FileStateStore { root }
+        FileStateStore {
+            root,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     fn data_path(&self, pk: &str) -> PathBuf {
         self.root.join(format!("{}.json", file_name(pk)))
     }
 
-    fn read(&self, pk: &str) -> PortResult<Partition> {
-        match fs::read(self.data_path(pk)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                PortError::permanent(
-                    format!("reading state {pk}"),
-                    format!(
-                        "{} is corrupt; restore it or remove it",
-                        self.data_path(pk).display()
-                    ),
-                    e,
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Partition::new()),
-            Err(e) => Err(PortError::from_io(format!("reading state {pk}"), e)),
+    fn read(&self, pk: &str) -> PortResult<Arc<Partition>> {
+        let path = self.data_path(pk);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Arc::new(Partition::new()))
+            }
+            Err(e) => return Err(PortError::from_io(format!("reading state {pk}"), e)),
+        };
+        let id = identity(&meta);
+        if let Some((cached, partition)) = self.cache.lock().ok().and_then(|c| c.get(pk).cloned()) {
+            if cached == id {
+                return Ok(partition);
+            }
         }
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Arc::new(Partition::new()))
+            }
+            Err(e) => return Err(PortError::from_io(format!("reading state {pk}"), e)),
+        };
+        let partition: Partition = serde_json::from_slice(&bytes).map_err(|e| {
+            PortError::permanent(
+                format!("reading state {pk}"),
+                format!("{} is corrupt; restore it or remove it", path.display()),
+                e,
+            )
+        })?;
+        let partition = Arc::new(partition);
+        // Only when the file did not change while it was read.
+        if fs::metadata(&path).map(|m| identity(&m)).ok() == Some(id) {
+            if let Ok(mut c) = self.cache.lock() {
+                c.insert(pk.to_string(), (id, partition.clone()));
+            }
+        }
+        Ok(partition)
     }
 
     /// Run `f` on the partition under its exclusive lock and persist the result.
@@ -77,10 +125,21 @@ impl FileStateStore {
             .open(self.root.join(format!("{}.lock", file_name(pk))))
             .map_err(|e| PortError::from_io(op(), e))?;
         lock.lock().map_err(|e| PortError::from_io(op(), e))?;
-        let mut partition = self.read(pk)?;
+        let current = self.read(pk)?;
+        // Own it without a deep copy: the cache gives up its reference.
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(pk);
+        }
+        let mut partition = Arc::unwrap_or_clone(current);
         let result = f(&mut partition)?;
-        let body = serde_json::to_vec_pretty(&partition)
-            .map_err(|e| PortError::permanent(op(), "a bug", e))?;
+        // Small partitions stay readable; large ones (stream windows,
+        // dedupe claims) are written compactly: they are rewritten often.
+        let body = if partition.len() <= 200 {
+            serde_json::to_vec_pretty(&partition)
+        } else {
+            serde_json::to_vec(&partition)
+        }
+        .map_err(|e| PortError::permanent(op(), "a bug", e))?;
         let mut tmp =
             tempfile::NamedTempFile::new_in(&self.root).map_err(|e| PortError::from_io(op(), e))?;
         tmp.write_all(&body)
@@ -88,8 +147,12 @@ impl FileStateStore {
         tmp.as_file()
             .sync_all()
             .map_err(|e| PortError::from_io(op(), e))?;
-        tmp.persist(self.data_path(pk))
+        let path = self.data_path(pk);
+        tmp.persist(&path)
             .map_err(|e| PortError::from_io(op(), e.error))?;
+        if let (Ok(meta), Ok(mut cache)) = (fs::metadata(&path), self.cache.lock()) {
+            cache.insert(pk.to_string(), (identity(&meta), Arc::new(partition)));
+        }
         drop(lock);
         Ok(result)
     }
@@ -119,8 +182,8 @@ fn check(pk: &str, sk: &str, current: Option<&StoredItem>, condition: Condition)
 #[async_trait]
 impl StateStore for FileStateStore {
     async fn get(&self, pk: &str, sk: &str) -> PortResult<Option<Versioned>> {
-        Ok(self.read(pk)?.remove(sk).map(|i| Versioned {
-            value: i.value,
+        Ok(self.read(pk)?.get(sk).map(|i| Versioned {
+            value: i.value.clone(),
             version: i.version,
         }))
     }
@@ -174,12 +237,12 @@ impl StateStore for FileStateStore {
     async fn query(&self, pk: &str) -> PortResult<Vec<(String, Versioned)>> {
         Ok(self
             .read(pk)?
-            .into_iter()
+            .iter()
             .map(|(sk, i)| {
                 (
-                    sk,
+                    sk.clone(),
                     Versioned {
-                        value: i.value,
+                        value: i.value.clone(),
                         version: i.version,
                     },
                 )

@@ -34,9 +34,14 @@ pub fn stream_pk(stream: &str) -> String {
     format!("rt#{stream}")
 }
 
-/// The partition holding a stream's realtime windows of one UTC date.
-pub fn windows_pk(stream: &str, date: chrono::NaiveDate) -> String {
-    format!("rt#{stream}#{}", date.format("%Y-%m-%d"))
+/// The partition holding a stream's realtime windows of one UTC hour
+/// (an hour, not a day: every window write rewrites its partition in
+/// stores that keep a partition together, and queries read a day as 24).
+pub fn windows_pk(stream: &str, window_start_micros: i64) -> String {
+    let hour = chrono::DateTime::from_timestamp_micros(window_start_micros)
+        .map(|t| t.format("%Y-%m-%dT%H").to_string())
+        .unwrap_or_default();
+    format!("rt#{stream}#{hour}")
 }
 
 /// Where event ids are remembered for dedupe.

@@ -9,7 +9,7 @@ use super::serving::realtime_windows;
 use super::speed::DirtyWindow;
 use super::views::{archive_aggregates, publications, read_view};
 use super::windows::{
-    date_of, rfc3339, total, window_sk, window_start, Groups, WindowItem, SOURCE_RECONCILED,
+    rfc3339, total, window_sk, window_start, Groups, WindowItem, SOURCE_RECONCILED,
 };
 use super::{stream_config, stream_pk, windows_pk};
 use crate::ports::Condition;
@@ -178,7 +178,7 @@ pub async fn reconcile(
                     };
                     svc.state
                         .put(
-                            &windows_pk(stream, date_of(w)),
+                            &windows_pk(stream, w),
                             &window_sk(w, SOURCE_RECONCILED),
                             state::encode("a reconciled window", &item)?,
                             Condition::Always,

@@ -174,17 +174,19 @@ pub async fn realtime_windows(
     stream: &str,
     date: NaiveDate,
 ) -> UseCaseResult<BTreeMap<i64, Groups>> {
-    let items = svc.state.query(&windows_pk(stream, date)).await?;
-    let mut parsed = Vec::with_capacity(items.len());
-    for (sk, item) in items {
-        parsed.push(
-            serde_json::from_value::<WindowItem>(item.value).map_err(|e| {
-                bad(format!(
-                    "{}/{sk} is not a window: {e}",
-                    windows_pk(stream, date)
-                ))
-            })?,
-        );
+    let midnight = date
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_micros())
+        .unwrap_or_default();
+    let mut parsed = Vec::new();
+    for hour in 0..24 {
+        let pk = windows_pk(stream, midnight + hour * 3_600_000_000);
+        for (sk, item) in svc.state.query(&pk).await? {
+            parsed.push(
+                serde_json::from_value::<WindowItem>(item.value)
+                    .map_err(|e| bad(format!("{pk}/{sk} is not a window: {e}")))?,
+            );
+        }
     }
     Ok(merge_window_items(parsed))
 }

@@ -280,7 +280,7 @@ async fn shard_batch(
     // is not late, only slow. (A fresh shard has no clock yet.)
     let shard_watermark = max_time.saturating_sub(lateness);
     for (start, events) in by_window {
-        let pk = windows_pk(stream, date_of(start));
+        let pk = windows_pk(stream, start);
         let sk = window_sk(start, shard);
         let item: Option<WindowItem> = state::get_typed(svc.state, &pk, &sk).await?;
         let counted = |r: &StreamRecord| {
@@ -526,7 +526,7 @@ pub async fn replay_dead_letters(
             let start = window_start(event.time_micros, config.window_secs());
             state::update(
                 svc.state,
-                &windows_pk(stream, date_of(start)),
+                &windows_pk(stream, start),
                 &window_sk(start, super::windows::SOURCE_DLQ),
                 |old: Option<WindowItem>| {
                     let mut item = old.unwrap_or_else(|| WindowItem {
