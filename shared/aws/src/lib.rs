@@ -1,0 +1,97 @@
+//! AWS adapters for the ports in `tributary_core::ports`: the same
+//! semantics as the local adapters (`tributary-local`), proven by one
+//! contract suite run against both (`tests/contract.rs`, on moto server).
+
+mod dynamodb;
+mod s3;
+
+pub use dynamodb::DynamoStateStore;
+pub use s3::S3ObjectStore;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use tributary_core::ports::PortError;
+
+/// Where the adapters connect. `endpoint_url` (or `AWS_ENDPOINT_URL`)
+/// points every client at an emulator; S3 then uses path-style addressing.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+}
+
+impl AwsSettings {
+    pub fn from_env() -> AwsSettings {
+        AwsSettings {
+            endpoint_url: std::env::var("AWS_ENDPOINT_URL")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            region: std::env::var("AWS_REGION").ok().filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// The SDK's standard configuration (credentials chain, standard retry
+    /// mode with its default attempts) plus the overrides.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        loader.load().await
+    }
+}
+
+/// Error codes after which trying again can succeed.
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "TransactionConflictException",
+    "InternalServerError",
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+];
+
+/// An SDK error as a port error that says whether a retry helps and, when
+/// it does not, what the operator should check.
+pub(crate) fn port_error<E, R>(operation: String, resource: &str, err: SdkError<E, R>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            return PortError::transient(operation, err)
+        }
+        SdkError::ConstructionFailure(_) => {
+            return PortError::permanent(operation, "the request could not be built: a bug", err)
+        }
+        _ => {}
+    }
+    let code = err.code().unwrap_or_default().to_string();
+    if TRANSIENT_CODES.contains(&code.as_str()) {
+        return PortError::transient(operation, err);
+    }
+    let hint = match code.as_str() {
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch" => {
+            format!("check the IAM role's permissions on {resource} and the credentials")
+        }
+        "NoSuchBucket" => format!("bucket {resource} does not exist: check TRIBUTARY_BUCKET"),
+        "ResourceNotFoundException" => {
+            format!("table {resource} does not exist: check TRIBUTARY_TABLE")
+        }
+        "ValidationException" => format!("the request was refused as invalid for {resource}"),
+        _ => format!("{code} on {resource}"),
+    };
+    PortError::permanent(operation, hint, err)
+}

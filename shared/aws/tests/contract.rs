@@ -1,0 +1,345 @@
+//! One contract per port, asserted against both implementations: the local
+//! adapters (files) and the AWS adapters on moto server (a real AWS-API
+//! emulator on 127.0.0.1, installed by `scripts/test.sh` into `.tools/`).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tributary_aws::{DynamoStateStore, S3ObjectStore};
+use tributary_core::ports::{Condition, ObjectStore, PortError, StateStore};
+use tributary_local::{FileStateStore, FsObjectStore};
+
+/// moto server on a free loopback port; stopped when dropped.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto() -> Moto {
+    let binary = std::env::var_os("TRIBUTARY_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/moto_server")
+        });
+    assert!(
+        binary.exists(),
+        "moto server is not installed at {}: run `bash scripts/test.sh` (it installs \
+         moto[server] into .tools/venv) or set TRIBUTARY_MOTO_SERVER",
+        binary.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let server = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto.url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "contract-tests",
+        ))
+        .load()
+        .await
+}
+
+// ---------------------------------------------------------------- objects
+
+async fn object_store_contract(store: &dyn ObjectStore, scratch: &std::path::Path) {
+    // Keys as S3 events deliver them decoded: '=' and spaces and non-ASCII.
+    let key = "raw/orders/date=2025-12-03/export 1 (ü).csv";
+    let put = store.put_bytes(key, b"a,b\n1,2\n".to_vec()).await.unwrap();
+    assert_eq!(put.size, 8);
+    // S3 single-part ETag: the hex MD5 of the content.
+    assert_eq!(put.etag, md5_hex(b"a,b\n1,2\n"));
+    let head = store.head(key).await.unwrap().expect("head after put");
+    assert_eq!((head.size, head.etag.clone()), (8, put.etag.clone()));
+    assert_eq!(store.get_bytes(key).await.unwrap(), b"a,b\n1,2\n");
+    assert!(matches!(
+        store.get_bytes("raw/orders/none.csv").await,
+        Err(PortError::NotFound { .. })
+    ));
+    assert!(store.head("raw/orders/none.csv").await.unwrap().is_none());
+
+    // A prefix ends at a slash: date=2025-12-03/ never lists date=2025-12-031.
+    store
+        .put_bytes("raw/orders/date=2025-12-031/x.csv", b"x".to_vec())
+        .await
+        .unwrap();
+    let listed = store.list("raw/orders/date=2025-12-03/").await.unwrap();
+    assert_eq!(
+        listed.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
+        [key]
+    );
+
+    // Copy replaces the destination; the content hash travels with it.
+    store
+        .put_bytes("cleaned/t/old.txt", b"old".to_vec())
+        .await
+        .unwrap();
+    let copied = store.copy(key, "cleaned/t/old.txt").await.unwrap();
+    assert_eq!(copied.etag, put.etag);
+    assert_eq!(
+        store.get_bytes("cleaned/t/old.txt").await.unwrap(),
+        b"a,b\n1,2\n"
+    );
+    assert!(matches!(
+        store.copy("raw/none", "cleaned/t/x").await,
+        Err(PortError::NotFound { .. })
+    ));
+    store.delete("cleaned/t/old.txt").await.unwrap();
+    assert!(store.head("cleaned/t/old.txt").await.unwrap().is_none());
+
+    // Pagination: more than one page of 1,000, in key order.
+    for i in 0..1005 {
+        store
+            .put_bytes(
+                &format!("stream/s/date=2025-12-03/hour=00/{i:05}.jsonl"),
+                vec![b'x'],
+            )
+            .await
+            .unwrap();
+    }
+    let many = store.list("stream/s/").await.unwrap();
+    assert_eq!(many.len(), 1005);
+    assert!(many.windows(2).all(|w| w[0].key < w[1].key));
+
+    // Files up and down, one large enough to go in parts on S3.
+    let big: Vec<u8> = (0..17 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let up = scratch.join("big.bin");
+    std::fs::write(&up, &big).unwrap();
+    let meta = store.put_file("cleaned/t/big.bin", &up).await.unwrap();
+    assert_eq!(meta.size, big.len() as u64);
+    let down = scratch.join("down.bin");
+    let got = store.get_to_file("cleaned/t/big.bin", &down).await.unwrap();
+    assert_eq!(got.size, big.len() as u64);
+    assert!(
+        std::fs::read(&down).unwrap() == big,
+        "the downloaded file differs"
+    );
+}
+
+#[tokio::test]
+async fn object_store_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsObjectStore::new(dir.path().join("bucket"), dir.path().join("tmp"));
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    object_store_contract(&store, dir.path()).await;
+}
+
+#[tokio::test]
+async fn object_store_s3_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let store = S3ObjectStore::new(&config, "tributary-contract", true);
+    store.ensure_bucket().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    object_store_contract(&store, dir.path()).await;
+}
+
+// ---------------------------------------------------------------- state
+
+async fn state_store_contract(store: Arc<dyn StateStore>) {
+    let v1 = store
+        .put(
+            "p#1",
+            "a",
+            serde_json::json!({"n": 1}),
+            Condition::NotExists,
+        )
+        .await
+        .unwrap();
+    assert_eq!(v1, 1);
+    assert!(matches!(
+        store
+            .put(
+                "p#1",
+                "a",
+                serde_json::json!({"n": 9}),
+                Condition::NotExists
+            )
+            .await,
+        Err(PortError::ConditionFailed { .. })
+    ));
+    assert!(matches!(
+        store
+            .put(
+                "p#1",
+                "a",
+                serde_json::json!({"n": 9}),
+                Condition::VersionIs(7)
+            )
+            .await,
+        Err(PortError::ConditionFailed { .. })
+    ));
+    let v2 = store
+        .put(
+            "p#1",
+            "a",
+            serde_json::json!({"n": 2}),
+            Condition::VersionIs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2, 2);
+    assert_eq!(
+        store
+            .put("p#1", "a", serde_json::json!({"n": 3}), Condition::Always)
+            .await
+            .unwrap(),
+        3
+    );
+    let got = store.get("p#1", "a").await.unwrap().unwrap();
+    assert_eq!((got.value["n"].as_i64(), got.version), (Some(3), 3));
+    assert!(store.get("p#1", "zz").await.unwrap().is_none());
+
+    // Query: every item of the key, in sort-key order.
+    for sk in ["c", "b#2", "b#10"] {
+        store
+            .put("p#1", sk, serde_json::json!({}), Condition::Always)
+            .await
+            .unwrap();
+    }
+    let keys: Vec<String> = store
+        .query("p#1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["a", "b#10", "b#2", "c"]);
+
+    // Delete only when the version still matches.
+    assert!(matches!(
+        store.delete("p#1", "a", Condition::VersionIs(1)).await,
+        Err(PortError::ConditionFailed { .. })
+    ));
+    store
+        .delete("p#1", "a", Condition::VersionIs(3))
+        .await
+        .unwrap();
+    assert!(store.get("p#1", "a").await.unwrap().is_none());
+
+    // Two writers race on the same version: exactly one wins.
+    store
+        .put(
+            "race",
+            "x",
+            serde_json::json!({"w": 0}),
+            Condition::NotExists,
+        )
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .put(
+                        "race",
+                        "x",
+                        serde_json::json!({"w": w}),
+                        Condition::VersionIs(1),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for w in writers {
+        match w.await.unwrap() {
+            Ok(2) => wins += 1,
+            Err(PortError::ConditionFailed { .. }) => {}
+            other => panic!("unexpected outcome of a race: {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+
+    // A watermark never moves backwards, whoever tries.
+    let d = |s: &str| tributary_core::layout::parse_date(s).unwrap();
+    tributary_core::state::advance_watermark(store.as_ref(), "p", d("2025-12-05"))
+        .await
+        .unwrap();
+    tributary_core::state::advance_watermark(store.as_ref(), "p", d("2025-12-03"))
+        .await
+        .unwrap();
+    let w = tributary_core::state::watermark(store.as_ref(), "p")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.date, d("2025-12-05"));
+
+    // Put-if-absent claims with a TTL: held, then expired and reclaimed.
+    let claim = |by: &str, expires: i64| {
+        (
+            String::from("e1"),
+            serde_json::json!({"by": by, "expires_at": expires}),
+        )
+    };
+    let first = store
+        .put_new_items("d#s", vec![claim("r1", 1000), claim("r2", 1000)], 500)
+        .await
+        .unwrap();
+    assert_eq!(first[0], None);
+    assert_eq!(first[1].as_ref().unwrap()["by"], "r1");
+    let later = store
+        .put_new_items("d#s", vec![claim("r3", 3000)], 2000)
+        .await
+        .unwrap();
+    assert_eq!(later[0], None, "an expired claim counts as absent");
+    assert_eq!(
+        store.get("d#s", "e1").await.unwrap().unwrap().value["by"],
+        "r3"
+    );
+}
+
+#[tokio::test]
+async fn state_store_local() {
+    let dir = tempfile::tempdir().unwrap();
+    state_store_contract(Arc::new(FileStateStore::new(dir.path().to_path_buf()))).await;
+}
+
+#[tokio::test]
+async fn state_store_dynamodb_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let store = DynamoStateStore::new(&config, "tributary-contract");
+    store.ensure_table().await.unwrap();
+    state_store_contract(Arc::new(store)).await;
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(bytes))
+}
