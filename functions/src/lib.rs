@@ -2,10 +2,11 @@
 //! start, adapters built from it, and the Lambda runtime loop around a
 //! handler from `tributary-handlers`.
 //!
-//! Backends: `TRIBUTARY_BACKEND=local` wires the embedded adapters on a
-//! workspace folder (for `cargo lambda watch` on a laptop). The AWS adapters
-//! (S3, DynamoDB, Glue, Step Functions) arrive with `shared/aws`; until then
-//! any other backend fails fast at cold start, saying so.
+//! Backends: the AWS adapters (S3, DynamoDB, Glue, Step Functions, SNS) by
+//! default, configured from `TRIBUTARY_*` variables (see
+//! `tributary_aws::ENVIRONMENT`; `AWS_ENDPOINT_URL` points them at an
+//! emulator); `TRIBUTARY_BACKEND=local` wires the embedded adapters on a
+//! workspace folder (for `cargo lambda watch` on a laptop).
 
 use anyhow::{bail, Context, Result};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
@@ -15,10 +16,15 @@ use tributary_core::config::Config;
 use tributary_core::usecases::Services;
 use tributary_local::{LocalAdapters, Workspace};
 
+enum Adapters {
+    Local(LocalAdapters),
+    Aws(tributary_aws::AwsAdapters),
+}
+
 /// Everything a handler needs, built once per cold start.
 pub struct Runtime {
     config: Config,
-    adapters: LocalAdapters,
+    adapters: Adapters,
 }
 
 fn required_env(name: &str, what: &str) -> Result<String> {
@@ -27,16 +33,23 @@ fn required_env(name: &str, what: &str) -> Result<String> {
 }
 
 impl Runtime {
-    pub fn from_env() -> Result<Runtime> {
+    pub async fn from_env() -> Result<Runtime> {
         let backend = std::env::var("TRIBUTARY_BACKEND").unwrap_or_else(|_| "aws".into());
-        if backend != "local" {
-            bail!(
-                "TRIBUTARY_BACKEND={backend:?}: the AWS adapters (shared/aws) are not built yet; \
-                 set TRIBUTARY_BACKEND=local and TRIBUTARY_WORKSPACE to run against a local workspace"
-            );
-        }
         let config_path = required_env("TRIBUTARY_CONFIG", "the path of pipeline.toml")?;
         let config = Config::load(config_path.as_ref())?;
+        match backend.as_str() {
+            "aws" => {
+                let adapters = tributary_aws::AwsAdapters::from_env(|n| std::env::var(n).ok())
+                    .await
+                    .context("wiring the AWS adapters")?;
+                return Ok(Runtime {
+                    config,
+                    adapters: Adapters::Aws(adapters),
+                });
+            }
+            "local" => {}
+            other => bail!("TRIBUTARY_BACKEND={other:?}: use aws (the default) or local"),
+        }
         let ws = Workspace::new(required_env(
             "TRIBUTARY_WORKSPACE",
             "the local workspace folder",
@@ -44,11 +57,17 @@ impl Runtime {
         let mut adapters = ws.adapters();
         // Lambda's writable scratch space is /tmp, not the workspace.
         adapters.scratch = std::env::temp_dir().join("tributary");
-        Ok(Runtime { config, adapters })
+        Ok(Runtime {
+            config,
+            adapters: Adapters::Local(adapters),
+        })
     }
 
     pub fn services(&self) -> Services<'_> {
-        self.adapters.services(&self.config)
+        match &self.adapters {
+            Adapters::Local(a) => a.services(&self.config),
+            Adapters::Aws(a) => a.services(&self.config),
+        }
     }
 }
 
@@ -59,7 +78,7 @@ pub async fn serve(function: &'static str) -> Result<()> {
         .with_target(false)
         .without_time()
         .init();
-    let runtime = Arc::new(Runtime::from_env()?);
+    let runtime = Arc::new(Runtime::from_env().await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let runtime = runtime.clone();
         async move {

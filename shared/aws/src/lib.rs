@@ -2,11 +2,20 @@
 //! semantics as the local adapters (`tributary-local`), proven by one
 //! contract suite run against both (`tests/contract.rs`, on moto server).
 
+mod adapters;
 mod dynamodb;
+pub mod emulator;
+mod glue;
 mod s3;
+mod sfn;
+mod sns;
 
+pub use adapters::{AwsAdapters, MissingEnvironment, ENVIRONMENT};
 pub use dynamodb::DynamoStateStore;
+pub use glue::GlueCatalog;
 pub use s3::S3ObjectStore;
+pub use sfn::{SfnCallbacks, SfnWorkflows};
+pub use sns::SnsNotifier;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use tributary_core::ports::PortError;
@@ -56,6 +65,7 @@ const TRANSIENT_CODES: &[&str] = &[
     "ServiceUnavailable",
     "SlowDown",
     "RequestTimeout",
+    "ConcurrentModificationException",
 ];
 
 /// An SDK error as a port error that says whether a retry helps and, when
@@ -89,6 +99,13 @@ where
         "NoSuchBucket" => format!("bucket {resource} does not exist: check TRIBUTARY_BUCKET"),
         "ResourceNotFoundException" => {
             format!("table {resource} does not exist: check TRIBUTARY_TABLE")
+        }
+        "StateMachineDoesNotExist" => {
+            format!("state machine {resource} does not exist: check TRIBUTARY_STATE_MACHINE_ARN")
+        }
+        "NotFound" | "NotFoundException" => format!("{resource} does not exist"),
+        "TaskDoesNotExist" | "TaskTimedOut" | "InvalidToken" => {
+            "the task token is no longer valid: the execution ended or timed out".to_string()
         }
         "ValidationException" => format!("the request was refused as invalid for {resource}"),
         _ => format!("{code} on {resource}"),

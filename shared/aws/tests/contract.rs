@@ -2,76 +2,20 @@
 //! adapters (files) and the AWS adapters on moto server (a real AWS-API
 //! emulator on 127.0.0.1, installed by `scripts/test.sh` into `.tools/`).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use tributary_aws::emulator::Moto;
 use tributary_aws::{DynamoStateStore, S3ObjectStore};
-use tributary_core::ports::{Condition, ObjectStore, PortError, StateStore};
+use tributary_core::ports::{
+    Catalog, Condition, ObjectStore, PortError, StateStore, WorkflowStarter,
+};
 use tributary_local::{FileStateStore, FsObjectStore};
 
-/// moto server on a free loopback port; stopped when dropped.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn moto() -> Moto {
-    let binary = std::env::var_os("TRIBUTARY_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/moto_server")
-        });
-    assert!(
-        binary.exists(),
-        "moto server is not installed at {}: run `bash scripts/test.sh` (it installs \
-         moto[server] into .tools/venv) or set TRIBUTARY_MOTO_SERVER",
-        binary.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let server = Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    server
+    Moto::start()
 }
 
 async fn sdk_config(moto: &Moto) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "contract-tests",
-        ))
-        .load()
-        .await
+    moto.sdk_config().await
 }
 
 // ---------------------------------------------------------------- objects
@@ -342,4 +286,165 @@ async fn state_store_dynamodb_on_moto() {
 fn md5_hex(bytes: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(bytes))
+}
+
+// ---------------------------------------------------------------- catalog
+
+async fn catalog_contract(catalog: &dyn tributary_core::ports::Catalog) {
+    use tributary_core::ports::CatalogPartition;
+    let d = |s: &str| tributary_core::layout::parse_date(s).unwrap();
+    let part = |date: &str, run: &str| CatalogPartition {
+        table: "orders".into(),
+        date: d(date),
+        location: format!("cleaned/orders/date={date}/run={run}/"),
+    };
+    assert!(catalog
+        .get_partition("orders", d("2025-12-03"))
+        .await
+        .unwrap()
+        .is_none());
+    catalog
+        .put_partition(part("2025-12-03", "r1"))
+        .await
+        .unwrap();
+    // Publishing again switches the location (UpdatePartition).
+    catalog
+        .put_partition(part("2025-12-03", "r2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog
+            .get_partition("orders", d("2025-12-03"))
+            .await
+            .unwrap(),
+        Some(part("2025-12-03", "r2"))
+    );
+    catalog
+        .put_partition(part("2025-12-01", "r1"))
+        .await
+        .unwrap();
+    let all = catalog.list_partitions("orders").await.unwrap();
+    assert_eq!(all, [part("2025-12-01", "r1"), part("2025-12-03", "r2")]);
+    catalog
+        .delete_partition("orders", d("2025-12-01"))
+        .await
+        .unwrap();
+    catalog
+        .delete_partition("orders", d("2025-12-01"))
+        .await
+        .unwrap();
+    assert_eq!(catalog.list_partitions("orders").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn catalog_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = tributary_local::FileCatalog::new(FileStateStore::new(dir.path().to_path_buf()));
+    catalog_contract(&catalog).await;
+}
+
+#[tokio::test]
+async fn catalog_glue_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let catalog = tributary_aws::GlueCatalog::new(&config, "tributary", "data-bucket");
+    catalog.ensure_table("orders").await.unwrap();
+    catalog_contract(&catalog).await;
+    // A table that was never created: a permanent error that says what to do.
+    let missing = catalog
+        .put_partition(tributary_core::ports::CatalogPartition {
+            table: "nope".into(),
+            date: tributary_core::layout::parse_date("2025-12-03").unwrap(),
+            location: "cleaned/nope/".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(!missing.retryable());
+    assert!(missing.to_string().contains("infra/"), "{missing}");
+}
+
+// ---------------------------------------------------------------- workflows
+
+async fn workflow_contract(starter: &dyn tributary_core::ports::WorkflowStarter) {
+    let input = serde_json::json!({"pipeline": "p", "date": "2025-12-03"});
+    assert!(starter
+        .start("p-2025-12-03-abc", input.clone())
+        .await
+        .unwrap());
+    // The same name again (a duplicated S3 event): no second execution.
+    assert!(!starter
+        .start("p-2025-12-03-abc", input.clone())
+        .await
+        .unwrap());
+    assert!(starter.start("p-2025-12-04-abc", input).await.unwrap());
+}
+
+#[tokio::test]
+async fn workflows_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let starter =
+        tributary_local::QueuedWorkflows::new(FileStateStore::new(dir.path().to_path_buf()));
+    workflow_contract(&starter).await;
+    assert_eq!(starter.drain().len(), 2);
+}
+
+#[tokio::test]
+async fn workflows_step_functions_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let machine = sfn
+        .create_state_machine()
+        .name("partition_pipeline")
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/tributary-sfn")
+        .send()
+        .await
+        .unwrap();
+    let starter = tributary_aws::SfnWorkflows::new(&config, machine.state_machine_arn());
+    workflow_contract(&starter).await;
+    let listed = sfn
+        .list_executions()
+        .state_machine_arn(machine.state_machine_arn())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.executions().len(), 2);
+    // A name Step Functions would refuse is caught before the call.
+    let bad = starter
+        .start(&"x".repeat(81), serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(!bad.retryable());
+}
+
+// ---------------------------------------------------------------- notifier
+
+#[tokio::test]
+async fn notifications_on_sns_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic = sns
+        .create_topic()
+        .name("tributary-alerts")
+        .send()
+        .await
+        .unwrap();
+    let topics = std::collections::BTreeMap::from([(
+        "alerts".to_string(),
+        topic.topic_arn().unwrap().to_string(),
+    )]);
+    let notifier = tributary_aws::SnsNotifier::new(&config, topics);
+    use tributary_core::ports::Notifier;
+    let id = notifier
+        .notify("alerts", &format!("deviation {}", "!".repeat(200)), "body")
+        .await
+        .unwrap();
+    assert!(!id.is_empty());
+    let unknown = notifier.notify("approvals", "s", "m").await.unwrap_err();
+    assert!(
+        unknown.to_string().contains("TRIBUTARY_TOPIC_ARN"),
+        "{unknown}"
+    );
 }

@@ -1,0 +1,132 @@
+//! Every port on AWS, wired from the environment a Lambda function gets
+//! (Terraform sets it), read once at cold start.
+
+use crate::{
+    AwsSettings, DynamoStateStore, GlueCatalog, S3ObjectStore, SfnCallbacks, SfnWorkflows,
+    SnsNotifier,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tributary_core::config::Config;
+use tributary_core::usecases::Services;
+
+pub struct AwsAdapters {
+    pub objects: S3ObjectStore,
+    pub state: DynamoStateStore,
+    pub catalog: GlueCatalog,
+    pub workflows: SfnWorkflows,
+    pub notifier: SnsNotifier,
+    pub callbacks: SfnCallbacks,
+    pub approval_secret: Vec<u8>,
+    pub approval_base_url: String,
+    pub scratch: PathBuf,
+}
+
+/// What the functions read, and what each is for (the message when it is
+/// missing).
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("TRIBUTARY_BUCKET", "the data bucket's name"),
+    ("TRIBUTARY_TABLE", "the DynamoDB state table's name"),
+    (
+        "TRIBUTARY_GLUE_DATABASE",
+        "the Glue database of the dataset tables",
+    ),
+    (
+        "TRIBUTARY_STATE_MACHINE_ARN",
+        "the partition pipeline state machine's ARN",
+    ),
+    (
+        "TRIBUTARY_TOPIC_ARN",
+        "the SNS topic for approvals and alerts",
+    ),
+    (
+        "TRIBUTARY_APPROVAL_SECRET",
+        "the approval link signing secret",
+    ),
+    (
+        "TRIBUTARY_APPROVAL_BASE_URL",
+        "the approval-callback function URL",
+    ),
+];
+
+/// A variable that is not set, with what it should hold.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable(s) not set: {}", .0.iter().map(|(n, w)| format!("{n} ({w})")).collect::<Vec<_>>().join(", "))]
+pub struct MissingEnvironment(pub Vec<(&'static str, &'static str)>);
+
+impl AwsAdapters {
+    /// All variables are checked before anything connects, so one cold
+    /// start names every one that is missing.
+    pub async fn from_env(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<AwsAdapters, MissingEnvironment> {
+        let missing: Vec<_> = ENVIRONMENT
+            .iter()
+            .filter(|(name, _)| get(name).is_none_or(|v| v.is_empty()))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(MissingEnvironment(missing));
+        }
+        let var = |name: &str| get(name).unwrap_or_default();
+        let settings = AwsSettings {
+            endpoint_url: get("AWS_ENDPOINT_URL").filter(|v| !v.is_empty()),
+            region: get("AWS_REGION").filter(|v| !v.is_empty()),
+        };
+        let config = settings.sdk_config().await;
+        let bucket = var("TRIBUTARY_BUCKET");
+        Ok(AwsAdapters {
+            objects: S3ObjectStore::new(&config, &bucket, settings.endpoint_url.is_some()),
+            state: DynamoStateStore::new(&config, &var("TRIBUTARY_TABLE")),
+            catalog: GlueCatalog::new(&config, &var("TRIBUTARY_GLUE_DATABASE"), &bucket),
+            workflows: SfnWorkflows::new(&config, &var("TRIBUTARY_STATE_MACHINE_ARN")),
+            notifier: SnsNotifier::new(
+                &config,
+                BTreeMap::from([("*".to_string(), var("TRIBUTARY_TOPIC_ARN"))]),
+            ),
+            callbacks: SfnCallbacks::new(&config),
+            approval_secret: var("TRIBUTARY_APPROVAL_SECRET").into_bytes(),
+            approval_base_url: var("TRIBUTARY_APPROVAL_BASE_URL"),
+            // Lambda's writable scratch space.
+            scratch: std::env::temp_dir().join("tributary"),
+        })
+    }
+
+    pub fn services<'a>(&'a self, config: &'a Config) -> Services<'a> {
+        Services {
+            config,
+            objects: &self.objects,
+            state: &self.state,
+            catalog: &self.catalog,
+            workflows: &self.workflows,
+            notifier: &self.notifier,
+            callbacks: &self.callbacks,
+            links: tributary_core::approvals::LinkSigner {
+                secret: &self.approval_secret,
+                base_url: &self.approval_base_url,
+            },
+            scratch: &self.scratch,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_cold_start_names_every_missing_variable() {
+        let env = |name: &str| (name == "TRIBUTARY_BUCKET").then(|| "data".to_string());
+        let Err(missing) = AwsAdapters::from_env(env).await else {
+            panic!("wired without a table, a database, …");
+        };
+        let message = missing.to_string();
+        assert!(
+            message.contains("TRIBUTARY_TABLE (the DynamoDB state table's name)"),
+            "{message}"
+        );
+        assert!(message.contains("TRIBUTARY_APPROVAL_BASE_URL"), "{message}");
+        assert!(!message.contains("TRIBUTARY_BUCKET"), "{message}");
+        assert_eq!(missing.0.len(), ENVIRONMENT.len() - 1);
+    }
+}
