@@ -2,15 +2,13 @@
 //! arrival → data_ready → clean → validate → publish, output modes, an
 //! interrupted publish, watermarks, approval, retention.
 
-use async_trait::async_trait;
 use serde_json::json;
-use std::path::Path;
 use tributary_core::layout::encode_event_key;
-use tributary_core::ports::{ObjectMeta, ObjectStore, PortError, PortResult};
+use tributary_core::ports::ObjectStore;
 use tributary_core::publish::read_manifest;
 use tributary_core::state::{self, PartitionState};
 use tributary_core::usecases::{self, ArrivalOutcome, UseCaseError};
-use tributary_e2e::{date, Harness};
+use tributary_e2e::{date, FailingStore, Harness};
 
 const CONFIG: &str = r#"
 [datasets.orders]
@@ -280,56 +278,6 @@ async fn merge_upserts_on_the_key() {
         .unwrap()
         .unwrap();
     assert_eq!(catalog.location, m.location);
-}
-
-/// An object store that fails every operation on keys matching a pattern,
-/// as a Lambda killed or throttled mid-publish would.
-struct FailingStore<'a> {
-    inner: &'a dyn ObjectStore,
-    fail_on: &'a str,
-}
-
-impl FailingStore<'_> {
-    fn check(&self, key: &str) -> PortResult<()> {
-        if key.contains(self.fail_on) {
-            return Err(PortError::transient(
-                format!("writing {key}"),
-                "simulated crash",
-            ));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ObjectStore for FailingStore<'_> {
-    async fn put_bytes(&self, key: &str, body: Vec<u8>) -> PortResult<ObjectMeta> {
-        self.check(key)?;
-        self.inner.put_bytes(key, body).await
-    }
-    async fn put_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta> {
-        self.check(key)?;
-        self.inner.put_file(key, path).await
-    }
-    async fn get_bytes(&self, key: &str) -> PortResult<Vec<u8>> {
-        self.inner.get_bytes(key).await
-    }
-    async fn get_to_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta> {
-        self.inner.get_to_file(key, path).await
-    }
-    async fn head(&self, key: &str) -> PortResult<Option<ObjectMeta>> {
-        self.inner.head(key).await
-    }
-    async fn list(&self, prefix: &str) -> PortResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> PortResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn copy(&self, from: &str, to: &str) -> PortResult<ObjectMeta> {
-        self.check(to)?;
-        self.inner.copy(from, to).await
-    }
 }
 
 #[tokio::test]

@@ -4,10 +4,12 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::Array;
+use async_trait::async_trait;
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::Path;
 use tributary_core::config::Config;
-use tributary_core::ports::ObjectStore;
+use tributary_core::ports::{ObjectMeta, ObjectStore, PortError, PortResult};
 use tributary_core::publish::read_manifest;
 use tributary_core::usecases::{
     clean_partition, publish_partition, validate_partition, DatasetRunReport, Services,
@@ -137,4 +139,54 @@ pub async fn run_partition_pipeline(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// An object store that fails every operation on keys matching a pattern,
+/// as a Lambda killed or throttled mid-publish would.
+pub struct FailingStore<'a> {
+    pub inner: &'a dyn ObjectStore,
+    pub fail_on: &'a str,
+}
+
+impl FailingStore<'_> {
+    fn check(&self, key: &str) -> PortResult<()> {
+        if key.contains(self.fail_on) {
+            return Err(PortError::transient(
+                format!("writing {key}"),
+                "simulated crash",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FailingStore<'_> {
+    async fn put_bytes(&self, key: &str, body: Vec<u8>) -> PortResult<ObjectMeta> {
+        self.check(key)?;
+        self.inner.put_bytes(key, body).await
+    }
+    async fn put_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta> {
+        self.check(key)?;
+        self.inner.put_file(key, path).await
+    }
+    async fn get_bytes(&self, key: &str) -> PortResult<Vec<u8>> {
+        self.inner.get_bytes(key).await
+    }
+    async fn get_to_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta> {
+        self.inner.get_to_file(key, path).await
+    }
+    async fn head(&self, key: &str) -> PortResult<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> PortResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> PortResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn copy(&self, from: &str, to: &str) -> PortResult<ObjectMeta> {
+        self.check(to)?;
+        self.inner.copy(from, to).await
+    }
 }

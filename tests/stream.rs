@@ -7,10 +7,11 @@ use tributary_core::ports::{ObjectStore, StateStore};
 use tributary_core::stream::reconcile;
 use tributary_core::stream::serving::{self, realtime_windows, ViewCache};
 use tributary_core::stream::speed;
+use tributary_core::stream::speed::StreamRecord;
 use tributary_core::stream::windows::total;
 use tributary_e2e::{date, Harness};
 use tributary_handlers::invoke;
-use tributary_local::kinesis::{KinesisStandIn, PutRecord};
+use tributary_local::kinesis::KinesisStandIn;
 
 fn config(naive: &str) -> String {
     format!(
@@ -68,7 +69,7 @@ fn at(seconds: u32) -> String {
     )
 }
 
-async fn put(h: &Harness, lines: &[String]) -> Vec<PutRecord> {
+async fn put(h: &Harness, lines: &[String]) -> Vec<StreamRecord> {
     let kinesis = KinesisStandIn::new("orders", 1, &h.adapters.state);
     let records = lines
         .iter()
@@ -76,12 +77,12 @@ async fn put(h: &Harness, lines: &[String]) -> Vec<PutRecord> {
         .map(|(i, l)| (format!("key-{i}"), l.as_bytes().to_vec()))
         .collect();
     kinesis
-        .put_records(records, chrono::Utc::now())
+        .put_records_at(records, chrono::Utc::now())
         .await
         .unwrap()
 }
 
-async fn deliver(h: &Harness, records: &[PutRecord]) -> Value {
+async fn deliver(h: &Harness, records: &[StreamRecord]) -> Value {
     let kinesis = KinesisStandIn::new("orders", 1, &h.adapters.state);
     let response = invoke(&h.services(), "stream-aggregate", kinesis.event(records))
         .await

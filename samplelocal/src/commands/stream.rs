@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tributary_core::config::{parse_duration_secs, StreamConfig};
-use tributary_local::kinesis::{KinesisStandIn, PutRecord};
+use tributary_core::stream::speed::StreamRecord;
+use tributary_local::kinesis::KinesisStandIn;
 
 pub struct ReplayOptions<'a> {
     pub file: &'a Path,
@@ -74,8 +75,8 @@ pub async fn deliver_all(
     batch_size: usize,
     totals: &mut Totals,
 ) -> Result<()> {
-    let put = kinesis.put_records(records, chrono::Utc::now()).await?;
-    let mut queues: Vec<std::collections::VecDeque<PutRecord>> = (0..kinesis.shards)
+    let put = kinesis.put_records_at(records, chrono::Utc::now()).await?;
+    let mut queues: Vec<std::collections::VecDeque<StreamRecord>> = (0..kinesis.shards)
         .map(|shard| {
             let id = tributary_local::kinesis::shard_id(shard);
             put.iter().filter(|r| r.shard_id == id).cloned().collect()
@@ -84,7 +85,7 @@ pub async fn deliver_all(
     while queues.iter().any(|q| !q.is_empty()) {
         for queue in queues.iter_mut() {
             let take = queue.len().min(batch_size);
-            let batch: Vec<PutRecord> = queue.drain(..take).collect();
+            let batch: Vec<StreamRecord> = queue.drain(..take).collect();
             deliver(rt, kinesis, batch, batch_size, totals).await?;
         }
     }
@@ -97,13 +98,13 @@ pub async fn deliver_all(
 async fn deliver(
     rt: &LocalRuntime,
     kinesis: &KinesisStandIn<'_>,
-    mut records: Vec<PutRecord>,
+    mut records: Vec<StreamRecord>,
     batch_size: usize,
     totals: &mut Totals,
 ) -> Result<()> {
     while !records.is_empty() {
         let take = records.len().min(batch_size);
-        let batch: Vec<PutRecord> = records.drain(..take).collect();
+        let batch: Vec<StreamRecord> = records.drain(..take).collect();
         let mut pending = batch;
         for attempt in 0.. {
             let event = kinesis.event(&pending);
@@ -183,7 +184,7 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
             // when it holds a full batch or its oldest record has waited
             // the batching window, whichever comes first (as the mapping
             // does with BatchSize and MaximumBatchingWindowInSeconds).
-            let mut buffers: Vec<(Vec<PutRecord>, Vec<Instant>)> =
+            let mut buffers: Vec<(Vec<StreamRecord>, Vec<Instant>)> =
                 (0..kinesis.shards).map(|_| Default::default()).collect();
             let mut pending = records.into_iter().enumerate().peekable();
             let schedule = |i: usize| started + Duration::from_secs_f64(i as f64 / rate);
@@ -199,7 +200,7 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
                     due.push(pending.next().context("peeked")?.1);
                 }
                 if !due.is_empty() {
-                    let put = kinesis.put_records(due, chrono::Utc::now()).await?;
+                    let put = kinesis.put_records_at(due, chrono::Utc::now()).await?;
                     let acknowledged = Instant::now();
                     for r in put {
                         let shard = tributary_local::kinesis::shard_index(&r.shard_id);
@@ -215,7 +216,7 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
                         continue;
                     }
                     let take = buffer.0.len().min(o.batch_size);
-                    let batch: Vec<PutRecord> = buffer.0.drain(..take).collect();
+                    let batch: Vec<StreamRecord> = buffer.0.drain(..take).collect();
                     let put_at: Vec<Instant> = buffer.1.drain(..take).collect();
                     deliver(rt, &kinesis, batch, o.batch_size, &mut totals).await?;
                     let done = Instant::now();

@@ -6,6 +6,7 @@ mod adapters;
 mod dynamodb;
 pub mod emulator;
 mod glue;
+mod kinesis;
 mod s3;
 mod sfn;
 mod sns;
@@ -13,6 +14,7 @@ mod sns;
 pub use adapters::{AwsAdapters, MissingEnvironment, ENVIRONMENT};
 pub use dynamodb::DynamoStateStore;
 pub use glue::GlueCatalog;
+pub use kinesis::KinesisProducer;
 pub use s3::S3ObjectStore;
 pub use sfn::{SfnCallbacks, SfnWorkflows};
 pub use sns::SnsNotifier;
@@ -98,7 +100,7 @@ where
         }
         "NoSuchBucket" => format!("bucket {resource} does not exist: check TRIBUTARY_BUCKET"),
         "ResourceNotFoundException" => {
-            format!("table {resource} does not exist: check TRIBUTARY_TABLE")
+            format!("{resource} does not exist: check its name (TRIBUTARY_TABLE for the state table) and the region")
         }
         "StateMachineDoesNotExist" => {
             format!("state machine {resource} does not exist: check TRIBUTARY_STATE_MACHINE_ARN")

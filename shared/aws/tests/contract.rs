@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 use tributary_aws::emulator::Moto;
-use tributary_aws::{DynamoStateStore, S3ObjectStore};
+use tributary_aws::{DynamoStateStore, KinesisProducer, S3ObjectStore};
 use tributary_core::ports::{
-    Catalog, Condition, ObjectStore, PortError, StateStore, WorkflowStarter,
+    Catalog, Condition, ObjectStore, PortError, StateStore, StreamProducer, WorkflowStarter,
 };
+use tributary_core::stream::sequence_cmp;
+use tributary_core::stream::speed::StreamRecord;
+use tributary_local::kinesis::{shard_id, KinesisStandIn};
 use tributary_local::{FileStateStore, FsObjectStore};
 
 fn moto() -> Moto {
@@ -416,6 +419,124 @@ async fn workflows_step_functions_on_moto() {
         .await
         .unwrap_err();
     assert!(!bad.retryable());
+}
+
+// ---------------------------------------------------------------- streams
+
+/// 1,200 records (more than two PutRecords calls) under 60 partition keys
+/// on a stream of two shards.
+async fn stream_producer_contract(producer: &dyn StreamProducer) -> Vec<StreamRecord> {
+    let records: Vec<(String, Vec<u8>)> = (0..1200)
+        .map(|i| {
+            (
+                format!("user-{}", i % 60),
+                format!("{{\"n\":{i}}}").into_bytes(),
+            )
+        })
+        .collect();
+    let put = producer.put_records(records.clone()).await.unwrap();
+    assert_eq!(put.len(), records.len());
+    // In input order, as sent.
+    for (placed, (key, data)) in put.iter().zip(&records) {
+        assert_eq!((&placed.partition_key, &placed.data), (key, data));
+    }
+    // A key always lands on the same shard, and both shards are used.
+    let mut shard_of_key = std::collections::BTreeMap::new();
+    for r in &put {
+        let shard = shard_of_key
+            .entry(r.partition_key.clone())
+            .or_insert_with(|| r.shard_id.clone());
+        assert_eq!(shard, &r.shard_id, "{}", r.partition_key);
+    }
+    let shards: std::collections::BTreeSet<_> = shard_of_key.values().collect();
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    // Per shard, sequence numbers are decimal and increase in put order.
+    let mut last: std::collections::BTreeMap<&str, &str> = Default::default();
+    for r in &put {
+        assert!(
+            r.sequence_number.bytes().all(|b| b.is_ascii_digit()),
+            "{}",
+            r.sequence_number
+        );
+        if let Some(previous) = last.insert(&r.shard_id, &r.sequence_number) {
+            assert_eq!(
+                sequence_cmp(previous, &r.sequence_number),
+                std::cmp::Ordering::Less
+            );
+        }
+    }
+    // Records Kinesis would refuse fail the call before anything is sent,
+    // naming the record, and a retry cannot help.
+    for (bad, expected) in [
+        (
+            vec![
+                ("k".to_string(), b"ok".to_vec()),
+                (String::new(), b"x".to_vec()),
+            ],
+            "record 1",
+        ),
+        (
+            vec![("k".to_string(), vec![0u8; 1 << 20])],
+            "at most 1048576",
+        ),
+    ] {
+        let err = producer.put_records(bad).await.unwrap_err();
+        assert!(!err.retryable(), "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    put
+}
+
+#[tokio::test]
+async fn stream_producer_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = FileStateStore::new(dir.path().to_path_buf());
+    stream_producer_contract(&KinesisStandIn::new("orders", 2, &state)).await;
+}
+
+#[tokio::test]
+async fn stream_producer_kinesis_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let producer = KinesisProducer::new(&config, "orders");
+    producer.ensure_stream(2).await.unwrap();
+    let put = stream_producer_contract(&producer).await;
+    // Read back from the oldest record: exactly what was put, each shard
+    // in sequence order (the refused calls added nothing).
+    let read = producer.read_all().await.unwrap();
+    let key = |r: &StreamRecord| {
+        (
+            r.shard_id.clone(),
+            r.sequence_number.clone(),
+            r.partition_key.clone(),
+            r.data.clone(),
+        )
+    };
+    let mut expected: Vec<_> = put.iter().map(key).collect();
+    expected.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| sequence_cmp(&a.1, &b.1)));
+    assert_eq!(read.iter().map(key).collect::<Vec<_>>(), expected);
+    // The stand-in places every partition key on the shard Kinesis does.
+    let dir = tempfile::tempdir().unwrap();
+    let state = FileStateStore::new(dir.path().to_path_buf());
+    let stand_in = KinesisStandIn::new("orders", 2, &state);
+    for r in &put {
+        assert_eq!(
+            shard_id(stand_in.shard_of(&r.partition_key)),
+            r.shard_id,
+            "{}",
+            r.partition_key
+        );
+    }
+    // A stream that does not exist is a permanent error naming it.
+    let missing = KinesisProducer::new(&config, "nope")
+        .put_records(vec![("k".into(), b"x".to_vec())])
+        .await
+        .unwrap_err();
+    assert!(!missing.retryable(), "{missing}");
+    assert!(
+        missing.to_string().contains("Kinesis stream nope"),
+        "{missing}"
+    );
 }
 
 // ---------------------------------------------------------------- notifier

@@ -213,6 +213,48 @@ pub trait WorkflowStarter: Send + Sync {
     async fn start(&self, execution_name: &str, input: serde_json::Value) -> PortResult<bool>;
 }
 
+/// Putting records on a Kinesis stream (PutRecords), for replays, tools and
+/// tests. Each record lands on the shard its partition key hashes to and
+/// gets that shard's next sequence number; the result is in input order,
+/// as the consumer will see each record.
+#[async_trait]
+pub trait StreamProducer: Send + Sync {
+    /// `records` are (partition key, data). A record the stream refuses
+    /// (too large, empty key) fails the call before anything is sent.
+    async fn put_records(
+        &self,
+        records: Vec<(String, Vec<u8>)>,
+    ) -> PortResult<Vec<crate::stream::speed::StreamRecord>>;
+}
+
+/// Kinesis' limits on one record: a partition key of 1 to 256 characters,
+/// and key plus data of at most 1 MiB.
+pub const MAX_STREAM_RECORD_BYTES: usize = 1 << 20;
+
+/// Refuses records Kinesis would refuse, naming the first one and why, so
+/// both producers fail the same way before sending anything.
+pub fn check_stream_records(stream: &str, records: &[(String, Vec<u8>)]) -> PortResult<()> {
+    for (index, (key, data)) in records.iter().enumerate() {
+        let chars = key.chars().count();
+        let problem = if chars == 0 || chars > 256 {
+            format!("its partition key has {chars} characters; Kinesis takes 1 to 256")
+        } else if key.len() + data.len() > MAX_STREAM_RECORD_BYTES {
+            format!(
+                "key and data are {} bytes; Kinesis takes at most {MAX_STREAM_RECORD_BYTES}",
+                key.len() + data.len()
+            )
+        } else {
+            continue;
+        };
+        return Err(PortError::permanent(
+            format!("putting records on stream {stream}"),
+            format!("record {index} (partition key {key:?}) cannot be sent: {problem}"),
+            "record refused",
+        ));
+    }
+    Ok(())
+}
+
 /// Messages to people: approval requests and alerts (SNS on AWS; locally an
 /// outbox file in the workspace, echoed on the terminal).
 #[async_trait]

@@ -5,25 +5,17 @@
 //! does: `{"Records": [...]}` with base64 data, eventID, eventSourceARN and
 //! approximateArrivalTimestamp.
 
+use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
-use tributary_core::ports::{PortResult, StateStore};
+use tributary_core::ports::{check_stream_records, PortResult, StateStore, StreamProducer};
 use tributary_core::state;
+use tributary_core::stream::speed::StreamRecord;
 
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "000000000000";
-
-/// One record as put, before delivery.
-#[derive(Debug, Clone)]
-pub struct PutRecord {
-    pub shard_id: String,
-    pub sequence_number: String,
-    pub partition_key: String,
-    pub data: Vec<u8>,
-    pub arrival: DateTime<Utc>,
-}
 
 pub struct KinesisStandIn<'a> {
     pub stream: String,
@@ -55,24 +47,33 @@ impl<'a> KinesisStandIn<'a> {
     pub fn shard_of(&self, partition_key: &str) -> u32 {
         let digest = Md5::digest(partition_key.as_bytes());
         let hash = u128::from_be_bytes(digest.into());
-        let width = u128::MAX / self.shards as u128;
+        // Kinesis splits the 2^128 hash keys into ranges of floor(2^128 / n),
+        // the last range taking the remainder. 2^128 does not fit in a u128:
+        // floor((MAX + 1) / n) = floor(MAX / n), plus one when n divides MAX + 1.
+        let n = self.shards as u128;
+        if n == 1 {
+            return 0;
+        }
+        let width = u128::MAX / n + u128::from(u128::MAX % n == n - 1);
         ((hash / width) as u32).min(self.shards - 1)
     }
 
-    /// PutRecords: each record gets its shard and sequence number.
-    pub async fn put_records(
+    /// PutRecords arriving at `arrival`: each record gets its shard and
+    /// sequence number; the result is in input order.
+    pub async fn put_records_at(
         &self,
         records: Vec<(String, Vec<u8>)>,
         arrival: DateTime<Utc>,
-    ) -> PortResult<Vec<PutRecord>> {
-        let mut out = Vec::with_capacity(records.len());
-        let mut by_shard: std::collections::BTreeMap<u32, Vec<(String, Vec<u8>)>> =
+    ) -> PortResult<Vec<StreamRecord>> {
+        check_stream_records(&self.stream, &records)?;
+        let mut out: Vec<(usize, StreamRecord)> = Vec::with_capacity(records.len());
+        let mut by_shard: std::collections::BTreeMap<u32, Vec<(usize, String, Vec<u8>)>> =
             Default::default();
-        for (key, data) in records {
+        for (index, (key, data)) in records.into_iter().enumerate() {
             by_shard
                 .entry(self.shard_of(&key))
                 .or_default()
-                .push((key, data));
+                .push((index, key, data));
         }
         for (shard, records) in by_shard {
             let n = records.len() as u64;
@@ -85,24 +86,35 @@ impl<'a> KinesisStandIn<'a> {
             .await?
             .unwrap_or(n);
             let first = next - n + 1;
-            for (i, (partition_key, data)) in records.into_iter().enumerate() {
-                out.push(PutRecord {
-                    shard_id: shard_id(shard),
-                    // Kinesis sequence numbers are 56 decimal digits.
-                    sequence_number: format!("49{:054}", first + i as u64),
-                    partition_key,
-                    data,
-                    arrival,
-                });
+            for (i, (index, partition_key, data)) in records.into_iter().enumerate() {
+                out.push((
+                    index,
+                    StreamRecord {
+                        shard_id: shard_id(shard),
+                        // Kinesis sequence numbers are 56 decimal digits.
+                        sequence_number: format!("49{:054}", first + i as u64),
+                        partition_key,
+                        data,
+                        arrival,
+                    },
+                ));
             }
         }
-        Ok(out)
+        out.sort_by_key(|(index, _)| *index);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
     }
 
     /// The event the event source mapping hands the function.
-    pub fn event(&self, records: &[PutRecord]) -> Value {
-        let arn = format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{}", self.stream);
-        let records: Vec<Value> = records
+    pub fn event(&self, records: &[StreamRecord]) -> Value {
+        event_source_mapping_event(&self.stream, records)
+    }
+}
+
+/// The event a Kinesis event source mapping hands a function for these
+/// records of `stream`, whichever producer put them.
+pub fn event_source_mapping_event(stream: &str, records: &[StreamRecord]) -> Value {
+    let arn = format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{stream}");
+    let records: Vec<Value> = records
             .iter()
             .map(|r| {
                 json!({
@@ -123,7 +135,13 @@ impl<'a> KinesisStandIn<'a> {
                 })
             })
             .collect();
-        json!({ "Records": records })
+    json!({ "Records": records })
+}
+
+#[async_trait]
+impl StreamProducer for KinesisStandIn<'_> {
+    async fn put_records(&self, records: Vec<(String, Vec<u8>)>) -> PortResult<Vec<StreamRecord>> {
+        self.put_records_at(records, Utc::now()).await
     }
 }
 
@@ -142,9 +160,9 @@ mod tests {
             (0..100).map(|i| four.shard_of(&format!("k{i}"))).collect();
         assert_eq!(used.len(), 4);
         let records = (0..10).map(|i| (format!("k{i}"), vec![b'x'])).collect();
-        let first = four.put_records(records, Utc::now()).await.unwrap();
+        let first = four.put_records_at(records, Utc::now()).await.unwrap();
         let again = four
-            .put_records(vec![("k0".into(), vec![b'y'])], Utc::now())
+            .put_records_at(vec![("k0".into(), vec![b'y'])], Utc::now())
             .await
             .unwrap();
         let earlier = first.iter().filter(|r| r.shard_id == again[0].shard_id);
