@@ -301,8 +301,10 @@ struct ApprovalInput {
     pipeline: String,
     date: String,
     run_id: String,
-    /// The quality reports of the held datasets.
-    held: Vec<tributary_core::quality::QualityReport>,
+    /// The quality reports of the run's datasets; those that failed are
+    /// the ones held. (`held`, the older name, carried only the failed.)
+    #[serde(alias = "held")]
+    reports: Vec<tributary_core::quality::QualityReport>,
     #[serde(default = "default_approval_hours")]
     expires_in_hours: i64,
 }
@@ -312,10 +314,11 @@ fn default_approval_hours() -> i64 {
 }
 
 pub async fn request_approval(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let i: ApprovalInput = parse_run(event, "{token, execution, pipeline, date, run_id, held}")?;
-    if i.held.is_empty() {
+    let i: ApprovalInput = parse_run(event, "{token, execution, pipeline, date, run_id, reports}")?;
+    let held: Vec<_> = i.reports.into_iter().filter(|r| !r.passed).collect();
+    if held.is_empty() {
         return Err(bad_event(
-            "request-approval needs at least one held dataset".into(),
+            "request-approval needs at least one dataset whose quality failed".into(),
         ));
     }
     to_json(
@@ -326,7 +329,7 @@ pub async fn request_approval(svc: &Services<'_>, event: Value) -> Result<Value,
             &i.pipeline,
             run_date(&i.date)?,
             &i.run_id,
-            &i.held,
+            &held,
             chrono::Duration::hours(i.expires_in_hours.clamp(1, 24 * 30)),
         )
         .await?,

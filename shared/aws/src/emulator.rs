@@ -1,11 +1,22 @@
 //! moto server for tests: a real AWS-API emulator on a free loopback port,
 //! stopped when dropped. `scripts/test.sh` installs it into `.tools/venv`;
-//! `TRIBUTARY_MOTO_SERVER` names another binary.
+//! `TRIBUTARY_MOTO_SERVER` names another installation's moto_server (its
+//! sibling `python` runs it).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// moto_server's own main, with request threads turned off.
+const SERIAL_MOTO_SERVER: &str = "import sys, moto.server as server
+real_run_simple = server.run_simple
+def serial_run_simple(*args, **kwargs):
+    kwargs['threaded'] = False
+    return real_run_simple(*args, **kwargs)
+server.run_simple = serial_run_simple
+server.main(sys.argv[1:])
+";
 
 pub struct Moto {
     child: Child,
@@ -38,12 +49,24 @@ impl Moto {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free loopback port");
-        let child = Command::new(binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // moto's server handles requests on a thread each, and its DynamoDB
+        // checks a condition and writes without a lock, so two racing
+        // conditional writes can both win, which DynamoDB never allows.
+        // One request at a time restores the atomicity the contract tests.
+        let python = binary.with_file_name("python");
+        let child = Command::new(&python)
+            .args([
+                "-c",
+                SERIAL_MOTO_SERVER,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start moto_server");
+            .unwrap_or_else(|e| panic!("start moto server with {}: {e}", python.display()));
         let server = Moto {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -69,5 +92,108 @@ impl Moto {
             ))
             .load()
             .await
+    }
+
+    /// Makes moto's Step Functions run state machines (it only records
+    /// them otherwise) with Lambda functions answered from a queue instead
+    /// of Docker containers.
+    pub fn execute_state_machines(&self) -> Result<(), String> {
+        self.call(
+            "POST",
+            "/moto-api/config",
+            None,
+            "application/json",
+            r#"{"stepfunctions": {"execute_state_machine": true}, "lambda": {"use_docker": false}}"#,
+        )
+        .map(|_| ())
+    }
+
+    /// Creates Lambda functions (and the IAM role Lambda insists on) that
+    /// state machines can invoke by name; their answers come from
+    /// [`Moto::queue_lambda_results`].
+    pub fn create_lambda_functions(&self, names: &[String]) -> Result<(), String> {
+        self.call(
+            "POST",
+            "/",
+            Some("iam"),
+            "application/x-www-form-urlencoded",
+            "Action=CreateRole&Version=2010-05-08&RoleName=tributary-test&AssumeRolePolicyDocument=%7B%7D",
+        )?;
+        for name in names {
+            let body = serde_json::json!({
+                "FunctionName": name,
+                "Runtime": "provided.al2023",
+                "Role": "arn:aws:iam::123456789012:role/tributary-test",
+                "Handler": "bootstrap",
+                // moto keeps the code without running it.
+                "Code": {"ZipFile": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="},
+            });
+            self.call(
+                "POST",
+                "/2015-03-31/functions",
+                Some("lambda"),
+                "application/json",
+                &body.to_string(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Queues what the next Lambda invocations return, one JSON document
+    /// per invocation, in order, across all functions.
+    pub fn queue_lambda_results(&self, results: &[serde_json::Value]) -> Result<(), String> {
+        let results: Vec<String> = results.iter().map(|r| r.to_string()).collect();
+        let body = serde_json::json!({"results": results, "region": "us-east-1"});
+        self.call(
+            "POST",
+            "/moto-api/static/lambda-simple/response",
+            None,
+            "application/json",
+            &body.to_string(),
+        )
+        .map(|_| ())
+    }
+
+    /// One HTTP/1.1 request to the server. moto routes by the service named
+    /// in the Authorization header's credential scope and does not check
+    /// the signature, so test set-up needs no SDK for IAM or Lambda.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        service: Option<&str>,
+        content_type: &str,
+        body: &str,
+    ) -> Result<String, String> {
+        use std::io::{Read, Write};
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address)
+            .map_err(|e| format!("connecting to moto: {e}"))?;
+        let auth = service
+            .map(|s| {
+                format!(
+                    "Authorization: AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/{s}/aws4_request, SignedHeaders=host, Signature=0\r\n"
+                )
+            })
+            .unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| format!("writing to moto: {e}"))?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| format!("reading from moto: {e}"))?;
+        let status = response.split(' ').nth(1).unwrap_or_default();
+        if !status.starts_with('2') {
+            return Err(format!(
+                "{method} {path}: {}",
+                response.lines().next().unwrap_or_default()
+            ));
+        }
+        Ok(response)
     }
 }
