@@ -577,3 +577,31 @@ async fn retention_deletes_expired_partitions_from_storage_catalog_and_state() {
         .unwrap()
         .is_empty());
 }
+
+/// Approval links need the callback's URL; without it no request is stored
+/// (a token nobody can answer) and the error says which variable to set.
+#[tokio::test]
+async fn no_approval_request_is_stored_without_a_callback_url() {
+    use tributary_core::approvals::{self, ApprovalError, ApprovalRequest, LinkSigner};
+    let h = Harness::new(&config("overwrite"));
+    let signer = LinkSigner {
+        secret: b"secret",
+        base_url: " ",
+    };
+    let request = ApprovalRequest {
+        token: "token".into(),
+        execution: "execution".into(),
+        purpose: "publish".into(),
+        summary: json!({}),
+        ttl: chrono::Duration::hours(1),
+    };
+    let err = approvals::request(&h.adapters.state, &signer, request, chrono::Utc::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApprovalError::NoCallbackUrl), "{err}");
+    assert!(err.to_string().contains("TRIBUTARY_APPROVAL_BASE_URL"));
+    let stored = tributary_core::ports::StateStore::query(&h.adapters.state, "approval")
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
+}

@@ -18,7 +18,7 @@ use tributary_core::usecases::{self, Services, UseCaseError};
 pub mod approval_callback;
 pub mod stream;
 
-pub const FUNCTIONS: [&str; 33] = [
+pub const FUNCTIONS: [&str; 34] = [
     "object-created",
     "plan-partition",
     "clean-partition",
@@ -52,6 +52,7 @@ pub const FUNCTIONS: [&str; 33] = [
     "query-api",
     "reconcile",
     "replay-dlq",
+    "retention-sweep",
 ];
 
 /// A handler failure as Lambda reports it: `error_type` is what Step
@@ -121,6 +122,7 @@ pub async fn invoke(
         "query-api" => stream::query_api(svc, event).await,
         "reconcile" => stream::reconcile_streams(svc, event).await,
         "replay-dlq" => stream::replay_dlq(svc, event).await,
+        "retention-sweep" => retention_sweep(svc, event).await,
         "approval-callback" => {
             let request = approval_callback::HttpRequest::from_event(&event)?;
             Ok(approval_callback::handle(svc, &request).await)
@@ -460,6 +462,33 @@ struct ReportInput {
 pub async fn catchup_report(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let i: ReportInput = parse_run(event, "{pipeline, results}")?;
     Ok(orchestration::report_catchup(svc, &i.pipeline, &i.results).await?)
+}
+
+/// The daily schedule's input: `{}` sweeps as of today (UTC); `today` and
+/// `dry_run` are for operators trying it by hand.
+#[derive(Debug, Default, Deserialize)]
+struct SweepInput {
+    #[serde(default)]
+    today: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// Deletes partitions past each layer's retention, unpublishing them from
+/// the catalog first (S3 lifecycle expiry is only the backstop: it cannot
+/// unpublish).
+pub async fn retention_sweep(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: SweepInput = if event.is_null() {
+        SweepInput::default()
+    } else {
+        parse_run(event, "{today?: YYYY-MM-DD, dry_run?: bool}")?
+    };
+    let today = match &i.today {
+        Some(d) => run_date(d)?,
+        None => chrono::Utc::now().date_naive(),
+    };
+    let deletions = usecases::retention_sweep(svc, today, i.dry_run).await?;
+    Ok(json!({"today": today, "dry_run": i.dry_run, "deletions": to_json(&deletions)?}))
 }
 
 #[derive(Debug, Deserialize)]

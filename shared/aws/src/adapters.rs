@@ -39,34 +39,56 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "TRIBUTARY_TOPIC_ARN",
         "the SNS topic for approvals and alerts",
     ),
-    (
-        "TRIBUTARY_APPROVAL_SECRET",
-        "the approval link signing secret",
-    ),
-    (
-        "TRIBUTARY_APPROVAL_BASE_URL",
-        "the approval-callback function URL",
-    ),
 ];
+
+/// The approval signing secret: the ARN of a Secrets Manager secret (how
+/// Terraform deploys it: the value never appears in the function's
+/// configuration), or the value itself (emulators and tests).
+pub const APPROVAL_SECRET_ARN: &str = "TRIBUTARY_APPROVAL_SECRET_ARN";
+pub const APPROVAL_SECRET: &str = "TRIBUTARY_APPROVAL_SECRET";
+/// Where approval links point (the approval-callback function URL). Not
+/// required: the approval callback itself cannot know its own URL without a
+/// cycle, and needs none; functions that send links fail clearly without it.
+pub const APPROVAL_BASE_URL: &str = "TRIBUTARY_APPROVAL_BASE_URL";
 
 /// A variable that is not set, with what it should hold.
 #[derive(Debug, thiserror::Error)]
 #[error("environment variable(s) not set: {}", .0.iter().map(|(n, w)| format!("{n} ({w})")).collect::<Vec<_>>().join(", "))]
 pub struct MissingEnvironment(pub Vec<(&'static str, &'static str)>);
 
+/// Why the adapters could not be wired at cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Missing(#[from] MissingEnvironment),
+    #[error("reading the approval signing secret {arn}: {source}")]
+    Secret {
+        arn: String,
+        #[source]
+        source: tributary_core::ports::PortError,
+    },
+}
+
 impl AwsAdapters {
     /// All variables are checked before anything connects, so one cold
     /// start names every one that is missing.
     pub async fn from_env(
         get: impl Fn(&str) -> Option<String>,
-    ) -> Result<AwsAdapters, MissingEnvironment> {
-        let missing: Vec<_> = ENVIRONMENT
+    ) -> Result<AwsAdapters, WiringError> {
+        let set = |name: &str| get(name).filter(|v| !v.is_empty());
+        let mut missing: Vec<_> = ENVIRONMENT
             .iter()
-            .filter(|(name, _)| get(name).is_none_or(|v| v.is_empty()))
+            .filter(|(name, _)| set(name).is_none())
             .copied()
             .collect();
+        if set(APPROVAL_SECRET_ARN).is_none() && set(APPROVAL_SECRET).is_none() {
+            missing.push((
+                APPROVAL_SECRET_ARN,
+                "the Secrets Manager secret that signs approval links (or TRIBUTARY_APPROVAL_SECRET, its value)",
+            ));
+        }
         if !missing.is_empty() {
-            return Err(MissingEnvironment(missing));
+            return Err(MissingEnvironment(missing).into());
         }
         let var = |name: &str| get(name).unwrap_or_default();
         let settings = AwsSettings {
@@ -85,8 +107,14 @@ impl AwsAdapters {
                 BTreeMap::from([("*".to_string(), var("TRIBUTARY_TOPIC_ARN"))]),
             ),
             callbacks: SfnCallbacks::new(&config),
-            approval_secret: var("TRIBUTARY_APPROVAL_SECRET").into_bytes(),
-            approval_base_url: var("TRIBUTARY_APPROVAL_BASE_URL"),
+            approval_secret: match set(APPROVAL_SECRET_ARN) {
+                Some(arn) => crate::secrets::secret_string(&config, &arn)
+                    .await
+                    .map_err(|source| WiringError::Secret { arn, source })?
+                    .into_bytes(),
+                None => var(APPROVAL_SECRET).into_bytes(),
+            },
+            approval_base_url: var(APPROVAL_BASE_URL),
             // Lambda's writable scratch space.
             scratch: std::env::temp_dir().join("tributary"),
         })
@@ -117,7 +145,7 @@ mod tests {
     #[tokio::test]
     async fn one_cold_start_names_every_missing_variable() {
         let env = |name: &str| (name == "TRIBUTARY_BUCKET").then(|| "data".to_string());
-        let Err(missing) = AwsAdapters::from_env(env).await else {
+        let Err(WiringError::Missing(missing)) = AwsAdapters::from_env(env).await else {
             panic!("wired without a table, a database, …");
         };
         let message = missing.to_string();
@@ -125,8 +153,12 @@ mod tests {
             message.contains("TRIBUTARY_TABLE (the DynamoDB state table's name)"),
             "{message}"
         );
-        assert!(message.contains("TRIBUTARY_APPROVAL_BASE_URL"), "{message}");
+        assert!(
+            message.contains("TRIBUTARY_APPROVAL_SECRET_ARN"),
+            "{message}"
+        );
         assert!(!message.contains("TRIBUTARY_BUCKET"), "{message}");
-        assert_eq!(missing.0.len(), ENVIRONMENT.len() - 1);
+        assert!(!message.contains(APPROVAL_BASE_URL), "optional: {message}");
+        assert_eq!(missing.0.len(), ENVIRONMENT.len());
     }
 }

@@ -8,10 +8,14 @@ pub mod emulator;
 mod glue;
 mod kinesis;
 mod s3;
+mod secrets;
 mod sfn;
 mod sns;
 
-pub use adapters::{AwsAdapters, MissingEnvironment, ENVIRONMENT};
+pub use adapters::{
+    AwsAdapters, MissingEnvironment, WiringError, APPROVAL_BASE_URL, APPROVAL_SECRET,
+    APPROVAL_SECRET_ARN, ENVIRONMENT,
+};
 pub use dynamodb::DynamoStateStore;
 pub use glue::GlueCatalog;
 pub use kinesis::KinesisProducer;

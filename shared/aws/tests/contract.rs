@@ -569,3 +569,53 @@ async fn notifications_on_sns_on_moto() {
         "{unknown}"
     );
 }
+
+// ---------------------------------------------------------------- wiring
+
+/// A cold start on emulated AWS: the adapters are wired from the
+/// environment Terraform sets, the signing key read from Secrets Manager.
+#[tokio::test]
+async fn wiring_reads_the_approval_secret_from_secrets_manager_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let secret = aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name("tributary-approval-signing")
+        .secret_string("a-long-random-key")
+        .send()
+        .await
+        .unwrap();
+    let arn = secret.arn().unwrap().to_string();
+    // The SDK's default credential chain reads these from the process
+    // (each test runs in its own process under nextest).
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    let environment = |secret_arn: String| {
+        let url = moto.url.clone();
+        move |name: &str| -> Option<String> {
+            Some(match name {
+                "AWS_ENDPOINT_URL" => url.clone(),
+                "AWS_REGION" => "us-east-1".into(),
+                "TRIBUTARY_APPROVAL_SECRET_ARN" => secret_arn.clone(),
+                "TRIBUTARY_APPROVAL_BASE_URL" => return None,
+                other if other.starts_with("TRIBUTARY_") => format!("value-of-{other}"),
+                _ => return None,
+            })
+        }
+    };
+    let adapters = tributary_aws::AwsAdapters::from_env(environment(arn))
+        .await
+        .unwrap();
+    assert_eq!(adapters.approval_secret, b"a-long-random-key");
+    assert!(adapters.approval_base_url.is_empty());
+    // A secret that is not there fails the cold start, naming it.
+    let Err(e) = tributary_aws::AwsAdapters::from_env(environment(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone".into(),
+    ))
+    .await
+    else {
+        panic!("wired without its secret");
+    };
+    let message = e.to_string();
+    assert!(message.contains("secret:gone"), "{message}");
+}

@@ -62,6 +62,9 @@ pub enum ApprovalError {
     },
     #[error("the decision must be \"approve\" or \"reject\", not {0:?}")]
     BadDecision(String),
+    /// Links need the approval callback's address (on AWS its function URL).
+    #[error("approval links need the approval callback's URL: set TRIBUTARY_APPROVAL_BASE_URL (Terraform sets it to the approval-callback function URL)")]
+    NoCallbackUrl,
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -75,6 +78,7 @@ impl ApprovalError {
             ApprovalError::Expired { .. } => 410,
             ApprovalError::AlreadyDecided { .. } => 409,
             ApprovalError::BadDecision(_) => 400,
+            ApprovalError::NoCallbackUrl => 500,
             ApprovalError::Port(e) if e.retryable() => 503,
             ApprovalError::Port(_) => 500,
         }
@@ -204,6 +208,10 @@ pub async fn request(
     req: ApprovalRequest,
     now: DateTime<Utc>,
 ) -> Result<(Approval, ApprovalLinks), ApprovalError> {
+    // Checked before the token is stored, so no request is left without links.
+    if signer.base_url.trim().is_empty() {
+        return Err(ApprovalError::NoCallbackUrl);
+    }
     let approval = Approval {
         id: new_id()?,
         token: req.token,

@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tributary_functions::serve("retention-sweep").await
+}
