@@ -578,28 +578,56 @@ async fn retention_deletes_expired_partitions_from_storage_catalog_and_state() {
         .is_empty());
 }
 
-/// Approval links need the callback's URL; without it no request is stored
-/// (a token nobody can answer) and the error says which variable to set.
+/// Approval links need the signing key and the callback's URL; without
+/// either no request is stored (a token nobody could answer) and the error
+/// says which variable to set.
 #[tokio::test]
-async fn no_approval_request_is_stored_without_a_callback_url() {
+async fn no_approval_request_is_stored_without_a_key_or_a_callback_url() {
     use tributary_core::approvals::{self, ApprovalError, ApprovalRequest, LinkSigner};
     let h = Harness::new(&config("overwrite"));
-    let signer = LinkSigner {
-        secret: b"secret",
-        base_url: " ",
-    };
-    let request = ApprovalRequest {
+    let request = || ApprovalRequest {
         token: "token".into(),
         execution: "execution".into(),
         purpose: "publish".into(),
         summary: json!({}),
         ttl: chrono::Duration::hours(1),
     };
-    let err = approvals::request(&h.adapters.state, &signer, request, chrono::Utc::now())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ApprovalError::NoCallbackUrl), "{err}");
-    assert!(err.to_string().contains("TRIBUTARY_APPROVAL_BASE_URL"));
+    for (secret, base_url, variable) in [
+        (&b"secret"[..], " ", "TRIBUTARY_APPROVAL_BASE_URL"),
+        (
+            &b""[..],
+            "https://approvals.example",
+            "TRIBUTARY_APPROVAL_SECRET_ARN",
+        ),
+    ] {
+        let signer = LinkSigner { secret, base_url };
+        let err = approvals::request(&h.adapters.state, &signer, request(), chrono::Utc::now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApprovalError::NoCallbackUrl | ApprovalError::NoSigningKey
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains(variable), "{err}");
+        // Nor does an unkeyed callback accept any link.
+        assert!(matches!(
+            LinkSigner {
+                secret: b"",
+                base_url
+            }
+            .verify(
+                "id",
+                approvals::Decision::Approve,
+                0,
+                "",
+                chrono::Utc::now()
+            ),
+            Err(ApprovalError::NoSigningKey)
+        ));
+    }
     let stored = tributary_core::ports::StateStore::query(&h.adapters.state, "approval")
         .await
         .unwrap();

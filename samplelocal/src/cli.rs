@@ -143,6 +143,9 @@ pub enum Command {
     /// Poison records of the speed layer: list them, replay them after a fix.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Deployment helpers for infra/ (Terraform).
+    #[command(subcommand)]
+    Infra(InfraCommand),
     /// Batch views (daily and hourly) of a stream, for a date or a range.
     #[command(subcommand)]
     Views(ViewsCommand),
@@ -203,6 +206,18 @@ pub enum Command {
     TaskHeartbeat {
         #[arg(long)]
         token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InfraCommand {
+    /// Print (or write) the Terraform variables derived from --config:
+    /// Glue tables and columns, retention per layer, Kinesis streams.
+    Vars {
+        /// Write here instead of stdout, e.g.
+        /// infra/envs/dev/pipeline.auto.tfvars.json.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -387,6 +402,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report { execution, out } => {
             return commands::run_report::run(ws, execution, out.as_deref())
         }
+        Command::Infra(InfraCommand::Vars { out }) => {
+            return commands::infra::run(config, out.as_deref())
+        }
         Command::TaskHeartbeat { token } => {
             return asl::answer(ws, config, token, asl::Answer::Heartbeat)
         }
@@ -540,6 +558,7 @@ async fn run_async(cli: Cli) -> Result<()> {
         }
         Command::Bench(_)
         | Command::Asl(_)
+        | Command::Infra(_)
         | Command::Executions(_)
         | Command::TaskSuccess { .. }
         | Command::TaskFailure { .. }

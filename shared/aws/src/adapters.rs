@@ -43,7 +43,9 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
 
 /// The approval signing secret: the ARN of a Secrets Manager secret (how
 /// Terraform deploys it: the value never appears in the function's
-/// configuration), or the value itself (emulators and tests).
+/// configuration), or the value itself (emulators and tests). Only the
+/// functions that send or answer approvals get it (and the permission to
+/// read it); the others have none, and signing or checking a link fails.
 pub const APPROVAL_SECRET_ARN: &str = "TRIBUTARY_APPROVAL_SECRET_ARN";
 pub const APPROVAL_SECRET: &str = "TRIBUTARY_APPROVAL_SECRET";
 /// Where approval links point (the approval-callback function URL). Not
@@ -76,17 +78,11 @@ impl AwsAdapters {
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<AwsAdapters, WiringError> {
         let set = |name: &str| get(name).filter(|v| !v.is_empty());
-        let mut missing: Vec<_> = ENVIRONMENT
+        let missing: Vec<_> = ENVIRONMENT
             .iter()
             .filter(|(name, _)| set(name).is_none())
             .copied()
             .collect();
-        if set(APPROVAL_SECRET_ARN).is_none() && set(APPROVAL_SECRET).is_none() {
-            missing.push((
-                APPROVAL_SECRET_ARN,
-                "the Secrets Manager secret that signs approval links (or TRIBUTARY_APPROVAL_SECRET, its value)",
-            ));
-        }
         if !missing.is_empty() {
             return Err(MissingEnvironment(missing).into());
         }
@@ -153,12 +149,9 @@ mod tests {
             message.contains("TRIBUTARY_TABLE (the DynamoDB state table's name)"),
             "{message}"
         );
-        assert!(
-            message.contains("TRIBUTARY_APPROVAL_SECRET_ARN"),
-            "{message}"
-        );
+        assert!(!message.contains(APPROVAL_SECRET), "optional: {message}");
         assert!(!message.contains("TRIBUTARY_BUCKET"), "{message}");
         assert!(!message.contains(APPROVAL_BASE_URL), "optional: {message}");
-        assert_eq!(missing.0.len(), ENVIRONMENT.len());
+        assert_eq!(missing.0.len(), ENVIRONMENT.len() - 1);
     }
 }

@@ -62,6 +62,9 @@ pub enum ApprovalError {
     },
     #[error("the decision must be \"approve\" or \"reject\", not {0:?}")]
     BadDecision(String),
+    /// Links are signed with a key only the approval functions are given.
+    #[error("approval links need the signing key: set TRIBUTARY_APPROVAL_SECRET_ARN (Terraform sets it on the functions that send or answer approvals)")]
+    NoSigningKey,
     /// Links need the approval callback's address (on AWS its function URL).
     #[error("approval links need the approval callback's URL: set TRIBUTARY_APPROVAL_BASE_URL (Terraform sets it to the approval-callback function URL)")]
     NoCallbackUrl,
@@ -78,7 +81,7 @@ impl ApprovalError {
             ApprovalError::Expired { .. } => 410,
             ApprovalError::AlreadyDecided { .. } => 409,
             ApprovalError::BadDecision(_) => 400,
-            ApprovalError::NoCallbackUrl => 500,
+            ApprovalError::NoCallbackUrl | ApprovalError::NoSigningKey => 500,
             ApprovalError::Port(e) if e.retryable() => 503,
             ApprovalError::Port(_) => 500,
         }
@@ -163,6 +166,9 @@ impl LinkSigner<'_> {
         signature: &str,
         now: DateTime<Utc>,
     ) -> Result<(), ApprovalError> {
+        if self.secret.is_empty() {
+            return Err(ApprovalError::NoSigningKey);
+        }
         let expected = self.signature(id, decision, expires);
         // Constant-time comparison: a timing side channel must not reveal
         // how much of a guessed signature was right.
@@ -209,6 +215,9 @@ pub async fn request(
     now: DateTime<Utc>,
 ) -> Result<(Approval, ApprovalLinks), ApprovalError> {
     // Checked before the token is stored, so no request is left without links.
+    if signer.secret.is_empty() {
+        return Err(ApprovalError::NoSigningKey);
+    }
     if signer.base_url.trim().is_empty() {
         return Err(ApprovalError::NoCallbackUrl);
     }
