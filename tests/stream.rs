@@ -589,3 +589,21 @@ async fn a_transient_failure_answers_with_a_partial_batch_response_and_the_retry
         assert_eq!(retry["duplicates"], 0, "{retry}");
     }
 }
+
+/// Deployed, a stream is named `<prefix>-<stream>` (several environments
+/// share an account): its records count for the configured stream.
+#[tokio::test]
+async fn a_deployed_stream_name_maps_to_its_configured_stream() {
+    let h = Harness::new(&config("reject"));
+    let lines: Vec<String> = (0..5)
+        .map(|i| order(&format!("O{i}"), "P1", 2.0, &at(i * 7)))
+        .collect();
+    let records = put(&h, &lines).await;
+    let event =
+        tributary_local::kinesis::event_source_mapping_event("tributary-dev-orders", &records);
+    let response = invoke(&h.services(), "stream-aggregate", event)
+        .await
+        .unwrap();
+    assert_eq!(response["streams"]["orders"]["aggregated"], 5, "{response}");
+    assert_eq!(realtime_total(&h).await, (5, 10.0));
+}

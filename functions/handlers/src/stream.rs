@@ -26,6 +26,25 @@ fn stream_of(record: &Value) -> Option<&str> {
         .map(|(_, name)| name)
 }
 
+/// The configured stream a deployed Kinesis stream carries: its own name,
+/// or the name Terraform deployed it under, `<prefix>-<stream>` (so several
+/// environments share an account); the longest configured suffix wins.
+pub fn configured_stream<'a>(svc: &'a Services<'_>, deployed: &str) -> Option<&'a str> {
+    let streams = &svc.config.streams;
+    if let Some((name, _)) = streams.get_key_value(deployed) {
+        return Some(name);
+    }
+    streams
+        .keys()
+        .filter(|name| {
+            deployed
+                .strip_suffix(name.as_str())
+                .is_some_and(|prefix| prefix.ends_with('-'))
+        })
+        .max_by_key(|name| name.len())
+        .map(String::as_str)
+}
+
 /// A Kinesis event's records, decoded from their wire shape. A record whose
 /// data is not even base64 is still handed on (as its raw text) so that it
 /// lands in the DLQ with everything else about it.
@@ -75,7 +94,10 @@ pub async fn stream_aggregate(svc: &Services<'_>, event: Value) -> Result<Value,
     let records = kinesis_records(&event)?;
     let mut by_stream: std::collections::BTreeMap<String, Vec<StreamRecord>> = Default::default();
     for (stream, record) in records {
-        by_stream.entry(stream).or_default().push(record);
+        let configured = configured_stream(svc, &stream)
+            .unwrap_or(&stream)
+            .to_string();
+        by_stream.entry(configured).or_default().push(record);
     }
     let mut failures = Vec::new();
     let mut outcomes = serde_json::Map::new();

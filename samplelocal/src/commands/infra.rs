@@ -1,7 +1,8 @@
 //! `tributary infra vars`: what Terraform needs to know of pipeline.toml
 //! (it cannot read TOML), as a `*.auto.tfvars.json` file: the Glue tables
 //! with their columns, the retention of every layer per dataset (S3
-//! lifecycle rules), and the Kinesis streams.
+//! lifecycle rules), the Kinesis streams and the pipelines (catchup
+//! schedules).
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
@@ -71,10 +72,17 @@ pub fn vars(config: &Config) -> Value {
             json!({"serve_as": stream.serve_as.clone().unwrap_or_else(|| name.clone())}),
         );
     }
+    // Catchup runs per pipeline, at night in the pipeline's own time zone.
+    let pipelines: Map<String, Value> = config
+        .pipelines
+        .iter()
+        .map(|(name, p)| (name.clone(), json!({"timezone": p.timezone})))
+        .collect();
     json!({
         "glue_tables": tables,
         "retention_days": retention,
         "streams": streams,
+        "pipelines": pipelines,
     })
 }
 

@@ -1,0 +1,87 @@
+data "aws_caller_identity" "current" {}
+data "aws_region" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account   = data.aws_caller_identity.current.account_id
+  region    = data.aws_region.current.name
+  partition = data.aws_partition.current.partition
+
+  bucket_name = "${var.name_prefix}-data-${local.account}"
+
+  # What each function does with the outside world, read off its handler
+  # (functions/handlers): its IAM policy is built from exactly these needs.
+  #   read_data / write_data  objects in the data bucket
+  #   state                   the DynamoDB state table
+  #   catalog                 Glue partitions of the dataset and view tables
+  #   start_pipeline          StartExecution of the partition pipeline
+  #   answer_tasks            SendTaskSuccess/Failure (approval decisions)
+  #   notify                  SNS: approval requests and alerts
+  #   approval_key            the link signing key in Secrets Manager
+  #   consume_stream          a Kinesis event source mapping
+  functions = {
+    "object-created"           = { needs = ["read_data", "state", "start_pipeline"], memory = 256, timeout = 60 }
+    "plan-partition"           = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
+    "clean-partition"          = { needs = ["read_data", "write_data", "state"], memory = 2048, timeout = 900 }
+    "validate-partition"       = { needs = ["read_data", "write_data", "state"], memory = 1024, timeout = 300 }
+    "publish-partition"        = { needs = ["read_data", "write_data", "state", "catalog"], memory = 1024, timeout = 300 }
+    "request-approval"         = { needs = ["read_data", "state", "notify", "approval_key"], memory = 256, timeout = 60 }
+    "quarantine-partition"     = { needs = ["read_data", "write_data", "state", "notify"], memory = 512, timeout = 300 }
+    "mark-failed"              = { needs = ["state", "notify"], memory = 256, timeout = 60 }
+    "approval-callback"        = { needs = ["state", "answer_tasks", "approval_key"], memory = 256, timeout = 30 }
+    "plan-catchup"             = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
+    "check-date"               = { needs = ["read_data", "state", "start_pipeline"], memory = 256, timeout = 120 }
+    "start-partition-run"      = { needs = ["read_data", "state", "start_pipeline"], memory = 256, timeout = 60 }
+    "catchup-report"           = { needs = ["state", "notify"], memory = 256, timeout = 60 }
+    "auto-label"               = { needs = ["read_data", "write_data", "state"], memory = 1024, timeout = 300 }
+    "request-label-review"     = { needs = ["read_data", "state", "notify", "approval_key"], memory = 256, timeout = 60 }
+    "apply-label-review"       = { needs = ["read_data", "write_data", "state"], memory = 512, timeout = 300 }
+    "merge-labels"             = { needs = ["read_data", "write_data", "state"], memory = 1024, timeout = 300 }
+    "compute-features"         = { needs = ["read_data", "write_data", "state"], memory = 2048, timeout = 900 }
+    "merge-features"           = { needs = ["read_data", "write_data", "state"], memory = 2048, timeout = 900 }
+    "request-feature-approval" = { needs = ["read_data", "state", "notify", "approval_key"], memory = 256, timeout = 60 }
+    "publish-features"         = { needs = ["read_data", "write_data", "state"], memory = 1024, timeout = 300 }
+    "build-training-set"       = { needs = ["read_data", "write_data", "state"], memory = 2048, timeout = 900 }
+    "train-model"              = { needs = ["read_data", "write_data", "state"], memory = 2048, timeout = 900 }
+    "request-deploy-approval"  = { needs = ["read_data", "state", "notify", "approval_key"], memory = 256, timeout = 60 }
+    "activate-model"           = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
+    "start-inference"          = { needs = ["state"], memory = 256, timeout = 60 }
+    "inference-health"         = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
+    "click-inference"          = { needs = ["read_data", "write_data", "state", "consume_stream"], memory = 512, timeout = 120 }
+    "stream-aggregate"         = { needs = ["read_data", "write_data", "state", "consume_stream"], memory = 512, timeout = 120 }
+    "build-views"              = { needs = ["read_data", "write_data", "state", "catalog"], memory = 1024, timeout = 900 }
+    "query-api"                = { needs = ["read_data", "state"], memory = 512, timeout = 30 }
+    "reconcile"                = { needs = ["read_data", "write_data", "state", "notify"], memory = 1024, timeout = 900 }
+    "replay-dlq"               = { needs = ["read_data", "write_data", "state"], memory = 512, timeout = 900 }
+    "retention-sweep"          = { needs = ["read_data", "write_data", "state", "catalog"], memory = 512, timeout = 900 }
+  }
+
+  function_names = { for f, _ in local.functions : f => "${var.name_prefix}-${f}" }
+
+  # Functions that send approval links point them at the callback's URL.
+  link_senders = toset([for f, spec in local.functions : f if contains(spec.needs, "approval_key") && f != "approval-callback"])
+
+  # Invoked asynchronously (EventBridge, Scheduler): failures are kept.
+  async_functions = toset(["object-created", "reconcile", "build-views", "retention-sweep"])
+
+  state_machines = toset(["partition_pipeline", "catchup", "feature_pipeline", "labeling"])
+
+  # Built from the name rather than the resource, because the functions that
+  # start it are themselves referenced by its definition.
+  partition_pipeline_arn = "arn:${local.partition}:states:${local.region}:${local.account}:stateMachine:${var.name_prefix}-partition_pipeline"
+
+  common_environment = {
+    TRIBUTARY_CONFIG            = "/var/task/pipeline.toml"
+    TRIBUTARY_BUCKET            = local.bucket_name
+    TRIBUTARY_TABLE             = aws_dynamodb_table.state.name
+    TRIBUTARY_GLUE_DATABASE     = aws_glue_catalog_database.this.name
+    TRIBUTARY_STATE_MACHINE_ARN = local.partition_pipeline_arn
+    TRIBUTARY_TOPIC_ARN         = aws_sns_topic.notifications.arn
+  }
+
+  # The ASL placeholders (${clean_partition_function} …) → function ARNs.
+  asl_functions = merge(
+    { for f, fn in aws_lambda_function.this : "${replace(f, "-", "_")}_function" => fn.arn },
+    { approval_callback_function = aws_lambda_function.approval_callback.arn },
+  )
+}
