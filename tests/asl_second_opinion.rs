@@ -4,6 +4,9 @@
 //! the same task-token answers, and the paths taken (the states entered,
 //! in order) and the outcomes are compared.
 //!
+//! Token answers go through `SfnCallbacks`, the adapter the approval
+//! callback answers with.
+//!
 //! Where moto is known to differ from AWS, the scenario says so and asserts
 //! the difference exactly, so a fix on either side shows up here.
 
@@ -12,6 +15,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tributary_asl::{Callback, Failure, Host, RunOptions, TaskCall, TaskOutcome};
 use tributary_aws::emulator::Moto;
+use tributary_aws::SfnCallbacks;
+use tributary_core::ports::{TaskAnswer, TaskCallbacks};
 
 /// `${clean_partition_function}` → `tributary-clean-partition`: what
 /// Terraform's templatefile does with the deployed names.
@@ -118,7 +123,12 @@ fn ours(s: &Scenario) -> Run {
     }
 }
 
-async fn moto_run(moto: &Moto, sfn: &aws_sdk_sfn::Client, s: &Scenario) -> Run {
+async fn moto_run(
+    moto: &Moto,
+    sfn: &aws_sdk_sfn::Client,
+    callbacks: &SfnCallbacks,
+    s: &Scenario,
+) -> Run {
     let (text, _) = definition(s.file);
     let machine = sfn
         .create_state_machine()
@@ -177,26 +187,19 @@ async fn moto_run(moto: &Moto, sfn: &aws_sdk_sfn::Client, s: &Scenario) -> Run {
             if !answered.insert(token.to_string()) {
                 continue;
             }
-            match answers.pop_front() {
-                Some(Answer::Success(v)) => {
-                    sfn.send_task_success()
-                        .task_token(token)
-                        .output(v.to_string())
-                        .send()
-                        .await
-                        .unwrap();
-                }
-                Some(Answer::Failure(e, c)) => {
-                    sfn.send_task_failure()
-                        .task_token(token)
-                        .error(e)
-                        .cause(c)
-                        .send()
-                        .await
-                        .unwrap();
-                }
-                None => {}
-            }
+            // Answered through the adapter the approval callback uses.
+            let answer = match answers.pop_front() {
+                Some(Answer::Success(v)) => TaskAnswer::Success(v),
+                Some(Answer::Failure(error, cause)) => TaskAnswer::Failure {
+                    error: error.into(),
+                    cause: cause.into(),
+                },
+                None => continue,
+            };
+            // (moto accepts a second answer to a spent token, where AWS
+            // refuses it; approvals never send one: a decision is a
+            // conditional write from pending.)
+            callbacks.answer(token, answer).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -256,8 +259,9 @@ async fn both(s: &Scenario) -> (Run, Run) {
     let moto = Moto::start();
     moto.execute_state_machines().unwrap();
     moto.create_lambda_functions(&definition(s.file).1).unwrap();
-    let sfn = aws_sdk_sfn::Client::new(&moto.sdk_config().await);
-    let theirs = moto_run(&moto, &sfn, s).await;
+    let config = moto.sdk_config().await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let theirs = moto_run(&moto, &sfn, &SfnCallbacks::new(&config), s).await;
     (ours(s), theirs)
 }
 
