@@ -49,7 +49,9 @@ pub enum Command {
     },
     /// Run one function's handler in-process on a raw AWS event.
     Invoke {
-        /// object-created, clean-partition, validate-partition, publish-partition
+        /// Any function of functions/src/bin (object-created, stream-aggregate,
+        /// query-api, approval-callback, …); sample events are in
+        /// samplelocal/events/.
         function: String,
         #[arg(long)]
         event: PathBuf,
