@@ -6,8 +6,10 @@
 //! and produces the same history. Parallel branches and Map iterations run
 //! one after another on the calling thread, each on its own timeline that
 //! starts when the state starts; the state ends when the last of them does
-//! (with MaxConcurrency, an iteration starts when a slot frees up). So a
-//! 48-hour approval timeout or a year of daily Waits costs microseconds.
+//! (with MaxConcurrency, an iteration starts when a slot frees up). When one
+//! fails at time T, the siblings started by T run the states they entered by
+//! T and stop (Engine::cancel_after). So a 48-hour approval timeout or a year
+//! of daily Waits costs microseconds.
 
 use crate::definition::{
     Catcher, Common, Kind, MapMode, MapState, Number, Parallel, Retrier, State, StateMachine, Task,
@@ -249,6 +251,9 @@ enum Stop {
     Suspended(Waiting),
     TimedOut,
     Aborted,
+    /// A sibling iteration or branch failed: this one, started beside it,
+    /// is stopped at the failure's time.
+    Cancelled,
 }
 
 impl From<Failure> for Stop {
@@ -303,6 +308,7 @@ pub fn run(
             .timeout_seconds
             .map(|s| options.start_ms + (s as i64) * 1000),
         spare_contexts: Vec::new(),
+        cancel_after: None,
         execution_base: json!({
             "Id": options.execution_arn(),
             "Input": input,
@@ -359,7 +365,7 @@ pub fn run(
             exec.error = Some(errors::TIMEOUT.into());
             exec.cause = Some(cause);
         }
-        Err(Stop::Aborted) => {
+        Err(Stop::Aborted) | Err(Stop::Cancelled) => {
             engine.event(now, "ExecutionAborted", Value::Null);
             exec.status = Status::Aborted;
         }
@@ -381,6 +387,10 @@ struct Engine<'h, 'o> {
     transitions: u64,
     tokens_issued: u64,
     deadline_ms: Option<i64>,
+    /// Inside iterations or branches started beside one that failed: no
+    /// state is entered after this time (on AWS they are stopped then; a
+    /// Task already invoked still runs, as a Lambda is not recalled).
+    cancel_after: Option<i64>,
     execution_base: Value,
     spare_contexts: Vec<Value>,
 }
@@ -477,6 +487,9 @@ impl Engine<'_, '_> {
             }
             if self.host.aborted() {
                 return Err(Stop::Aborted);
+            }
+            if self.cancel_after.is_some_and(|c| *now > c) {
+                return Err(Stop::Cancelled);
             }
             let state = machine.states.get(current).ok_or_else(|| {
                 runtime(format!(
@@ -1152,6 +1165,27 @@ impl Engine<'_, '_> {
         Ok(out)
     }
 
+    /// Runs a branch or iteration started beside one that failed at
+    /// `failed_at`: states entered by then run, nothing after.
+    fn cancelled_run(
+        &mut self,
+        machine: &StateMachine,
+        input: Value,
+        now: &mut i64,
+        scope: &str,
+        failed_at: i64,
+    ) -> Result<Value, Stop> {
+        let outer = self.cancel_after;
+        self.cancel_after = Some(outer.map_or(failed_at, |c| c.min(failed_at)));
+        let result = self.run_machine(machine, input, now, Some(scope));
+        self.cancel_after = outer;
+        match result {
+            // A token it waits on is abandoned with it.
+            Err(Stop::Suspended(_)) => Err(Stop::Cancelled),
+            other => other,
+        }
+    }
+
     fn parallel_attempt(
         &mut self,
         state: &State,
@@ -1174,26 +1208,41 @@ impl Engine<'_, '_> {
         let started = *now;
         let mut finished = started;
         let mut outputs = Vec::with_capacity(p.branches.len());
+        // Branches all start together: after one fails, the others still
+        // run up to the failure's time (their side effects happen on AWS
+        // too), then stop.
+        let mut failed: Option<(Failure, usize, i64)> = None;
         for (i, branch) in p.branches.iter().enumerate() {
             let mut t = started;
             let scope = format!("{}/Branches[{i}]", state.name);
-            match self.run_machine(branch, branch_input.clone(), &mut t, Some(&scope)) {
-                Ok(out) => outputs.push(out),
-                Err(Stop::Failed(f)) => {
-                    *now = t.max(started);
-                    self.event(
-                        *now,
-                        "ParallelStateFailed",
-                        json!({"error": f.error, "cause": f.cause, "branch": i}),
-                    );
-                    return Err(Stop::Failed(f));
+            let result = match &failed {
+                Some((_, _, failed_at)) => {
+                    self.cancelled_run(branch, branch_input.clone(), &mut t, &scope, *failed_at)
                 }
+                None => self.run_machine(branch, branch_input.clone(), &mut t, Some(&scope)),
+            };
+            match result {
+                Ok(out) if failed.is_none() => outputs.push(out),
+                Ok(_) | Err(Stop::Cancelled) => {}
+                Err(Stop::Failed(f)) if failed.is_none() => {
+                    failed = Some((f, i, t.max(started)));
+                }
+                Err(Stop::Failed(_)) | Err(Stop::Suspended(_)) if failed.is_some() => {}
                 Err(other) => {
                     *now = t;
                     return Err(other);
                 }
             }
             finished = finished.max(t);
+        }
+        if let Some((f, branch, failed_at)) = failed {
+            *now = failed_at;
+            self.event(
+                *now,
+                "ParallelStateFailed",
+                json!({"error": f.error, "cause": f.cause, "branch": branch}),
+            );
+            return Err(Stop::Failed(f));
         }
         *now = finished;
         self.event(*now, "ParallelStateSucceeded", Value::Null);
@@ -1292,12 +1341,22 @@ impl Engine<'_, '_> {
         let mut outputs = Vec::with_capacity(items.len());
         let mut failures = 0usize;
         let mut finished = started;
+        // Iterations started beside one that failed (their slot was free
+        // by then) still run up to the failure's time, as on AWS; later
+        // ones never start.
+        let mut failed: Option<(Failure, i64)> = None;
         for (index, item) in items.iter().enumerate() {
             let (slot, &begin) = slot_free
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, t)| **t)
                 .expect("at least one slot");
+            // Started before the failure: the first batch (one per slot)
+            // and any whose slot freed strictly earlier.
+            let started_by_then = |at: i64| index < slot_free.len() || begin < at;
+            if failed.as_ref().is_some_and(|(_, at)| !started_by_then(*at)) {
+                break;
+            }
             let item_ctx = self.context(
                 &state.name,
                 begin,
@@ -1321,6 +1380,20 @@ impl Engine<'_, '_> {
                 json!({"name": state.name, "index": index}),
             );
             let scope = format!("{}/{index}", state.name);
+            if let Some((_, failed_at)) = &failed {
+                let failed_at = *failed_at;
+                match self.cancelled_run(&m.processor, iteration_input, &mut t, &scope, failed_at) {
+                    Err(Stop::TimedOut) => return Err(Stop::TimedOut),
+                    Err(Stop::Aborted) => return Err(Stop::Aborted),
+                    _ => self.event(
+                        t.min(failed_at),
+                        "MapIterationAborted",
+                        json!({"name": state.name, "index": index}),
+                    ),
+                }
+                slot_free[slot] = t;
+                continue;
+            }
             match self.run_machine(&m.processor, iteration_input, &mut t, Some(&scope)) {
                 Ok(out) => {
                     self.event(
@@ -1333,9 +1406,9 @@ impl Engine<'_, '_> {
                 Err(Stop::Failed(f)) => {
                     self.event(t, "MapIterationFailed", json!({"name": state.name, "index": index, "error": f.error, "cause": f.cause}));
                     if !tolerant {
-                        *now = t;
-                        self.event(*now, "MapStateFailed", Value::Null);
-                        return Err(Stop::Failed(f));
+                        failed = Some((f, t));
+                        slot_free[slot] = t;
+                        continue;
                     }
                     failures += 1;
                     outputs.push(json!({"Error": f.error, "Cause": f.cause}));
@@ -1347,6 +1420,11 @@ impl Engine<'_, '_> {
             }
             slot_free[slot] = t;
             finished = finished.max(t);
+        }
+        if let Some((f, failed_at)) = failed {
+            *now = failed_at;
+            self.event(*now, "MapStateFailed", Value::Null);
+            return Err(Stop::Failed(f));
         }
         *now = finished;
         if tolerant {

@@ -491,6 +491,49 @@ fn map_failures_propagate_or_are_tolerated() {
     }
 }
 
+/// When an iteration fails, the iterations already started beside it run
+/// the states they entered by then (a Lambda already invoked is not
+/// recalled) and stop; iterations waiting for a slot never start.
+#[test]
+fn siblings_started_beside_a_failure_stop_at_its_time() {
+    let processor = json!({"StartAt": "Work", "States": {
+        "Work": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:work", "Next": "Check"},
+        "Check": {"Type": "Choice", "Choices": [{"Variable": "$.bad", "BooleanEquals": true, "Next": "Bad"}], "Default": "Later"},
+        "Bad": {"Type": "Fail", "Error": "Broken", "Cause": "item 0"},
+        "Later": {"Type": "Wait", "Seconds": 10, "Next": "After"},
+        "After": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:after", "End": true}
+    }});
+    let items = json!([{"bad": true}, {"bad": false}, {"bad": false}]);
+    for (max_concurrency, works) in [(2, 2), (1, 1), (0, 3)] {
+        let def = single(
+            json!({"Type": "Map", "End": true, "MaxConcurrency": max_concurrency,
+            "ItemProcessor": processor}),
+        );
+        let mut host = Canned::default().echo();
+        let e = exec(def, items.clone(), &mut host);
+        assert_eq!(e.error.as_deref(), Some("Broken"), "{max_concurrency}");
+        assert_eq!(
+            host.calls_to("Work").len(),
+            works,
+            "MaxConcurrency {max_concurrency}"
+        );
+        // The Wait of a sibling ends after the failure: nothing after it runs.
+        assert!(
+            host.calls_to("After").is_empty(),
+            "MaxConcurrency {max_concurrency}"
+        );
+    }
+    // Parallel: every branch starts with the state.
+    let def = single(json!({"Type": "Parallel", "End": true, "Branches": [
+        {"StartAt": "Fails", "States": {"Fails": {"Type": "Fail", "Error": "Broken", "Cause": "branch 0"}}},
+        {"StartAt": "Work", "States": {"Work": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:work", "End": true}}}
+    ]}));
+    let mut host = Canned::default().echo();
+    let e = exec(def, json!({}), &mut host);
+    assert_eq!(e.error.as_deref(), Some("Broken"));
+    assert_eq!(host.calls_to("Work").len(), 1);
+}
+
 #[test]
 fn distributed_map_reads_items_and_batches_them() {
     let def = single(json!({"Type": "Map", "End": true,
