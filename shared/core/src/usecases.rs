@@ -443,7 +443,12 @@ async fn clean_inner(
         &inputs,
         &kept_path,
         &rejects_path,
-        &CleanOptions::default(),
+        &CleanOptions {
+            // A Lambda gets a second vCPU from 1,769 MB; the output is the
+            // same on any number of threads.
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            ..CleanOptions::default()
+        },
     )?;
     let cleaned_key = format!(
         "{}part-00000.parquet",

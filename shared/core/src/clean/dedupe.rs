@@ -62,65 +62,145 @@ impl Hasher for PackedKeyHasher {
     }
 }
 
+/// A row's position: the index of its range among all inputs' ranges, and
+/// its index within that range. Ordered as the rows are in the input.
+pub(crate) type RowId = u64;
+const RANGE_SHIFT: u32 = 40;
+
+pub(crate) fn row_id(range: usize, index: u64) -> RowId {
+    ((range as u64) << RANGE_SHIFT) | index
+}
+
+fn split_row_id(row: RowId) -> (usize, u64) {
+    (
+        (row >> RANGE_SHIFT) as usize,
+        row & ((1 << RANGE_SHIFT) - 1),
+    )
+}
+
 #[derive(Clone, Copy)]
-struct Best {
+struct Candidate {
+    key: u128,
     event_time: i64,
-    ordinal: u64,
+    row: RowId,
 }
 
-#[derive(Default)]
-pub(crate) struct WinnerIndex {
-    best: HashMap<u128, Best, BuildHasherDefault<PackedKeyHasher>>,
-    /// One bit per row ordinal, built by `into_winners`.
-    bits: Vec<u64>,
+impl Candidate {
+    /// The latest event time wins; on a tie, the row earlier in the input.
+    fn beats(&self, other: &Candidate) -> bool {
+        self.event_time > other.event_time
+            || (self.event_time == other.event_time && self.row < other.row)
+    }
 }
 
-impl WinnerIndex {
-    /// Sized for about `rows` keys up front: growing a table of a million
-    /// entries rehashes every one of them several times over.
-    pub fn with_expected_rows(rows: usize) -> WinnerIndex {
-        WinnerIndex {
-            best: HashMap::with_capacity_and_hasher(rows, Default::default()),
-            bits: Vec::new(),
-        }
-    }
+fn fold(key: u128) -> u64 {
+    let mut h = PackedKeyHasher::default();
+    h.write_u128(key);
+    h.finish()
+}
 
-    /// Offer a valid row; rows are offered in file order, so on an equal
-    /// event time the earlier row stays.
-    pub fn offer(&mut self, key: u128, event_time: i64, ordinal: u64) {
-        self.best
-            .entry(key)
-            .and_modify(|b| {
-                if event_time > b.event_time {
-                    *b = Best {
-                        event_time,
-                        ordinal,
-                    }
-                }
-            })
-            .or_insert(Best {
-                event_time,
-                ordinal,
-            });
-    }
+/// Valid rows offered for dedupe, scattered by key hash into partitions
+/// small enough that resolving one stays in cache. A single table of a
+/// million keys costs a cache miss per row; sequential appends to a few
+/// hundred buffers do not. One buffer per scanning thread.
+pub(crate) struct Candidates {
+    partitions: Vec<Vec<Candidate>>,
+    bits: u32,
+}
 
-    /// Freeze into a bitset and free the map before the writing pass.
-    pub fn into_winners(self) -> WinnerIndex {
-        let max = self.best.values().map(|b| b.ordinal + 1).max().unwrap_or(0);
-        let mut bits = vec![0u64; max.div_ceil(64) as usize];
-        for b in self.best.values() {
-            bits[(b.ordinal / 64) as usize] |= 1 << (b.ordinal % 64);
-        }
-        WinnerIndex {
-            best: HashMap::default(),
+impl Candidates {
+    /// Partitions for about `expected_rows` rows: a few thousand per
+    /// partition, so its table fits in L2.
+    pub fn for_expected_rows(expected_rows: usize) -> Candidates {
+        let bits = (expected_rows / 4096)
+            .max(1)
+            .next_power_of_two()
+            .trailing_zeros()
+            .min(12);
+        Candidates {
+            partitions: (0..1usize << bits).map(|_| Vec::new()).collect(),
             bits,
         }
     }
 
-    pub fn is_winner(&self, ordinal: u64) -> bool {
-        self.bits
-            .get((ordinal / 64) as usize)
-            .is_some_and(|w| w & (1 << (ordinal % 64)) != 0)
+    pub fn offer(&mut self, key: u128, event_time: i64, row: RowId) {
+        // Bits 32.. pick the partition; the table inside a partition uses
+        // the low bits and the top 7, which stay spread.
+        let p = ((fold(key) >> 32) as usize) & ((1 << self.bits) - 1);
+        self.partitions[p].push(Candidate {
+            key,
+            event_time,
+            row,
+        });
+    }
+}
+
+/// Which rows won, as one bit per row of each range.
+pub(crate) struct Winners {
+    ranges: Vec<Vec<u64>>,
+}
+
+impl Winners {
+    /// Resolve every partition (spread over `threads`) into winner bits;
+    /// `range_rows[r]` is how many rows range `r` has.
+    pub fn resolve(buffers: Vec<Candidates>, range_rows: &[u64], threads: usize) -> Winners {
+        let partitions = buffers.first().map_or(0, |b| b.partitions.len());
+        debug_assert!(buffers.iter().all(|b| b.partitions.len() == partitions));
+        let threads = threads.clamp(1, partitions.max(1));
+        let resolve_share = |share: usize| -> Vec<RowId> {
+            let mut winners = Vec::new();
+            let mut best: HashMap<u128, Candidate, BuildHasherDefault<PackedKeyHasher>> =
+                HashMap::default();
+            for p in (share..partitions).step_by(threads) {
+                best.clear();
+                best.reserve(buffers.iter().map(|b| b.partitions[p].len()).sum());
+                for c in buffers.iter().flat_map(|b| &b.partitions[p]) {
+                    best.entry(c.key)
+                        .and_modify(|b| {
+                            if c.beats(b) {
+                                *b = *c
+                            }
+                        })
+                        .or_insert(*c);
+                }
+                winners.extend(best.values().map(|c| c.row));
+            }
+            winners
+        };
+        let lists: Vec<Vec<RowId>> = if threads == 1 {
+            vec![resolve_share(0)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (1..threads)
+                    .map(|share| scope.spawn(move || resolve_share(share)))
+                    .collect();
+                let mut lists = vec![resolve_share(0)];
+                // A panic in a share is a bug; losing its winners would
+                // silently drop rows, so it propagates.
+                lists.extend(handles.into_iter().map(|h| match h.join() {
+                    Ok(list) => list,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }));
+                lists
+            })
+        };
+        drop(buffers);
+        let mut ranges: Vec<Vec<u64>> = range_rows
+            .iter()
+            .map(|&rows| vec![0u64; rows.div_ceil(64) as usize])
+            .collect();
+        for row in lists.into_iter().flatten() {
+            let (range, index) = split_row_id(row);
+            ranges[range][(index / 64) as usize] |= 1 << (index % 64);
+        }
+        Winners { ranges }
+    }
+
+    pub fn is_winner(&self, range: usize, index: u64) -> bool {
+        self.ranges
+            .get(range)
+            .and_then(|bits| bits.get((index / 64) as usize))
+            .is_some_and(|w| w & (1 << (index % 64)) != 0)
     }
 }
 
@@ -145,16 +225,46 @@ mod tests {
     }
 
     #[test]
-    fn latest_wins_and_ties_keep_first() {
-        let mut idx = WinnerIndex::default();
-        idx.offer(1, 10, 0);
-        idx.offer(1, 10, 1); // tie: first stays
-        idx.offer(2, 5, 2);
-        idx.offer(2, 7, 3); // later event time wins
-        idx.offer(2, 6, 4);
-        let w = idx.into_winners();
-        assert!(w.is_winner(0) && !w.is_winner(1));
-        assert!(!w.is_winner(2) && w.is_winner(3) && !w.is_winner(4));
-        assert!(!w.is_winner(1000));
+    fn latest_wins_and_ties_keep_first_across_ranges_and_buffers() {
+        // Two scanning threads' buffers; range 1 follows range 0 in the file.
+        let mut a = Candidates::for_expected_rows(100_000);
+        let mut b = Candidates::for_expected_rows(100_000);
+        assert!(a.partitions.len() > 1);
+        b.offer(1, 10, row_id(1, 0)); // tie with an earlier row: loses
+        a.offer(1, 10, row_id(0, 3));
+        a.offer(2, 5, row_id(0, 0));
+        b.offer(2, 7, row_id(1, 1)); // later event time wins
+        a.offer(2, 6, row_id(0, 1));
+        let w = Winners::resolve(vec![a, b], &[4, 2], 2);
+        assert!(w.is_winner(0, 3) && !w.is_winner(1, 0));
+        assert!(!w.is_winner(0, 0) && w.is_winner(1, 1) && !w.is_winner(0, 1));
+        assert!(!w.is_winner(0, 2) && !w.is_winner(5, 0));
+    }
+
+    #[test]
+    fn many_keys_resolve_like_a_single_table() {
+        let mut bufs: Vec<Candidates> = (0..3)
+            .map(|_| Candidates::for_expected_rows(50_000))
+            .collect();
+        let mut expected = std::collections::HashMap::new();
+        for i in 0..50_000u64 {
+            let key = (i * 7919 % 10_007) as u128;
+            let time = (i % 13) as i64;
+            let row = row_id((i / 1000) as usize, i % 1000);
+            bufs[(i % 3) as usize].offer(key, time, row);
+            let e = expected.entry(key).or_insert((time, row));
+            if time > e.0 || (time == e.0 && row < e.1) {
+                *e = (time, row);
+            }
+        }
+        let w = Winners::resolve(bufs, &[1000; 50], 2);
+        let winners: std::collections::HashSet<RowId> = expected.values().map(|v| v.1).collect();
+        for i in 0..50_000u64 {
+            let row = row_id((i / 1000) as usize, i % 1000);
+            assert_eq!(
+                w.is_winner((i / 1000) as usize, i % 1000),
+                winners.contains(&row)
+            );
+        }
     }
 }

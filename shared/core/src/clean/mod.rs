@@ -10,6 +10,7 @@
 
 mod builders;
 pub(crate) mod dedupe;
+mod encode;
 pub mod plan;
 mod records;
 pub mod temporal;
@@ -17,12 +18,13 @@ pub mod temporal;
 pub use plan::{CleanPlan, Rejection};
 
 use builders::{KeptBuilders, RejectBuilders};
-use dedupe::{KeyPacker, WinnerIndex};
+use dedupe::{row_id, Candidates, KeyPacker};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use plan::{Cell, REASON_INVALID_UTF8, REASON_RAGGED_ROW};
 use records::{Record, RecordError, RecordReader};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -93,6 +95,10 @@ pub struct CleanOptions {
     /// Add reject_detail, source_file and source_line to rejected rows.
     pub reject_provenance: bool,
     pub zstd_level: i32,
+    /// Plain files are read in ranges of about this many bytes.
+    pub range_bytes: u64,
+    /// Rows per Parquet row group (`None`: the engine's default).
+    pub row_group_rows: Option<usize>,
 }
 
 impl Default for CleanOptions {
@@ -102,6 +108,8 @@ impl Default for CleanOptions {
             threads: 1,
             reject_provenance: true,
             zstd_level: 3,
+            range_bytes: RANGE_BYTES,
+            row_group_rows: None,
         }
     }
 }
@@ -127,14 +135,16 @@ impl CleanStats {
     }
 }
 
-/// What the evaluation loop hands to the writer.
-enum Output {
-    Kept(arrow_array::RecordBatch),
-    Rejected(arrow_array::RecordBatch),
-}
-
 /// Clean `inputs` (one partition: dedupe spans all of them) into
 /// `kept_path` and `rejects_path`.
+///
+/// Plain files are cut into byte ranges at line breaks. With a dedupe key,
+/// pass 1 scans the ranges on `opts.threads` threads and resolves which row
+/// wins per key; pass 2 parses them again and writes, encoding the kept
+/// file's columns in parallel. Either way the output is the same as one
+/// sequential reader's: a range is trusted only when the range before it
+/// ended exactly where it starts (a quoted line break across a cut makes the
+/// file fall back to one range).
 pub fn clean_files(
     plan: &CleanPlan,
     inputs: &[CleanInput],
@@ -142,72 +152,43 @@ pub fn clean_files(
     rejects_path: &Path,
     opts: &CleanOptions,
 ) -> Result<CleanStats, CleanError> {
-    let winners = if plan.key.is_empty() {
-        None
+    let threads = opts.threads.max(1);
+    let mut file_stats = FileStats::default();
+    let files = inputs
+        .iter()
+        .map(|input| SourceFile::open(plan, input, &mut file_stats))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (ranges, winners) = if plan.key.is_empty() {
+        // No pass 1 tells where lines start, so each file is read whole.
+        let ranges = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.whole_range(i))
+            .collect::<Vec<_>>();
+        (ranges, None)
     } else {
-        Some(find_winners(plan, inputs)?)
+        let (ranges, winners) = find_winners(plan, &files, threads, opts.range_bytes)?;
+        (ranges, Some(winners))
     };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(opts.zstd_level).map_err(|e| CleanError::Plan(e.to_string()))?,
-        ))
-        .build();
-    let kept_schema = plan.kept_schema();
+    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
+        ZstdLevel::try_new(opts.zstd_level).map_err(|e| CleanError::Plan(e.to_string()))?,
+    ));
+    if let Some(rows) = opts.row_group_rows {
+        props = props.set_max_row_group_row_count(Some(rows.max(1)));
+    }
+    let props = props.build();
+    let kept = encode::ColumnParallelWriter::create(kept_path, plan.kept_schema(), props.clone())?;
     let reject_schema = RejectBuilders::schema(plan, opts.reject_provenance);
-    let mut kept_writer = new_writer(kept_path, kept_schema, props.clone())?;
-    let mut reject_writer = new_writer(rejects_path, reject_schema, props)?;
-    let mut write = |out: Output| -> Result<(), CleanError> {
-        match out {
-            Output::Kept(b) => kept_writer.write(&b).map_err(|source| CleanError::Parquet {
-                path: kept_path.to_path_buf(),
-                source,
-            }),
-            Output::Rejected(b) => reject_writer
-                .write(&b)
-                .map_err(|source| CleanError::Parquet {
-                    path: rejects_path.to_path_buf(),
-                    source,
-                }),
-        }
-    };
-    let stats = if opts.threads <= 1 {
-        emit_rows(plan, inputs, winners.as_ref(), opts, &mut write)?
-    } else {
-        // Evaluation and Parquet encoding are about equally expensive: run
-        // them on two threads, connected by a small bounded queue so memory
-        // stays at a few batches.
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Output>(4);
-            let producer = scope.spawn(|| {
-                let tx = tx;
-                emit_rows(plan, inputs, winners.as_ref(), opts, &mut |out| {
-                    // The writer only hangs up after an error, which it reports.
-                    let _ = tx.send(out);
-                    Ok(())
-                })
-            });
-            let mut write_result = Ok(());
-            for out in rx {
-                if write_result.is_ok() {
-                    write_result = write(out);
-                }
-            }
-            let stats = producer
-                .join()
-                .map_err(|_| CleanError::Plan("the evaluation thread panicked".into()))??;
-            write_result.map(|_| stats)
-        })?
-    };
-    kept_writer.close().map_err(|source| CleanError::Parquet {
-        path: kept_path.to_path_buf(),
+    let rejects = new_writer(rejects_path, reject_schema, props)?;
+    let parse = |r: usize| emit_range(plan, &files, &ranges, r, winners.as_ref(), opts);
+    let (mut stats, rejects) = kept.run(ranges.len(), threads, parse, rejects, rejects_path)?;
+    rejects.close().map_err(|source| CleanError::Parquet {
+        path: rejects_path.to_path_buf(),
         source,
     })?;
-    reject_writer
-        .close()
-        .map_err(|source| CleanError::Parquet {
-            path: rejects_path.to_path_buf(),
-            source,
-        })?;
+    stats.files = file_stats.files;
+    stats.bytes = file_stats.bytes;
+    stats.dropped_columns = file_stats.dropped_columns;
     debug_assert!(stats.balanced(), "{stats:?}");
     Ok(stats)
 }
@@ -227,55 +208,320 @@ fn new_writer(
     })
 }
 
-/// Pass 1: which row wins for each key.
-fn find_winners(plan: &CleanPlan, inputs: &[CleanInput]) -> Result<WinnerIndex, CleanError> {
-    // Upstream exports run 50-200 bytes a row; reserving for the short end
-    // costs a little memory and saves every rehash. Compressed inputs are
-    // sized by their stored bytes, so they start smaller and may grow.
-    let bytes: u64 = inputs
-        .iter()
-        .filter_map(|i| std::fs::metadata(&i.path).ok())
-        .map(|m| m.len())
-        .sum();
-    let mut index = WinnerIndex::with_expected_rows((bytes / 64).min(64 << 20) as usize);
-    let mut packer = KeyPacker::default();
-    let mut cells = Vec::with_capacity(plan.columns.len());
-    for_each_row(plan, inputs, |row| {
-        if let RowFields::Fields(fields) = row.fields {
-            if plan.evaluate(fields, &mut cells).is_ok() {
-                let key = packer.pack(plan.key.iter().map(|&k| fields[k].unwrap_or_default()));
-                index.offer(key, plan.event_time_of(&cells).unwrap_or(0), row.ordinal);
-            }
-        }
-        Ok(())
-    })?;
-    Ok(index.into_winners())
+/// Plain input is cut into ranges of about this many bytes by default: enough work per
+/// range to amortise its setup, small enough to balance two threads.
+const RANGE_BYTES: u64 = 4 << 20;
+
+/// One input file, its header read and mapped onto the plan's columns.
+struct SourceFile<'a> {
+    input: &'a CleanInput,
+    header: Vec<String>,
+    source_index: Vec<Option<usize>>,
+    compressed: bool,
+    /// Plain files: where the first data record starts, and its line.
+    data_start: u64,
+    data_line: u64,
+    len: u64,
 }
 
-/// Pass 2: evaluate every row again and emit kept and rejected batches.
-fn emit_rows(
+/// A stretch of one file read by one reader.
+#[derive(Debug, Clone)]
+struct Range {
+    file: usize,
+    /// Byte offsets; a compressed file is one range, read from its start.
+    start: u64,
+    end: u64,
+    /// The line `start` is on.
+    first_line: u64,
+}
+
+/// What scanning a range found: how many rows and lines it held and where
+/// its last record ended.
+#[derive(Debug, Clone, Copy)]
+struct RangeEnd {
+    rows: u64,
+    lines: u64,
+    end: u64,
+}
+
+impl<'a> SourceFile<'a> {
+    fn open(
+        plan: &CleanPlan,
+        input: &'a CleanInput,
+        stats: &mut FileStats,
+    ) -> Result<SourceFile<'a>, CleanError> {
+        let file = input.source_name.as_str();
+        let compressed =
+            input.source_name.ends_with(".gz") || input.path.extension().is_some_and(|e| e == "gz");
+        let len = std::fs::metadata(&input.path)
+            .map_err(|source| CleanError::Read {
+                file: file.to_string(),
+                source,
+            })?
+            .len();
+        let mut reader = RecordReader::new(open_stream(input, compressed)?);
+        let Some(header_record) = reader.next_record().map_err(|e| read_error(file, e))? else {
+            return Err(CleanError::EmptyFile {
+                file: file.to_string(),
+            });
+        };
+        let header = parse_header(&header_record);
+        let source_index = map_header(plan, file, &header, stats)?;
+        stats.files += 1;
+        // Bytes as stored (compressed for .gz), which is what throughput
+        // and cost are measured in.
+        stats.bytes += len;
+        Ok(SourceFile {
+            input,
+            header,
+            source_index,
+            compressed,
+            data_start: reader.position(),
+            data_line: reader.lines_consumed() + 1,
+            len,
+        })
+    }
+
+    fn whole_range(&self, file: usize) -> Range {
+        Range {
+            file,
+            start: if self.compressed { 0 } else { self.data_start },
+            end: if self.compressed { u64::MAX } else { self.len },
+            first_line: if self.compressed { 1 } else { self.data_line },
+        }
+    }
+
+    /// Cut a plain file after line breaks about every `range_bytes`. Line
+    /// numbers of later ranges are filled in once pass 1 has counted them.
+    fn ranges(&self, file: usize, range_bytes: u64) -> Result<Vec<Range>, CleanError> {
+        if self.compressed {
+            return Ok(vec![self.whole_range(file)]);
+        }
+        let handle = File::open(&self.input.path).map_err(|source| self.read_err(source))?;
+        let mut cuts = vec![self.data_start];
+        let mut probe = vec![0u8; 64 << 10];
+        let mut at = self.data_start.saturating_add(range_bytes);
+        'cuts: while at < self.len {
+            loop {
+                let n = read_at(&handle, &mut probe, at).map_err(|e| self.read_err(e))?;
+                if n == 0 {
+                    break 'cuts;
+                }
+                if let Some(i) = memchr::memchr(b'\n', &probe[..n]) {
+                    let cut = at + i as u64 + 1;
+                    if cut >= self.len {
+                        break 'cuts;
+                    }
+                    cuts.push(cut);
+                    at = cut.saturating_add(range_bytes);
+                    break;
+                }
+                at += n as u64;
+            }
+        }
+        let mut ranges: Vec<Range> = cuts
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .chain(std::iter::once((cuts[cuts.len() - 1], self.len)))
+            .map(|(start, end)| Range {
+                file,
+                start,
+                end,
+                first_line: 0,
+            })
+            .collect();
+        ranges[0].first_line = self.data_line;
+        Ok(ranges)
+    }
+
+    fn read_err(&self, source: std::io::Error) -> CleanError {
+        CleanError::Read {
+            file: self.input.source_name.clone(),
+            source,
+        }
+    }
+}
+
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+fn read_error(file: &str, e: RecordError) -> CleanError {
+    match e {
+        RecordError::Io(source) => CleanError::Read {
+            file: file.to_string(),
+            source,
+        },
+        RecordError::TooLong { line } => CleanError::Malformed {
+            file: file.to_string(),
+            line,
+            message: e.to_string(),
+        },
+    }
+}
+
+fn open_stream(input: &CleanInput, compressed: bool) -> Result<Box<dyn Read + Send>, CleanError> {
+    let file = File::open(&input.path).map_err(|source| CleanError::Read {
+        file: input.source_name.clone(),
+        source,
+    })?;
+    if compressed {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            BufReader::with_capacity(1 << 18, file),
+        )))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+/// Pass 1: cut the files into ranges, scan them on `threads` threads, and
+/// resolve which row wins for each key.
+fn find_winners(
     plan: &CleanPlan,
-    inputs: &[CleanInput],
-    winners: Option<&WinnerIndex>,
+    files: &[SourceFile<'_>],
+    threads: usize,
+    range_bytes: u64,
+) -> Result<(Vec<Range>, dedupe::Winners), CleanError> {
+    let mut per_file = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| f.ranges(i, range_bytes.max(1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    loop {
+        let ranges: Vec<Range> = per_file.iter().flatten().cloned().collect();
+        let (ends, buffers) = scan_ranges(plan, files, &ranges, threads);
+        // A range that did not end exactly where the next one starts means
+        // a quoted line break spans the cut: read that file whole.
+        let mut misaligned = Vec::new();
+        for (i, pair) in ranges.windows(2).enumerate() {
+            if pair[0].file == pair[1].file {
+                if let Ok(end) = &ends[i] {
+                    if end.end != pair[1].start {
+                        misaligned.push(pair[0].file);
+                    }
+                }
+            }
+        }
+        if !misaligned.is_empty() {
+            for f in misaligned {
+                per_file[f] = vec![files[f].whole_range(f)];
+            }
+            continue;
+        }
+        let ends = ends.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let mut ranges = ranges;
+        for i in 1..ranges.len() {
+            if ranges[i].file == ranges[i - 1].file {
+                ranges[i].first_line = ranges[i - 1].first_line + ends[i - 1].lines;
+            }
+        }
+        let rows: Vec<u64> = ends.iter().map(|e| e.rows).collect();
+        return Ok((ranges, dedupe::Winners::resolve(buffers, &rows, threads)));
+    }
+}
+
+type ScanResult = (Vec<Result<RangeEnd, CleanError>>, Vec<Candidates>);
+
+/// Scan every range, each thread taking the next one; every range's result
+/// is kept (an error in a range that turns out misaligned is not real).
+fn scan_ranges(
+    plan: &CleanPlan,
+    files: &[SourceFile<'_>],
+    ranges: &[Range],
+    threads: usize,
+) -> ScanResult {
+    // Upstream exports run 50-200 bytes a row; sizing partitions for the
+    // short end keeps each partition's table small.
+    let bytes: u64 = files.iter().map(|f| f.len).sum();
+    let expected_rows = (bytes / 64).min(1 << 32) as usize;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let ends: Vec<std::sync::Mutex<Option<Result<RangeEnd, CleanError>>>> =
+        ranges.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let scan = || {
+        let mut candidates = Candidates::for_expected_rows(expected_rows);
+        let mut packer = KeyPacker::default();
+        let mut cells = Vec::with_capacity(plan.columns.len());
+        loop {
+            let r = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if r >= ranges.len() {
+                return candidates;
+            }
+            let result = read_range(plan, files, &ranges[r], |row| {
+                if let RowFields::Fields(fields) = row.fields {
+                    if plan.evaluate(fields, &mut cells).is_ok() {
+                        let key =
+                            packer.pack(plan.key.iter().map(|&k| fields[k].unwrap_or_default()));
+                        let time = plan.event_time_of(&cells).unwrap_or(0);
+                        candidates.offer(key, time, row_id(r, row.index));
+                    }
+                }
+                Ok(())
+            });
+            if let Ok(mut slot) = ends[r].lock() {
+                *slot = Some(result);
+            }
+        }
+    };
+    let buffers = if threads <= 1 {
+        vec![scan()]
+    } else {
+        std::thread::scope(|scope| {
+            let others: Vec<_> = (1..threads).map(|_| scope.spawn(scan)).collect();
+            let mut buffers = vec![scan()];
+            buffers.extend(others.into_iter().map(|h| match h.join() {
+                Ok(b) => b,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }));
+            buffers
+        })
+    };
+    let ends = ends
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(CleanError::Plan("a range was not scanned".into())))
+        })
+        .collect();
+    (ends, buffers)
+}
+
+/// Pass 2 for one range: evaluate every row again and build its kept and
+/// rejected batches.
+fn emit_range(
+    plan: &CleanPlan,
+    files: &[SourceFile<'_>],
+    ranges: &[Range],
+    r: usize,
+    winners: Option<&dedupe::Winners>,
     opts: &CleanOptions,
-    sink: &mut dyn FnMut(Output) -> Result<(), CleanError>,
-) -> Result<CleanStats, CleanError> {
-    let mut stats = CleanStats::default();
+) -> Result<encode::RangeOutput, CleanError> {
+    let mut out = encode::RangeOutput::default();
+    let stats = &mut out.stats;
     let mut kept = KeptBuilders::new(plan, opts.batch_rows);
     let mut rejects = RejectBuilders::new(plan, opts.reject_provenance, 1024);
     let mut cells: Vec<Cell> = Vec::with_capacity(plan.columns.len());
-    let file_stats = for_each_row(plan, inputs, |row| {
+    let range = &ranges[r];
+    let source = files[range.file].input.source_name.as_str();
+    read_range(plan, files, range, |row| {
         stats.input += 1;
         let outcome = match row.fields {
             RowFields::Fields(fields) => match plan.evaluate(fields, &mut cells) {
                 Ok(()) => {
-                    if winners.is_some_and(|w| !w.is_winner(row.ordinal)) {
+                    if winners.is_some_and(|w| !w.is_winner(r, row.index)) {
                         stats.duplicates += 1;
                     } else {
                         kept.append(plan, fields, &cells);
                         stats.kept += 1;
                         if kept.len() >= opts.batch_rows {
-                            sink(Output::Kept(kept.finish()))?;
+                            out.kept.push(kept.finish());
                         }
                     }
                     return Ok(());
@@ -287,22 +533,19 @@ fn emit_rows(
         let (rejection, fields) = outcome;
         *stats.rejected.entry(rejection.reason.clone()).or_default() += 1;
         stats.rejected_total += 1;
-        rejects.append(&fields, &rejection, row.source, row.line);
+        rejects.append(&fields, &rejection, source, row.line);
         if rejects.len() >= opts.batch_rows {
-            sink(Output::Rejected(rejects.finish()))?;
+            out.rejects.push(rejects.finish());
         }
         Ok(())
     })?;
     if kept.len() > 0 {
-        sink(Output::Kept(kept.finish()))?;
+        out.kept.push(kept.finish());
     }
     if rejects.len() > 0 {
-        sink(Output::Rejected(rejects.finish()))?;
+        out.rejects.push(rejects.finish());
     }
-    stats.files = file_stats.files;
-    stats.bytes = file_stats.bytes;
-    stats.dropped_columns = file_stats.dropped_columns;
-    Ok(stats)
+    Ok(out)
 }
 
 enum RowFields<'a> {
@@ -317,10 +560,9 @@ enum RowFields<'a> {
 
 struct Row<'a> {
     fields: RowFields<'a>,
-    source: &'a str,
     line: u64,
-    /// Position among all rows of all inputs; identical in both passes.
-    ordinal: u64,
+    /// Position within its range; identical in both passes.
+    index: u64,
 }
 
 #[derive(Default)]
@@ -330,108 +572,97 @@ struct FileStats {
     dropped_columns: BTreeMap<String, Vec<String>>,
 }
 
-fn open_input(input: &CleanInput) -> Result<Box<dyn Read + '_>, CleanError> {
-    let file = File::open(&input.path).map_err(|source| CleanError::Read {
-        file: input.source_name.clone(),
-        source,
-    })?;
-    let buffered = BufReader::with_capacity(1 << 18, file);
-    if input.source_name.ends_with(".gz") || input.path.extension().is_some_and(|e| e == "gz") {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 18,
-            flate2::read::MultiGzDecoder::new(buffered),
-        )))
-    } else {
-        Ok(Box::new(buffered))
-    }
-}
-
-/// Read every row of every input, mapped onto the plan's columns.
-fn for_each_row(
+/// Read every row of one range, mapped onto the plan's columns. A plain
+/// range stops at the first record starting at or after its end; a
+/// compressed one is the whole file after its header.
+fn read_range(
     plan: &CleanPlan,
-    inputs: &[CleanInput],
+    files: &[SourceFile<'_>],
+    range: &Range,
     mut on_row: impl FnMut(Row<'_>) -> Result<(), CleanError>,
-) -> Result<FileStats, CleanError> {
-    let mut stats = FileStats::default();
-    let mut ordinal = 0u64;
-    for input in inputs {
-        let file = input.source_name.as_str();
-        let mut reader = RecordReader::new(open_input(input)?);
-        let read_err = |e: RecordError| match e {
-            RecordError::Io(source) => CleanError::Read {
-                file: file.to_string(),
-                source,
-            },
-            RecordError::TooLong { line } => CleanError::Malformed {
-                file: file.to_string(),
-                line,
-                message: e.to_string(),
-            },
-        };
-        let Some(header_record) = reader.next_record().map_err(read_err)? else {
-            return Err(CleanError::EmptyFile {
-                file: file.to_string(),
-            });
-        };
-        let header = parse_header(&header_record);
-        let source_index = map_header(plan, file, &header, &mut stats)?;
-        let width = header.len();
-        let mut spare_fields: Vec<Option<&[u8]>> = Vec::with_capacity(source_index.len());
-        while let Some(record) = reader.next_record().map_err(read_err)? {
-            let line = record.line;
-            let mut fields = reuse_allocation(std::mem::take(&mut spare_fields));
-            let mapped = |src: &Option<usize>| {
-                src.and_then(|i| record.get(i)).map(|v| {
-                    if plan.trim {
-                        plan::trim_space_tab(v)
-                    } else {
-                        v
-                    }
-                })
-            };
-            fields.extend(source_index.iter().map(mapped));
-            let row_fields = if record.len() != width {
-                RowFields::Unusable {
-                    rejection: Rejection {
-                        reason: REASON_RAGGED_ROW.into(),
-                        detail: format!(
-                            "expected {width} fields, found {}: {:?}",
-                            record.len(),
-                            record
-                                .iter()
-                                .map(|f| String::from_utf8_lossy(f).into_owned())
-                                .collect::<Vec<_>>()
-                        ),
-                    },
-                    fields: fields.clone(),
-                }
-            } else if !record.utf8 {
-                let (col, at) = first_invalid_utf8(&header, &record);
-                RowFields::Unusable {
-                    rejection: Rejection {
-                        reason: REASON_INVALID_UTF8.into(),
-                        detail: format!("column {col}: invalid UTF-8 at byte {at}"),
-                    },
-                    fields: fields.clone(),
-                }
-            } else {
-                RowFields::Fields(&fields)
-            };
-            on_row(Row {
-                fields: row_fields,
-                source: file,
-                line,
-                ordinal,
-            })?;
-            ordinal += 1;
-            spare_fields = reuse_allocation(fields);
-        }
-        stats.files += 1;
-        // Bytes as stored (compressed for .gz), which is what throughput
-        // and cost are measured in.
-        stats.bytes += std::fs::metadata(&input.path).map_or(0, |m| m.len());
+) -> Result<RangeEnd, CleanError> {
+    let source = &files[range.file];
+    let file = source.input.source_name.as_str();
+    let stream: Box<dyn Read + Send> = if source.compressed {
+        open_stream(source.input, true)?
+    } else {
+        use std::io::{Seek, SeekFrom};
+        let mut handle = File::open(&source.input.path).map_err(|e| source.read_err(e))?;
+        handle
+            .seek(SeekFrom::Start(range.start))
+            .map_err(|e| source.read_err(e))?;
+        Box::new(handle)
+    };
+    let mut reader = RecordReader::new(stream);
+    if source.compressed {
+        // The header again: a compressed stream can only be read from its start.
+        reader.next_record().map_err(|e| read_error(file, e))?;
     }
-    Ok(stats)
+    let limit = range.end.saturating_sub(range.start);
+    let width = source.header.len();
+    let header = &source.header;
+    let source_index = &source.source_index;
+    let mut spare_fields: Vec<Option<&[u8]>> = Vec::with_capacity(source_index.len());
+    let mut index = 0u64;
+    loop {
+        if reader.position() >= limit {
+            break;
+        }
+        let Some(record) = reader.next_record().map_err(|e| read_error(file, e))? else {
+            break;
+        };
+        let line = range.first_line + record.line - 1;
+        let mut fields = reuse_allocation(std::mem::take(&mut spare_fields));
+        let mapped = |src: &Option<usize>| {
+            src.and_then(|i| record.get(i)).map(|v| {
+                if plan.trim {
+                    plan::trim_space_tab(v)
+                } else {
+                    v
+                }
+            })
+        };
+        fields.extend(source_index.iter().map(mapped));
+        let row_fields = if record.len() != width {
+            RowFields::Unusable {
+                rejection: Rejection {
+                    reason: REASON_RAGGED_ROW.into(),
+                    detail: format!(
+                        "expected {width} fields, found {}: {:?}",
+                        record.len(),
+                        record
+                            .iter()
+                            .map(|f| String::from_utf8_lossy(f).into_owned())
+                            .collect::<Vec<_>>()
+                    ),
+                },
+                fields: fields.clone(),
+            }
+        } else if !record.utf8 {
+            let (col, at) = first_invalid_utf8(header, &record);
+            RowFields::Unusable {
+                rejection: Rejection {
+                    reason: REASON_INVALID_UTF8.into(),
+                    detail: format!("column {col}: invalid UTF-8 at byte {at}"),
+                },
+                fields: fields.clone(),
+            }
+        } else {
+            RowFields::Fields(&fields)
+        };
+        on_row(Row {
+            fields: row_fields,
+            line,
+            index,
+        })?;
+        index += 1;
+        spare_fields = reuse_allocation(fields);
+    }
+    Ok(RangeEnd {
+        rows: index,
+        lines: reader.lines_consumed(),
+        end: range.start.saturating_add(reader.position()),
+    })
 }
 
 /// An empty vector with `fields`' allocation but a fresh lifetime, so one

@@ -60,6 +60,8 @@ pub(crate) struct RecordReader<R> {
     fields: Vec<Range<usize>>,
     /// Unescaped bytes of a record that took the slow path.
     unescaped: Vec<u8>,
+    /// Bytes read from `source` so far.
+    read_total: u64,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -74,7 +76,19 @@ impl<R: Read> RecordReader<R> {
             line: 1,
             fields: Vec::with_capacity(32),
             unescaped: Vec::new(),
+            read_total: 0,
         }
+    }
+
+    /// Bytes of the source consumed by the records returned so far (and the
+    /// empty lines before them): where the next record starts.
+    pub fn position(&self) -> u64 {
+        self.read_total - (self.end - self.pos) as u64
+    }
+
+    /// Line breaks consumed so far.
+    pub fn lines_consumed(&self) -> u64 {
+        self.line - 1
     }
 
     /// Read more input, keeping `pos..end`; false at end of input.
@@ -106,6 +120,7 @@ impl<R: Read> RecordReader<R> {
             return Ok(false);
         }
         self.end += n;
+        self.read_total += n as u64;
         self.revalidate_utf8();
         Ok(true)
     }

@@ -106,6 +106,22 @@ fn read(path: &Path) -> Vec<RecordBatch> {
 }
 
 fn clean_with(config: &str, files: &[(&str, &[u8])], threads: usize) -> Result<Run, CleanError> {
+    clean_with_options(
+        config,
+        files,
+        CleanOptions {
+            threads,
+            batch_rows: 3, // several batches even for tiny inputs
+            ..CleanOptions::default()
+        },
+    )
+}
+
+fn clean_with_options(
+    config: &str,
+    files: &[(&str, &[u8])],
+    opts: CleanOptions,
+) -> Result<Run, CleanError> {
     let c = Config::parse(config, "test.toml").unwrap();
     let plan = CleanPlan::compile(c.datasets.values().next().unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -122,11 +138,6 @@ fn clean_with(config: &str, files: &[(&str, &[u8])], threads: usize) -> Result<R
         .collect();
     let kept = dir.path().join("kept.parquet");
     let rejects = dir.path().join("rejects.parquet");
-    let opts = CleanOptions {
-        threads,
-        batch_rows: 3, // several batches even for tiny inputs
-        ..CleanOptions::default()
-    };
     let stats = clean_files(&plan, &inputs, &kept, &rejects, &opts)?;
     assert!(stats.balanced(), "{stats:?}");
     Ok(Run {
@@ -414,4 +425,160 @@ fn two_threads_write_the_same_output() {
     assert_eq!(one.kept_strings("id"), two.kept_strings("id"));
     assert_eq!(one.reasons(), two.reasons());
     assert!(one.stats.duplicates > 0 && one.stats.rejected_total > 0);
+}
+
+/// A file with dirty rows, duplicates across the whole file, quoted commas,
+/// a quoted line break in the middle, CRLF and empty lines.
+fn awkward_body(rows: usize) -> String {
+    let mut body = String::from(HEADER);
+    for i in 0..rows {
+        let s = match i % 11 {
+            0 => "q",
+            _ => "a",
+        };
+        match i % 97 {
+            13 => body.push_str(&format!("\"k{},x\",{i},1,,,{TS},a\r\n", i % 300)),
+            29 => body.push_str(&format!("\"k{}\nsecond line\",{i},1,,,{TS},a\n", i % 300)),
+            41 => body.push('\n'),
+            53 => body.push_str(&format!("k{},{i},1\n", i % 300)), // ragged
+            _ => body.push_str(&format!(
+                "k{},{i},{},,,2025-01-02T{:02}:00:00Z,{s}\n",
+                i % 300,
+                i % 12,
+                i % 24
+            )),
+        }
+    }
+    body
+}
+
+fn assert_same_output(a: &Run, b: &Run) {
+    assert_eq!(a.stats, b.stats);
+    assert_eq!(a.kept_strings("id"), b.kept_strings("id"));
+    assert_eq!(a.reasons(), b.reasons());
+    let lines = |r: &Run| -> Vec<i64> {
+        r.rejects
+            .iter()
+            .flat_map(|b| {
+                let a = b
+                    .column_by_name("source_line")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .clone();
+                a.values().to_vec()
+            })
+            .collect()
+    };
+    assert_eq!(lines(a), lines(b));
+}
+
+#[test]
+fn byte_ranges_on_any_number_of_threads_match_one_sequential_reader() {
+    let body = awkward_body(3000);
+    let files: &[(&str, &[u8])] = &[("a.csv", body.as_bytes()), ("b.csv", body.as_bytes())];
+    let sequential = clean_with_options(
+        CONFIG,
+        files,
+        CleanOptions {
+            range_bytes: u64::MAX,
+            ..CleanOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(sequential.stats.duplicates > 0 && sequential.stats.rejected_total > 0);
+    assert!(sequential.reasons().iter().any(|r| r == "ragged_row"));
+    // Cuts every few hundred bytes land in quoted line breaks too, which
+    // makes that file fall back to one range; the output is the same.
+    for (range_bytes, threads) in [(300, 1), (300, 2), (1000, 3), (7, 2)] {
+        let ranged = clean_with_options(
+            CONFIG,
+            files,
+            CleanOptions {
+                threads,
+                range_bytes,
+                batch_rows: 50,
+                ..CleanOptions::default()
+            },
+        )
+        .unwrap();
+        assert_same_output(&sequential, &ranged);
+    }
+}
+
+#[test]
+fn ranges_without_quoted_line_breaks_keep_their_cuts_and_line_numbers() {
+    let body = awkward_body(3000).replace("\nsecond line", " second line");
+    let files: &[(&str, &[u8])] = &[("a.csv", body.as_bytes())];
+    let whole = clean_with_options(
+        CONFIG,
+        files,
+        CleanOptions {
+            range_bytes: u64::MAX,
+            ..CleanOptions::default()
+        },
+    )
+    .unwrap();
+    let ranged = clean_with_options(
+        CONFIG,
+        files,
+        CleanOptions {
+            threads: 2,
+            range_bytes: 256,
+            ..CleanOptions::default()
+        },
+    )
+    .unwrap();
+    assert_same_output(&whole, &ranged);
+}
+
+#[test]
+fn row_groups_are_cut_at_the_row_limit_on_every_thread_count() {
+    let body = awkward_body(2000);
+    let files: &[(&str, &[u8])] = &[("a.csv", body.as_bytes())];
+    let mut outputs = Vec::new();
+    for threads in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::parse(CONFIG, "test.toml").unwrap();
+        let plan = CleanPlan::compile(c.datasets.values().next().unwrap()).unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, files[0].1).unwrap();
+        let input = CleanInput {
+            path,
+            source_name: "a.csv".into(),
+        };
+        let kept = dir.path().join("kept.parquet");
+        let opts = CleanOptions {
+            threads,
+            range_bytes: 500,
+            batch_rows: 64,
+            row_group_rows: Some(100),
+            ..CleanOptions::default()
+        };
+        let stats =
+            clean_files(&plan, &[input], &kept, &dir.path().join("r.parquet"), &opts).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&kept).unwrap()).unwrap();
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups.iter().sum::<i64>() as u64, stats.kept);
+        assert!(groups.len() > 2);
+        assert!(
+            groups[..groups.len() - 1].iter().all(|&n| n == 100),
+            "{groups:?}"
+        );
+        let ids: Vec<String> = reader
+            .build()
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let a = b.column_by_name("id").unwrap().as_string::<i32>().clone();
+                (0..a.len()).map(move |i| a.value(i).to_string())
+            })
+            .collect();
+        outputs.push(ids);
+    }
+    assert_eq!(outputs[0], outputs[1]);
 }
