@@ -50,14 +50,25 @@ impl ColumnBuilder {
 }
 
 /// Rows reach the builders only after their record passed the UTF-8 check,
-/// so the lossy branch is a safety net, not a path data takes.
+/// so the lossy branch is a safety net, not a path data takes. The check is
+/// Arrow's own (the values are UTF-8 and every offset is on a character
+/// boundary), done with a SIMD validator.
 fn utf8_column(bytes: BinaryArray) -> StringArray {
-    StringArray::try_from_binary(bytes.clone()).unwrap_or_else(|_| {
-        bytes
-            .iter()
-            .map(|v| v.map(String::from_utf8_lossy))
-            .collect()
-    })
+    let values = bytes.values();
+    let on_boundary = |o: &i32| {
+        values.get(*o as usize).is_none_or(|b| (*b as i8) >= -0x40) // not a continuation byte
+    };
+    if simdutf8::basic::from_utf8(values).is_ok() && bytes.value_offsets().iter().all(on_boundary) {
+        let (offsets, values, nulls) = bytes.into_parts();
+        // SAFETY: just checked: the values are valid UTF-8 and every
+        // offset falls on a character boundary, which is all
+        // StringArray requires beyond BinaryArray's own invariants.
+        return unsafe { StringArray::new_unchecked(offsets, values, nulls) };
+    }
+    bytes
+        .iter()
+        .map(|v| v.map(String::from_utf8_lossy))
+        .collect()
 }
 
 pub(crate) struct KeptBuilders {

@@ -194,8 +194,31 @@ fn parse_bool(v: &[u8]) -> Option<bool> {
     }
 }
 
+/// What `i64::from_str` accepts (an optional sign, then ASCII digits, no
+/// overflow), without first checking the bytes are UTF-8.
 fn parse_int(v: &[u8]) -> Option<i64> {
-    std::str::from_utf8(v).ok()?.parse::<i64>().ok()
+    let (negative, digits) = match v {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, v),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?;
+        n = if negative {
+            n.checked_sub(d as i64)?
+        } else {
+            n.checked_add(d as i64)?
+        };
+    }
+    Some(n)
 }
 
 fn parse_float(v: &[u8]) -> Option<f64> {
@@ -218,14 +241,20 @@ impl CleanPlan {
             let null = f.is_none_or(|v| self.is_null(v));
             cells.push(if null { Cell::Null } else { Cell::Str });
         }
-        let missing: Vec<&str> = self
+        let is_missing = |(c, cell): &(&CompiledColumn, &Cell)| c.required && **cell == Cell::Null;
+        if self
             .columns
             .iter()
             .zip(cells.iter())
-            .filter(|(c, cell)| c.required && **cell == Cell::Null)
-            .map(|(c, _)| c.name.as_str())
-            .collect();
-        if !missing.is_empty() {
+            .any(|pair| is_missing(&pair))
+        {
+            let missing: Vec<&str> = self
+                .columns
+                .iter()
+                .zip(cells.iter())
+                .filter(is_missing)
+                .map(|(c, _)| c.name.as_str())
+                .collect();
             return Err(Rejection {
                 reason: REASON_NULL_REQUIRED.to_string(),
                 detail: format!("required column(s) empty: {}", missing.join(", ")),
@@ -288,7 +317,9 @@ impl CleanPlan {
                     let below = max.is_none_or(|m| if *max_exclusive { x < m } else { x <= m });
                     above && below
                 }
-                Check::Allowed(set) => set.iter().any(|a| **a == *v),
+                // Lengths first: most candidates differ in length, and
+                // a call to memcmp per candidate costs more than the row.
+                Check::Allowed(set) => set.iter().any(|a| a.len() == v.len() && **a == *v),
                 Check::Regex(re) => re.is_match(v),
             };
             if !ok {
@@ -317,6 +348,42 @@ impl CleanPlan {
         match cells[source] {
             Cell::Timestamp(t) => Some(utc_day_of_micros(t)),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parse_int_agrees_with_the_standard_library() {
+        let cases = [
+            "0",
+            "-0",
+            "+7",
+            "42",
+            "-42",
+            "007",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "",
+            "-",
+            "+",
+            "1.0",
+            " 1",
+            "1 ",
+            "1_000",
+            "0x10",
+            "٣",
+            "12a",
+        ];
+        for c in cases {
+            assert_eq!(
+                super::parse_int(c.as_bytes()),
+                c.parse::<i64>().ok(),
+                "{c:?}"
+            );
         }
     }
 }

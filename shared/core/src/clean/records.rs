@@ -129,7 +129,7 @@ impl<R: Read> RecordReader<R> {
     /// character at the end of the buffer is left for the next fill.
     fn revalidate_utf8(&mut self) {
         let from = self.utf8_valid_until.max(self.pos);
-        self.utf8_valid_until = match std::str::from_utf8(&self.buf[from..self.end]) {
+        self.utf8_valid_until = match simdutf8::compat::from_utf8(&self.buf[from..self.end]) {
             Ok(_) => self.end,
             Err(e) => from + e.valid_up_to(),
         };
@@ -174,14 +174,21 @@ impl<R: Read> RecordReader<R> {
                 line_end
             };
             let line_bytes = &self.buf[self.pos..content_end];
-            if memchr::memchr2(b'"', b'\r', line_bytes).is_some() {
-                return self.slow_record();
-            }
+            // One scan finds the commas and whether the line needs the
+            // state machine (a quote or a bare CR).
             self.fields.clear();
             let mut start = self.pos;
-            for comma in memchr::memchr_iter(b',', line_bytes) {
-                self.fields.push(start..self.pos + comma);
-                start = self.pos + comma + 1;
+            let mut needs_state_machine = false;
+            for hit in memchr::memchr3_iter(b',', b'"', b'\r', line_bytes) {
+                if line_bytes[hit] != b',' {
+                    needs_state_machine = true;
+                    break;
+                }
+                self.fields.push(start..self.pos + hit);
+                start = self.pos + hit + 1;
+            }
+            if needs_state_machine {
+                return self.slow_record();
             }
             self.fields.push(start..content_end);
             let record_start = self.pos;
@@ -189,7 +196,7 @@ impl<R: Read> RecordReader<R> {
             self.pos = line_end + 1;
             self.line += 1;
             let utf8 = content_end <= self.utf8_valid_until
-                || std::str::from_utf8(&self.buf[record_start..content_end]).is_ok();
+                || simdutf8::basic::from_utf8(&self.buf[record_start..content_end]).is_ok();
             if line_end >= self.utf8_valid_until {
                 self.revalidate_utf8_after(line_end + 1);
             }
@@ -287,7 +294,7 @@ impl<R: Read> RecordReader<R> {
             }
         }
         self.fields.push(field_start..self.unescaped.len());
-        let utf8 = std::str::from_utf8(&self.unescaped).is_ok();
+        let utf8 = simdutf8::basic::from_utf8(&self.unescaped).is_ok();
         if self.utf8_valid_until < self.pos {
             self.revalidate_utf8_after(self.pos);
         }
