@@ -81,13 +81,17 @@ struct State {
     next_append: usize,
     all_committed: bool,
     file: Option<SerializedFileWriter<File>>,
+    /// The rejects file's writer (absent while a thread writes with it)
+    /// and the batches committed for it.
     rejects: Option<ArrowWriter<File>>,
+    reject_queue: VecDeque<RecordBatch>,
     stats: CleanStats,
     error: Option<CleanError>,
 }
 
 enum Task {
     Encode(usize, Box<ArrowColumnWriter>, Vec<Piece>),
+    WriteRejects(Box<ArrowWriter<File>>, Vec<RecordBatch>),
     Parse(usize),
     Done,
 }
@@ -160,6 +164,7 @@ impl ColumnParallelWriter {
             all_committed: ranges == 0,
             file: Some(file),
             rejects: Some(rejects),
+            reject_queue: VecDeque::new(),
             stats: CleanStats::default(),
             error: None,
         });
@@ -231,12 +236,13 @@ impl Run<'_> {
             let task = self.next_task();
             let outcome = match task {
                 Task::Done => return,
-                Task::Parse(r) => parse(r).and_then(|out| {
+                Task::Parse(r) => parse(r).map(|out| {
                     let mut st = lock(self.state);
                     st.parsed.insert(r, out);
-                    self.commit(&mut st)
+                    self.commit(&mut st);
                 }),
                 Task::Encode(c, writer, pieces) => self.encode(c, *writer, pieces),
+                Task::WriteRejects(writer, batches) => self.write_rejects(*writer, batches),
             };
             let mut st = lock(self.state);
             if let Err(e) = outcome {
@@ -273,14 +279,20 @@ impl Run<'_> {
                 st.queued -= pieces.len();
                 return Task::Encode(c, Box::new(writer), pieces);
             }
+            if !st.reject_queue.is_empty() {
+                if let Some(writer) = st.rejects.take() {
+                    let batches = st.reject_queue.drain(..).collect();
+                    return Task::WriteRejects(Box::new(writer), batches);
+                }
+            }
             let room = st.queued < self.columns * QUEUED_BATCHES_PER_THREAD * self.threads
                 && st.parsed.len() < 2 * self.threads;
             if st.next_parse < self.ranges && room {
                 st.next_parse += 1;
                 return Task::Parse(st.next_parse - 1);
             }
-            let encoding = st.writers.iter().any(Option::is_none);
-            if st.all_committed && st.queued == 0 && !encoding {
+            let encoding = st.writers.iter().any(Option::is_none) || st.rejects.is_none();
+            if st.all_committed && st.queued == 0 && st.reject_queue.is_empty() && !encoding {
                 return Task::Done;
             }
             st = self
@@ -292,7 +304,7 @@ impl Run<'_> {
 
     /// Move parsed ranges, in order, into the column queues and the rejects
     /// file, cutting row groups at the row limit.
-    fn commit(&self, st: &mut State) -> Result<(), CleanError> {
+    fn commit(&self, st: &mut State) {
         while let Some(out) = st.parsed.remove(&st.next_commit) {
             st.next_commit += 1;
             merge(&mut st.stats, &out.stats);
@@ -314,14 +326,7 @@ impl Run<'_> {
                     }
                 }
             }
-            if let Some(rejects) = st.rejects.as_mut() {
-                for batch in &out.rejects {
-                    rejects.write(batch).map_err(|source| CleanError::Parquet {
-                        path: self.rejects_path.to_path_buf(),
-                        source,
-                    })?;
-                }
-            }
+            st.reject_queue.extend(out.rejects);
         }
         if st.next_commit == self.ranges && !st.all_committed {
             st.all_committed = true;
@@ -329,6 +334,20 @@ impl Run<'_> {
                 self.end_group(st);
             }
         }
+    }
+
+    fn write_rejects(
+        &self,
+        mut writer: ArrowWriter<File>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), CleanError> {
+        for batch in &batches {
+            writer.write(batch).map_err(|source| CleanError::Parquet {
+                path: self.rejects_path.to_path_buf(),
+                source,
+            })?;
+        }
+        lock(self.state).rejects = Some(writer);
         Ok(())
     }
 
