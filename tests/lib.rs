@@ -173,6 +173,9 @@ impl ObjectStore for FailingStore<'_> {
     async fn get_bytes(&self, key: &str) -> PortResult<Vec<u8>> {
         self.inner.get_bytes(key).await
     }
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> PortResult<Vec<u8>> {
+        self.inner.get_range(key, start, len).await
+    }
     async fn get_to_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta> {
         self.inner.get_to_file(key, path).await
     }

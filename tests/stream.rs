@@ -549,6 +549,12 @@ impl StateStore for ThrottledWindows<'_> {
     ) -> tributary_core::ports::PortResult<Vec<Option<Value>>> {
         self.inner.put_new_items(pk, items, now).await
     }
+    async fn transact(
+        &self,
+        writes: Vec<tributary_core::ports::TransactWrite>,
+    ) -> tributary_core::ports::PortResult<()> {
+        self.inner.transact(writes).await
+    }
 }
 
 #[tokio::test]

@@ -12,7 +12,9 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-use tributary_core::ports::{Condition, PortError, PortResult, StateStore, Versioned};
+use tributary_core::ports::{
+    check_transaction, Condition, PortError, PortResult, StateStore, TransactWrite, Versioned,
+};
 
 pub struct DynamoStateStore {
     client: Client,
@@ -91,11 +93,7 @@ impl DynamoStateStore {
     fn condition_failed(pk: &str, sk: &str, condition: Condition) -> PortError {
         PortError::ConditionFailed {
             what: format!("{pk}/{sk}"),
-            detail: match condition {
-                Condition::Always => "unconditional write refused".into(),
-                Condition::NotExists => "item exists".into(),
-                Condition::VersionIs(v) => format!("expected version {v}, found another or none"),
-            },
+            detail: condition_detail(condition),
         }
     }
 }
@@ -118,6 +116,79 @@ fn key(name: &str, kind: KeyType) -> PortResult<KeySchemaElement> {
 
 fn expires_at(value: &serde_json::Value) -> Option<i64> {
     value.get("expires_at").and_then(serde_json::Value::as_i64)
+}
+
+fn condition_detail(condition: Condition) -> String {
+    match condition {
+        Condition::Always => "unconditional write refused".into(),
+        Condition::NotExists => "item exists".into(),
+        Condition::VersionIs(v) => format!("expected version {v}, found another or none"),
+    }
+}
+
+/// The expression parts of one conditional write, shared by UpdateItem,
+/// DeleteItem and the same operations inside a transaction.
+#[derive(Default)]
+struct WriteExpression {
+    update: Option<String>,
+    condition: Option<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl WriteExpression {
+    /// Store the value and bump the version; set or clear the TTL.
+    fn put(value: &serde_json::Value, condition: Condition) -> WriteExpression {
+        let mut e = WriteExpression::default();
+        e.name("#value", "value").name("#version", "version");
+        e.values.insert(":value".into(), s(&value.to_string()));
+        e.values.insert(":one".into(), n(1));
+        e.values.insert(":zero".into(), n(0));
+        let mut set =
+            "SET #value = :value, #version = if_not_exists(#version, :zero) + :one".to_string();
+        e.name("#expires", "expires_at");
+        match expires_at(value) {
+            Some(t) => {
+                set.push_str(", #expires = :expires");
+                e.values.insert(":expires".into(), n(t));
+            }
+            None => set.push_str(" REMOVE #expires"),
+        }
+        e.update = Some(set);
+        e.condition(condition);
+        e
+    }
+
+    fn delete(condition: Condition) -> WriteExpression {
+        let mut e = WriteExpression::default();
+        e.condition(condition);
+        e
+    }
+
+    fn name(&mut self, placeholder: &str, attribute: &str) -> &mut Self {
+        self.names.insert(placeholder.into(), attribute.into());
+        self
+    }
+
+    fn condition(&mut self, condition: Condition) {
+        match condition {
+            Condition::Always => {}
+            Condition::NotExists => self.condition = Some("attribute_not_exists(pk)".into()),
+            Condition::VersionIs(v) => {
+                self.name("#version", "version");
+                self.values.insert(":expected".into(), n(v));
+                self.condition = Some("#version = :expected".into());
+            }
+        }
+    }
+
+    fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
 }
 
 #[async_trait]
@@ -143,41 +214,18 @@ impl StateStore for DynamoStateStore {
         value: serde_json::Value,
         condition: Condition,
     ) -> PortResult<u64> {
-        let text = value.to_string();
-        let mut update = self
+        let expression = WriteExpression::put(&value, condition);
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk))
-            .expression_attribute_names("#value", "value")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":value", s(&text))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":zero", n(0))
+            .set_update_expression(expression.update.clone())
+            .set_condition_expression(expression.condition.clone())
+            .set_expression_attribute_names(expression.names())
+            .set_expression_attribute_values(expression.values())
             .return_values(ReturnValue::UpdatedNew);
-        let mut set =
-            "SET #value = :value, #version = if_not_exists(#version, :zero) + :one".to_string();
-        match expires_at(&value) {
-            Some(t) => {
-                set.push_str(", #expires = :expires");
-                update = update
-                    .expression_attribute_names("#expires", "expires_at")
-                    .expression_attribute_values(":expires", n(t));
-            }
-            None => {
-                set.push_str(" REMOVE #expires");
-                update = update.expression_attribute_names("#expires", "expires_at");
-            }
-        }
-        update = update.update_expression(set);
-        update = match condition {
-            Condition::Always => update,
-            Condition::NotExists => update.condition_expression("attribute_not_exists(pk)"),
-            Condition::VersionIs(v) => update
-                .condition_expression("#version = :expected")
-                .expression_attribute_values(":expected", n(v)),
-        };
         let out = update.send().await.map_err(|e| {
             if e.as_service_error()
                 .is_some_and(|s| s.is_conditional_check_failed_exception())
@@ -204,20 +252,16 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> PortResult<()> {
-        let mut delete = self
+        let expression = WriteExpression::delete(condition);
+        let delete = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(pk))
-            .key("sk", s(sk));
-        delete = match condition {
-            Condition::Always => delete,
-            Condition::NotExists => delete.condition_expression("attribute_not_exists(pk)"),
-            Condition::VersionIs(v) => delete
-                .condition_expression("#version = :expected")
-                .expression_attribute_names("#version", "version")
-                .expression_attribute_values(":expected", n(v)),
-        };
+            .key("sk", s(sk))
+            .set_condition_expression(expression.condition.clone())
+            .set_expression_attribute_names(expression.names())
+            .set_expression_attribute_values(expression.values());
         delete.send().await.map_err(|e| {
             if e.as_service_error()
                 .is_some_and(|s| s.is_conditional_check_failed_exception())
@@ -228,6 +272,77 @@ impl StateStore for DynamoStateStore {
             }
         })?;
         Ok(())
+    }
+
+    async fn transact(&self, writes: Vec<TransactWrite>) -> PortResult<()> {
+        use aws_sdk_dynamodb::types::{Delete, TransactWriteItem, Update};
+        check_transaction(&writes)?;
+        let bug = |e| PortError::permanent("building a transaction", "a bug", e);
+        let mut items = Vec::with_capacity(writes.len());
+        for w in &writes {
+            let key = HashMap::from([("pk".to_string(), s(&w.pk)), ("sk".to_string(), s(&w.sk))]);
+            let item = match &w.value {
+                Some(value) => {
+                    let e = WriteExpression::put(value, w.condition);
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key))
+                        .set_update_expression(e.update.clone())
+                        .set_condition_expression(e.condition.clone())
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(bug)?;
+                    TransactWriteItem::builder().update(update).build()
+                }
+                None => {
+                    let e = WriteExpression::delete(w.condition);
+                    let delete = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key))
+                        .set_condition_expression(e.condition.clone())
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(bug)?;
+                    TransactWriteItem::builder().delete(delete).build()
+                }
+            };
+            items.push(item);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let Err(e) = result else {
+            return Ok(());
+        };
+        // Cancelled: the reasons line up with the writes. A failed
+        // condition is named; a conflict with another transaction is worth
+        // retrying.
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let operation = format!("a transaction of {} writes", writes.len());
+        match e.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                let failed = c
+                    .cancellation_reasons()
+                    .iter()
+                    .position(|r| r.code() == Some("ConditionalCheckFailed"));
+                match failed.and_then(|i| writes.get(i).map(|w| (i, w))) {
+                    Some((i, w)) => Err(PortError::ConditionFailed {
+                        what: format!("{}/{}", w.pk, w.sk),
+                        detail: format!(
+                            "{} (write {i} of the transaction; nothing was written)",
+                            condition_detail(w.condition)
+                        ),
+                    }),
+                    None => Err(PortError::transient(operation, e)),
+                }
+            }
+            _ => Err(port_error(operation, &self.table, e)),
+        }
     }
 
     async fn query(&self, pk: &str) -> PortResult<Vec<(String, Versioned)>> {

@@ -234,6 +234,48 @@ impl ObjectStore for S3ObjectStore {
         Ok(bytes.into_bytes().to_vec())
     }
 
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> PortResult<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let op = || format!("reading bytes {start}+{len} of s3://{}/{key}", self.bucket);
+        let last = start.saturating_add(len - 1);
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={start}-{last}"))
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(PortError::NotFound {
+                    what: format!("s3://{}/{key}", self.bucket),
+                })
+            }
+            // 416: the range starts at or past the end of the object.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(port_error(op(), &self.bucket, e)),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::transient(op(), e))?;
+        let mut bytes = bytes.into_bytes().to_vec();
+        // A server that ignores Range sends the whole object.
+        if out.content_range.is_none() && bytes.len() as u64 > len {
+            let from = (start as usize).min(bytes.len());
+            let to = from.saturating_add(len as usize).min(bytes.len());
+            bytes = bytes[from..to].to_vec();
+        }
+        Ok(bytes)
+    }
+
     async fn get_to_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta> {
         let op = || {
             format!(

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use tributary_aws::emulator::Moto;
 use tributary_aws::{DynamoStateStore, KinesisProducer, S3ObjectStore};
 use tributary_core::ports::{
-    Catalog, Condition, ObjectStore, PortError, StateStore, StreamProducer, WorkflowStarter,
+    Catalog, Condition, ObjectStore, PortError, StateStore, StreamProducer, TransactWrite,
+    WorkflowStarter,
 };
 use tributary_core::stream::sequence_cmp;
 use tributary_core::stream::speed::StreamRecord;
@@ -38,6 +39,18 @@ async fn object_store_contract(store: &dyn ObjectStore, scratch: &std::path::Pat
         Err(PortError::NotFound { .. })
     ));
     assert!(store.head("raw/orders/none.csv").await.unwrap().is_none());
+
+    // Ranged reads: inside, running past the end, at and past the end.
+    assert_eq!(store.get_range(key, 2, 3).await.unwrap(), b"b\n1");
+    assert_eq!(store.get_range(key, 5, 100).await.unwrap(), b",2\n");
+    assert_eq!(store.get_range(key, 0, 8).await.unwrap(), b"a,b\n1,2\n");
+    assert!(store.get_range(key, 8, 4).await.unwrap().is_empty());
+    assert!(store.get_range(key, 50, 4).await.unwrap().is_empty());
+    assert!(store.get_range(key, 3, 0).await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_range("raw/orders/none.csv", 0, 4).await,
+        Err(PortError::NotFound { .. })
+    ));
 
     // A prefix ends at a slash: date=2025-12-03/ never lists date=2025-12-031.
     store
@@ -95,6 +108,12 @@ async fn object_store_contract(store: &dyn ObjectStore, scratch: &std::path::Pat
         std::fs::read(&down).unwrap() == big,
         "the downloaded file differs"
     );
+    // A Parquet reader's footer read: the last bytes of a multipart object.
+    let tail = store
+        .get_range("cleaned/t/big.bin", big.len() as u64 - 8, 8)
+        .await
+        .unwrap();
+    assert_eq!(tail, big[big.len() - 8..]);
 }
 
 #[tokio::test]
@@ -232,6 +251,117 @@ async fn state_store_contract(store: Arc<dyn StateStore>) {
         }
     }
     assert_eq!(wins, 1);
+
+    // Transactions: all or nothing, across partition keys.
+    let put = |pk: &str, sk: &str, n: i64, condition| TransactWrite {
+        pk: pk.into(),
+        sk: sk.into(),
+        value: Some(serde_json::json!({ "n": n })),
+        condition,
+    };
+    store
+        .transact(vec![
+            put("t#1", "a", 1, Condition::NotExists),
+            put("t#2", "b", 1, Condition::NotExists),
+        ])
+        .await
+        .unwrap();
+    let refused = store
+        .transact(vec![
+            put("t#1", "a", 2, Condition::VersionIs(1)),
+            put("t#2", "b", 2, Condition::VersionIs(5)), // fails
+            TransactWrite {
+                pk: "t#1".into(),
+                sk: "c".into(),
+                value: None,
+                condition: Condition::Always,
+            },
+        ])
+        .await;
+    match refused {
+        Err(PortError::ConditionFailed { what, .. }) => assert_eq!(what, "t#2/b"),
+        other => panic!("expected the second write's condition to fail: {other:?}"),
+    }
+    let a = store.get("t#1", "a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.value["n"].as_i64(), a.version),
+        (Some(1), 1),
+        "nothing written"
+    );
+    store
+        .transact(vec![
+            put("t#1", "a", 2, Condition::VersionIs(1)),
+            TransactWrite {
+                pk: "t#2".into(),
+                sk: "b".into(),
+                value: None,
+                condition: Condition::VersionIs(1),
+            },
+        ])
+        .await
+        .unwrap();
+    let a = store.get("t#1", "a").await.unwrap().unwrap();
+    assert_eq!((a.value["n"].as_i64(), a.version), (Some(2), 2));
+    assert!(store.get("t#2", "b").await.unwrap().is_none());
+    // Refused before anything is sent: an item twice, or nothing at all.
+    for bad in [
+        vec![
+            put("t#1", "a", 3, Condition::Always),
+            put("t#1", "a", 4, Condition::Always),
+        ],
+        vec![],
+    ] {
+        assert!(matches!(
+            store.transact(bad).await,
+            Err(PortError::Permanent { .. })
+        ));
+    }
+    // Two transactions race on one version: exactly one applies whole.
+    let racers: Vec<_> = (0..2)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .transact(vec![
+                        TransactWrite {
+                            pk: "t#1".into(),
+                            sk: "a".into(),
+                            value: Some(serde_json::json!({ "w": w })),
+                            condition: Condition::VersionIs(2),
+                        },
+                        TransactWrite {
+                            pk: "t#3".into(),
+                            sk: format!("by-{w}"),
+                            value: Some(serde_json::json!({})),
+                            condition: Condition::NotExists,
+                        },
+                    ])
+                    .await
+            })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for (w, r) in racers.into_iter().enumerate() {
+        match r.await.unwrap() {
+            Ok(()) => applied.push(w),
+            // Lost the condition, or (DynamoDB) a conflict with the other one.
+            Err(PortError::ConditionFailed { .. }) | Err(PortError::Transient { .. }) => {}
+            Err(e) => panic!("unexpected outcome of a racing transaction: {e:?}"),
+        }
+    }
+    assert_eq!(applied.len(), 1, "exactly one transaction applies");
+    let side: Vec<String> = store
+        .query("t#3")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(sk, _)| sk)
+        .collect();
+    assert_eq!(
+        side,
+        [format!("by-{}", applied[0])],
+        "the loser wrote nothing"
+    );
 
     // A watermark never moves backwards, whoever tries.
     let d = |s: &str| tributary_core::layout::parse_date(s).unwrap();

@@ -90,6 +90,9 @@ pub trait ObjectStore: Send + Sync {
     /// Upload a local file (streamed; large files need not fit in memory).
     async fn put_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta>;
     async fn get_bytes(&self, key: &str) -> PortResult<Vec<u8>>;
+    /// Up to `len` bytes from byte `start` (S3 `Range: bytes=…`): fewer when
+    /// the object ends first, none when `start` is at or past its end.
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> PortResult<Vec<u8>>;
     /// Download into a local file (streamed).
     async fn get_to_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta>;
     async fn head(&self, key: &str) -> PortResult<Option<ObjectMeta>>;
@@ -118,6 +121,43 @@ pub enum Condition {
     VersionIs(u64),
 }
 
+/// One write of a transaction: put `value` (or delete, when `None`) at
+/// (pk, sk) if `condition` holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactWrite {
+    pub pk: String,
+    pub sk: String,
+    pub value: Option<serde_json::Value>,
+    pub condition: Condition,
+}
+
+/// DynamoDB's limit on one TransactWriteItems call.
+pub const MAX_TRANSACT_WRITES: usize = 100;
+
+/// Refuses transactions DynamoDB would refuse, before anything is sent.
+pub fn check_transaction(writes: &[TransactWrite]) -> PortResult<()> {
+    let refuse = |problem: String| {
+        Err(PortError::permanent(
+            "a state transaction",
+            problem,
+            "transaction refused",
+        ))
+    };
+    if writes.is_empty() || writes.len() > MAX_TRANSACT_WRITES {
+        return refuse(format!(
+            "it has {} writes; a transaction takes 1 to {MAX_TRANSACT_WRITES}",
+            writes.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for w in writes {
+        if !seen.insert((w.pk.as_str(), w.sk.as_str())) {
+            return refuse(format!("{}/{} is written twice", w.pk, w.sk));
+        }
+    }
+    Ok(())
+}
+
 /// Watermarks, partition status, executions (one DynamoDB table: pk + sk).
 #[async_trait]
 pub trait StateStore: Send + Sync {
@@ -134,6 +174,12 @@ pub trait StateStore: Send + Sync {
     async fn delete(&self, pk: &str, sk: &str, condition: Condition) -> PortResult<()>;
     /// Every item of a partition key, in sort-key order.
     async fn query(&self, pk: &str) -> PortResult<Vec<(String, Versioned)>>;
+
+    /// All or nothing (DynamoDB TransactWriteItems): every condition holds
+    /// at the moment of writing and every write happens, or none does and
+    /// `ConditionFailed` names a write whose condition failed. Each item
+    /// once, at most `MAX_TRANSACT_WRITES`.
+    async fn transact(&self, writes: Vec<TransactWrite>) -> PortResult<()>;
 
     /// Insert each item unless one with its sort key is already there (in
     /// order: a later item may find an earlier one of the same call).

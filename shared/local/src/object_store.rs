@@ -189,6 +189,20 @@ impl ObjectStore for FsObjectStore {
         fs::read(&path).map_err(|e| PortError::from_io(format!("object {key}"), e))
     }
 
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> PortResult<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.path(key)?;
+        let op = || format!("object {key}");
+        let mut file = fs::File::open(&path).map_err(|e| PortError::from_io(op(), e))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| PortError::from_io(op(), e))?;
+        let mut out = Vec::new();
+        file.take(len)
+            .read_to_end(&mut out)
+            .map_err(|e| PortError::from_io(op(), e))?;
+        Ok(out)
+    }
+
     async fn get_to_file(&self, key: &str, dest: &Path) -> PortResult<ObjectMeta> {
         let path = self.path(key)?;
         let meta = self

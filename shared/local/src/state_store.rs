@@ -10,7 +10,10 @@ use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tributary_core::ports::{expired, Condition, PortError, PortResult, StateStore, Versioned};
+use tributary_core::ports::{
+    check_transaction, expired, Condition, PortError, PortResult, StateStore, TransactWrite,
+    Versioned,
+};
 
 pub struct FileStateStore {
     root: PathBuf,
@@ -116,6 +119,16 @@ impl FileStateStore {
         pk: &str,
         f: impl FnOnce(&mut Partition) -> PortResult<T>,
     ) -> PortResult<T> {
+        let lock = self.lock(pk)?;
+        let mut partition = self.take_for_write(pk)?;
+        let result = f(&mut partition)?;
+        self.persist(pk, partition)?;
+        drop(lock);
+        Ok(result)
+    }
+
+    /// The partition key's exclusive lock, held until the file is dropped.
+    fn lock(&self, pk: &str) -> PortResult<fs::File> {
         let op = || format!("state {pk}");
         fs::create_dir_all(&self.root).map_err(|e| PortError::from_io(op(), e))?;
         let lock = fs::OpenOptions::new()
@@ -125,13 +138,22 @@ impl FileStateStore {
             .open(self.root.join(format!("{}.lock", file_name(pk))))
             .map_err(|e| PortError::from_io(op(), e))?;
         lock.lock().map_err(|e| PortError::from_io(op(), e))?;
+        Ok(lock)
+    }
+
+    /// The partition, owned, for a writer holding its lock.
+    fn take_for_write(&self, pk: &str) -> PortResult<Partition> {
         let current = self.read(pk)?;
         // Own it without a deep copy: the cache gives up its reference.
         if let Ok(mut c) = self.cache.lock() {
             c.remove(pk);
         }
-        let mut partition = Arc::unwrap_or_clone(current);
-        let result = f(&mut partition)?;
+        Ok(Arc::unwrap_or_clone(current))
+    }
+
+    /// Replace the partition's file (write + rename) under its lock.
+    fn persist(&self, pk: &str, partition: Partition) -> PortResult<()> {
+        let op = || format!("state {pk}");
         // Small partitions stay readable; large ones (stream windows,
         // dedupe claims) are written compactly: they are rewritten often.
         let body = if partition.len() <= 200 {
@@ -153,8 +175,7 @@ impl FileStateStore {
         if let (Ok(meta), Ok(mut cache)) = (fs::metadata(&path), self.cache.lock()) {
             cache.insert(pk.to_string(), (identity(&meta), Arc::new(partition)));
         }
-        drop(lock);
-        Ok(result)
+        Ok(())
     }
 }
 
@@ -232,6 +253,46 @@ impl StateStore for FileStateStore {
                 })
                 .collect())
         })
+    }
+
+    /// Every partition key involved is locked, in key order (so two
+    /// transactions cannot deadlock), all conditions are checked, then
+    /// each partition file is replaced. Writers never see a half-applied
+    /// transaction. Unlike DynamoDB, a lock-free reader of two partition
+    /// keys can, between two renames, see one written and not the other,
+    /// and a crash between them leaves it so; items under one partition key
+    /// are all or nothing.
+    async fn transact(&self, writes: Vec<TransactWrite>) -> PortResult<()> {
+        check_transaction(&writes)?;
+        let pks: std::collections::BTreeSet<&str> = writes.iter().map(|w| w.pk.as_str()).collect();
+        let mut held = Vec::with_capacity(pks.len());
+        let mut partitions = BTreeMap::new();
+        for pk in pks {
+            held.push(self.lock(pk)?);
+            partitions.insert(pk.to_string(), self.take_for_write(pk)?);
+        }
+        for w in &writes {
+            check(&w.pk, &w.sk, partitions[&w.pk].get(&w.sk), w.condition)?;
+        }
+        for w in writes {
+            let Some(partition) = partitions.get_mut(&w.pk) else {
+                continue;
+            };
+            match w.value {
+                Some(value) => {
+                    let version = partition.get(&w.sk).map_or(1, |i| i.version + 1);
+                    partition.insert(w.sk, StoredItem { value, version });
+                }
+                None => {
+                    partition.remove(&w.sk);
+                }
+            }
+        }
+        for (pk, partition) in partitions {
+            self.persist(&pk, partition)?;
+        }
+        drop(held);
+        Ok(())
     }
 
     async fn query(&self, pk: &str) -> PortResult<Vec<(String, Versioned)>> {
