@@ -275,6 +275,7 @@ impl LocalRuntime {
                 TaskAnswer::Failure { error, cause } => {
                     asl::Answer::Failure(tributary_asl::Failure::new(error, cause))
                 }
+                TaskAnswer::Heartbeat => asl::Answer::Heartbeat,
             };
             summaries.push(
                 self.blocking(move |rt| asl::send_answer(&rt.root, Some(rt), &token, answer))?,

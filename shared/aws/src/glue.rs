@@ -289,6 +289,73 @@ impl Catalog for GlueCatalog {
         }
     }
 
+    /// BatchCreatePartition, 100 at a time (Glue's limit); those that
+    /// already exist are switched one by one with UpdatePartition.
+    async fn put_partitions(&self, partitions: Vec<CatalogPartition>) -> PortResult<()> {
+        const GLUE_BATCH: usize = 100;
+        let mut by_table: std::collections::BTreeMap<String, Vec<CatalogPartition>> =
+            std::collections::BTreeMap::new();
+        for p in partitions {
+            by_table.entry(p.table.clone()).or_default().push(p);
+        }
+        for (table, partitions) in by_table {
+            for batch in partitions.chunks(GLUE_BATCH) {
+                let mut inputs = Vec::with_capacity(batch.len());
+                for p in batch {
+                    inputs.push(self.input(p).await?);
+                }
+                let out = self
+                    .client
+                    .batch_create_partition()
+                    .database_name(&self.database)
+                    .table_name(&table)
+                    .set_partition_input_list(Some(inputs))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        port_error(
+                            format!("registering {} partitions of {table}", batch.len()),
+                            &self.database,
+                            e,
+                        )
+                    })?;
+                let mut failed = Vec::new();
+                for error in out.errors() {
+                    let value = error
+                        .partition_values()
+                        .first()
+                        .cloned()
+                        .unwrap_or_default();
+                    let code = error
+                        .error_detail()
+                        .and_then(|d| d.error_code())
+                        .unwrap_or_default();
+                    let Some(p) = batch.iter().find(|p| p.date.to_string() == value) else {
+                        failed.push(format!("{value}: {code}"));
+                        continue;
+                    };
+                    if code == "AlreadyExistsException" {
+                        self.put_partition(p.clone()).await?;
+                    } else {
+                        let message = error
+                            .error_detail()
+                            .and_then(|d| d.error_message())
+                            .unwrap_or_default();
+                        failed.push(format!("{value}: {code} {message}"));
+                    }
+                }
+                if !failed.is_empty() {
+                    return Err(PortError::permanent(
+                        format!("registering partitions of {table}"),
+                        format!("Glue refused {}: {}", failed.len(), failed.join("; ")),
+                        "BatchCreatePartition errors",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn list_partitions(&self, table: &str) -> PortResult<Vec<CatalogPartition>> {
         let mut pages = self
             .client

@@ -131,6 +131,14 @@ impl TaskCallbacks for SfnCallbacks {
                 .await
                 .map(|_| ())
                 .map_err(|e| port_error("answering a task token (failure)".into(), resource, e)),
+            TaskAnswer::Heartbeat => self
+                .client
+                .send_task_heartbeat()
+                .task_token(token)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| port_error("sending a task heartbeat".into(), resource, e)),
         }
     }
 }

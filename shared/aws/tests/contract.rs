@@ -467,6 +467,23 @@ async fn catalog_contract(catalog: &dyn tributary_core::ports::Catalog) {
         .await
         .unwrap();
     assert_eq!(catalog.list_partitions("orders").await.unwrap().len(), 1);
+
+    // Many at once (more than one Glue batch and one GetPartitions page),
+    // one of them already registered: it is switched, not duplicated.
+    let start = d("2024-01-01");
+    let many: Vec<CatalogPartition> = (0..250)
+        .map(|i| {
+            let date = (start + chrono::Days::new(i)).to_string();
+            part(&date, "bulk")
+        })
+        .chain(std::iter::once(part("2025-12-03", "r3")))
+        .collect();
+    catalog.put_partitions(many.clone()).await.unwrap();
+    let all = catalog.list_partitions("orders").await.unwrap();
+    assert_eq!(all.len(), 251);
+    assert!(all.windows(2).all(|w| w[0].date < w[1].date));
+    assert_eq!(all.last(), Some(&part("2025-12-03", "r3")));
+    assert_eq!(all[0], part("2024-01-01", "bulk"));
 }
 
 #[tokio::test]
@@ -549,6 +566,108 @@ async fn workflows_step_functions_on_moto() {
         .await
         .unwrap_err();
     assert!(!bad.retryable());
+}
+
+/// A task token waited on, beaten, answered: SendTaskHeartbeat keeps the
+/// wait alive, SendTaskSuccess ends it, and a spent token is refused with
+/// an error that says so and is not worth retrying.
+#[tokio::test]
+async fn task_callbacks_on_step_functions_on_moto() {
+    use tributary_core::ports::{TaskAnswer, TaskCallbacks};
+    let moto = moto();
+    moto.execute_state_machines().unwrap();
+    moto.create_lambda_functions(&["tributary-request-approval".to_string()])
+        .unwrap();
+    moto.queue_lambda_results(&[serde_json::json!({})]).unwrap();
+    let config = sdk_config(&moto).await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let definition = serde_json::json!({
+        "StartAt": "Wait",
+        "States": {"Wait": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {
+                "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:tributary-request-approval",
+                "Payload": {"token.$": "$$.Task.Token"}
+            },
+            "TimeoutSeconds": 300,
+            "HeartbeatSeconds": 60,
+            "End": true
+        }}
+    });
+    let machine = sfn
+        .create_state_machine()
+        .name("callbacks")
+        .definition(definition.to_string())
+        .role_arn("arn:aws:iam::123456789012:role/tributary-sfn")
+        .send()
+        .await
+        .unwrap();
+    let arn = sfn
+        .start_execution()
+        .state_machine_arn(machine.state_machine_arn())
+        .input("{}")
+        .send()
+        .await
+        .unwrap()
+        .execution_arn()
+        .to_string();
+    let callbacks = tributary_aws::SfnCallbacks::new(&config);
+    // The token travels in the scheduled task's parameters; moto registers
+    // it a moment after scheduling.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let token = loop {
+        let history = sfn
+            .get_execution_history()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .unwrap();
+        let token = history.events().iter().find_map(|e| {
+            let params: serde_json::Value =
+                serde_json::from_str(e.task_scheduled_event_details()?.parameters()).ok()?;
+            params["Payload"]["token"].as_str().map(str::to_string)
+        });
+        if let Some(token) = token {
+            if callbacks
+                .answer(&token, TaskAnswer::Heartbeat)
+                .await
+                .is_ok()
+            {
+                break token;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "no live task token");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    callbacks
+        .answer(&token, TaskAnswer::Heartbeat)
+        .await
+        .expect("a second heartbeat");
+    callbacks
+        .answer(&token, TaskAnswer::Success(serde_json::json!({"ok": true})))
+        .await
+        .unwrap();
+    let status = loop {
+        let d = sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .unwrap();
+        if d.status().as_str() != "RUNNING" {
+            break d.status().as_str().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "still running");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, "SUCCEEDED");
+    let spent = callbacks
+        .answer(&token, TaskAnswer::Heartbeat)
+        .await
+        .unwrap_err();
+    assert!(!spent.retryable());
+    assert!(spent.to_string().contains("no longer valid"), "{spent}");
 }
 
 // ---------------------------------------------------------------- streams

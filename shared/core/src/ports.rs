@@ -249,6 +249,15 @@ pub trait Catalog: Send + Sync {
     async fn put_partition(&self, partition: CatalogPartition) -> PortResult<()>;
     async fn delete_partition(&self, table: &str, date: NaiveDate) -> PortResult<()>;
     async fn list_partitions(&self, table: &str) -> PortResult<Vec<CatalogPartition>>;
+
+    /// Register many partitions (a backfill, a catalog rebuilt from the
+    /// manifests): each created or switched as `put_partition` would.
+    async fn put_partitions(&self, partitions: Vec<CatalogPartition>) -> PortResult<()> {
+        for p in partitions {
+            self.put_partition(p).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Starting a pipeline run (Step Functions StartExecution). The name makes
@@ -309,11 +318,14 @@ pub trait Notifier: Send + Sync {
     async fn notify(&self, topic: &str, subject: &str, message: &str) -> PortResult<String>;
 }
 
-/// What answers a task token (SendTaskSuccess / SendTaskFailure).
+/// What is sent for a task token: an answer (SendTaskSuccess /
+/// SendTaskFailure) ends the wait; a heartbeat (SendTaskHeartbeat) only
+/// says the work behind it is alive, resetting its HeartbeatSeconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TaskAnswer {
     Success(serde_json::Value),
     Failure { error: String, cause: String },
+    Heartbeat,
 }
 
 /// Step Functions' task-token API: an approval decision resumes the
