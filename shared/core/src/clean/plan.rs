@@ -222,9 +222,54 @@ fn parse_int(v: &[u8]) -> Option<i64> {
 }
 
 fn parse_float(v: &[u8]) -> Option<f64> {
+    if let Some(f) = plain_decimal(v) {
+        return Some(f);
+    }
     // Rust accepts "inf" and "NaN"; a data platform must not.
     let f = std::str::from_utf8(v).ok()?.parse::<f64>().ok()?;
     f.is_finite().then_some(f)
+}
+
+/// The common shape of amounts, `[-+]digits[.digits]` with at most 15
+/// digits in all, converted exactly: the digits as an integer and the power
+/// of ten are both exact doubles, so one division is correctly rounded
+/// (Clinger's fast path) and the result is what `f64::from_str` gives.
+/// Anything else goes to the full parser.
+fn plain_decimal(v: &[u8]) -> Option<f64> {
+    const POWERS: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (negative, body) = match v {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, v),
+    };
+    let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
+    let mut fraction_digits = None;
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + (b - b'0') as u64;
+                digits += 1;
+                if let Some(f) = fraction_digits.as_mut() {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction_digits.is_none() && i > 0 && i + 1 < body.len() => {
+                fraction_digits = Some(0usize)
+            }
+            _ => return None,
+        }
+        if digits > 15 {
+            return None;
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    let value = mantissa as f64 / POWERS[fraction_digits.unwrap_or(0)];
+    Some(if negative { -value } else { value })
 }
 
 impl CleanPlan {
@@ -354,6 +399,53 @@ impl CleanPlan {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_float_agrees_with_the_standard_library() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "-0.00",
+            "+1.5",
+            "12.34",
+            "0.1",
+            "0.3",
+            "123456789012345",
+            "1234567890123456",
+            "99999.99999",
+            "1.",
+            ".5",
+            "1e5",
+            "1.2.3",
+            "",
+            "-",
+            ".",
+            "inf",
+            "NaN",
+            "0x1",
+            "1_0",
+            "00012.50",
+            "9007199254740993",
+            "3.141592653589793",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every amount a generator writes: up to 6 integer and 2 fraction digits.
+        for i in (0..2_000_000u64).step_by(997) {
+            cases.push(format!("{}.{:02}", i / 100, i % 100));
+            cases.push(format!("-{}.{:03}", i, i % 1000));
+        }
+        for c in &cases {
+            let ours = super::parse_float(c.as_bytes());
+            let std = c.parse::<f64>().ok().filter(|f| f.is_finite());
+            assert_eq!(
+                ours.map(f64::to_bits),
+                std.map(f64::to_bits),
+                "{c:?}: {ours:?} vs {std:?}"
+            );
+        }
+    }
+
     #[test]
     fn parse_int_agrees_with_the_standard_library() {
         let cases = [
