@@ -362,7 +362,42 @@ unsafe fn split_plain_line_avx2(line: &[u8], base: usize, fields: &mut Vec<Range
         }
         i += 32;
     }
-    split_plain_line_scalar(line, i, base, start, fields)
+    // The rest: the line's last 32 bytes again (when it has 32), minus
+    // those already walked; a short line byte by byte.
+    if i < line.len() && line.len() >= 32 {
+        let last = line.len() - 32;
+        // SAFETY: last + 32 == line.len().
+        let chunk = unsafe { _mm256_loadu_si256(line.as_ptr().add(last) as *const __m256i) };
+        // 1..=31 bytes of this chunk were walked in the loop.
+        let seen = (1u32 << (i - last)) - 1;
+        let special = _mm256_or_si256(
+            _mm256_cmpeq_epi8(chunk, quote),
+            _mm256_cmpeq_epi8(chunk, cr),
+        );
+        if (_mm256_movemask_epi8(special) as u32) & !seen != 0 {
+            return false;
+        }
+        let mut commas = (_mm256_movemask_epi8(_mm256_cmpeq_epi8(chunk, comma)) as u32) & !seen;
+        while commas != 0 {
+            let at = last + commas.trailing_zeros() as usize;
+            fields.push(start..base + at);
+            start = base + at + 1;
+            commas &= commas - 1;
+        }
+        i = line.len();
+    }
+    for (j, &b) in line[i..].iter().enumerate() {
+        match b {
+            b',' => {
+                fields.push(start..base + i + j);
+                start = base + i + j + 1;
+            }
+            b'"' | b'\r' => return false,
+            _ => {}
+        }
+    }
+    fields.push(start..base + line.len());
+    true
 }
 
 #[cfg(test)]
