@@ -526,7 +526,7 @@ fn emit_range(
                     }
                     return Ok(());
                 }
-                Err(rejection) => (rejection, fields.to_vec()),
+                Err(cause) => (plan.explain(cause, fields, &cells), fields.to_vec()),
             },
             RowFields::Unusable { rejection, fields } => (rejection, fields),
         };

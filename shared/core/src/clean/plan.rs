@@ -179,6 +179,15 @@ pub(crate) enum Cell {
     Timestamp(i64),
 }
 
+/// Which check refused a row (a column or rule index), before it is worded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RejectCause {
+    NullRequired,
+    Invalid(usize),
+    RuleOnEmpty(usize),
+    Rule(usize),
+}
+
 /// Why a row was rejected: a stable reason code and a human detail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
@@ -275,35 +284,23 @@ fn plain_decimal(v: &[u8]) -> Option<f64> {
 impl CleanPlan {
     /// Evaluate one row whose fields (already trimmed, in config column
     /// order; `None` for a column missing from the file) are given. Fills
-    /// `cells` and returns the first failing rule, if any.
+    /// `cells` and returns the first failing rule, if any, as a cause that
+    /// costs nothing to make: pass 1 only needs to know a row failed, and
+    /// [`CleanPlan::explain`] words it for the rows that are kept.
     pub(crate) fn evaluate(
         &self,
         fields: &[Option<&[u8]>],
         cells: &mut Vec<Cell>,
-    ) -> Result<(), Rejection> {
+    ) -> Result<(), RejectCause> {
         cells.clear();
-        for f in fields.iter().take(self.columns.len()) {
+        let mut missing = false;
+        for (f, c) in fields.iter().zip(&self.columns) {
             let null = f.is_none_or(|v| self.is_null(v));
+            missing |= null && c.required;
             cells.push(if null { Cell::Null } else { Cell::Str });
         }
-        let is_missing = |(c, cell): &(&CompiledColumn, &Cell)| c.required && **cell == Cell::Null;
-        if self
-            .columns
-            .iter()
-            .zip(cells.iter())
-            .any(|pair| is_missing(&pair))
-        {
-            let missing: Vec<&str> = self
-                .columns
-                .iter()
-                .zip(cells.iter())
-                .filter(is_missing)
-                .map(|(c, _)| c.name.as_str())
-                .collect();
-            return Err(Rejection {
-                reason: REASON_NULL_REQUIRED.to_string(),
-                detail: format!("required column(s) empty: {}", missing.join(", ")),
-            });
+        if missing {
+            return Err(RejectCause::NullRequired);
         }
         for (i, c) in self.columns.iter().enumerate() {
             if cells[i] == Cell::Null {
@@ -311,7 +308,7 @@ impl CleanPlan {
             }
             let v = fields[i].unwrap_or_default();
             let parsed = match c.column_type {
-                ColumnType::String => Some(Cell::Str),
+                ColumnType::String => continue,
                 ColumnType::Int => parse_int(v).map(Cell::Int),
                 ColumnType::Float => parse_float(v).map(Cell::Float),
                 ColumnType::Bool => parse_bool(v).map(Cell::Bool),
@@ -320,28 +317,14 @@ impl CleanPlan {
             };
             match parsed {
                 Some(cell) => cells[i] = cell,
-                None => {
-                    return Err(Rejection {
-                        reason: c.invalid_reason.clone(),
-                        detail: format!(
-                            "{}: {:?} is not a valid {}",
-                            c.name,
-                            String::from_utf8_lossy(v),
-                            c.column_type.name()
-                        ),
-                    })
-                }
+                None => return Err(RejectCause::Invalid(i)),
             }
         }
-        for r in &self.rules {
+        for (index, r) in self.rules.iter().enumerate() {
             let cell = cells[r.column];
-            let name = &self.columns[r.column].name;
             if cell == Cell::Null {
                 if r.reject_null {
-                    return Err(Rejection {
-                        reason: r.reason.clone(),
-                        detail: format!("{name}: empty"),
-                    });
+                    return Err(RejectCause::RuleOnEmpty(index));
                 }
                 continue;
             }
@@ -368,17 +351,66 @@ impl CleanPlan {
                 Check::Regex(re) => re.is_match(v),
             };
             if !ok {
-                return Err(Rejection {
-                    reason: r.reason.clone(),
-                    detail: format!(
-                        "{name}: {:?} fails rule {}",
-                        String::from_utf8_lossy(v),
-                        r.reason
-                    ),
-                });
+                return Err(RejectCause::Rule(index));
             }
         }
         Ok(())
+    }
+
+    /// The reason and a human detail for a row `evaluate` refused.
+    pub(crate) fn explain(
+        &self,
+        cause: RejectCause,
+        fields: &[Option<&[u8]>],
+        cells: &[Cell],
+    ) -> Rejection {
+        let text = |i: usize| String::from_utf8_lossy(fields[i].unwrap_or_default()).into_owned();
+        match cause {
+            RejectCause::NullRequired => {
+                let missing: Vec<&str> = self
+                    .columns
+                    .iter()
+                    .zip(cells)
+                    .filter(|(c, cell)| c.required && **cell == Cell::Null)
+                    .map(|(c, _)| c.name.as_str())
+                    .collect();
+                Rejection {
+                    reason: REASON_NULL_REQUIRED.to_string(),
+                    detail: format!("required column(s) empty: {}", missing.join(", ")),
+                }
+            }
+            RejectCause::Invalid(i) => {
+                let c = &self.columns[i];
+                Rejection {
+                    reason: c.invalid_reason.clone(),
+                    detail: format!(
+                        "{}: {:?} is not a valid {}",
+                        c.name,
+                        text(i),
+                        c.column_type.name()
+                    ),
+                }
+            }
+            RejectCause::RuleOnEmpty(r) => {
+                let rule = &self.rules[r];
+                Rejection {
+                    reason: rule.reason.clone(),
+                    detail: format!("{}: empty", self.columns[rule.column].name),
+                }
+            }
+            RejectCause::Rule(r) => {
+                let rule = &self.rules[r];
+                Rejection {
+                    reason: rule.reason.clone(),
+                    detail: format!(
+                        "{}: {:?} fails rule {}",
+                        self.columns[rule.column].name,
+                        text(rule.column),
+                        rule.reason
+                    ),
+                }
+            }
+        }
     }
 
     /// The event time of an evaluated row (for dedupe), if configured.
