@@ -452,6 +452,19 @@ fn awkward_body(rows: usize) -> String {
     body
 }
 
+/// What one sequential reader makes of `files`: the reference.
+fn clean_in_one_range(files: &[(&str, &[u8])]) -> Run {
+    clean_with_options(
+        CONFIG,
+        files,
+        CleanOptions {
+            range_bytes: u64::MAX,
+            ..CleanOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 fn assert_same_output(a: &Run, b: &Run) {
     assert_eq!(a.stats, b.stats);
     assert_eq!(a.kept_strings("id"), b.kept_strings("id"));
@@ -476,15 +489,7 @@ fn assert_same_output(a: &Run, b: &Run) {
 fn byte_ranges_on_any_number_of_threads_match_one_sequential_reader() {
     let body = awkward_body(3000);
     let files: &[(&str, &[u8])] = &[("a.csv", body.as_bytes()), ("b.csv", body.as_bytes())];
-    let sequential = clean_with_options(
-        CONFIG,
-        files,
-        CleanOptions {
-            range_bytes: u64::MAX,
-            ..CleanOptions::default()
-        },
-    )
-    .unwrap();
+    let sequential = clean_in_one_range(files);
     assert!(sequential.stats.duplicates > 0 && sequential.stats.rejected_total > 0);
     assert!(sequential.reasons().iter().any(|r| r == "ragged_row"));
     // Cuts every few hundred bytes land in quoted line breaks too, which
@@ -509,15 +514,7 @@ fn byte_ranges_on_any_number_of_threads_match_one_sequential_reader() {
 fn ranges_without_quoted_line_breaks_keep_their_cuts_and_line_numbers() {
     let body = awkward_body(3000).replace("\nsecond line", " second line");
     let files: &[(&str, &[u8])] = &[("a.csv", body.as_bytes())];
-    let whole = clean_with_options(
-        CONFIG,
-        files,
-        CleanOptions {
-            range_bytes: u64::MAX,
-            ..CleanOptions::default()
-        },
-    )
-    .unwrap();
+    let whole = clean_in_one_range(files);
     let ranged = clean_with_options(
         CONFIG,
         files,
