@@ -117,8 +117,15 @@ impl Candidates {
             .next_power_of_two()
             .trailing_zeros()
             .min(12);
+        // Reserved up front: growing by doubling copies every candidate
+        // again and can hold twice the memory at the moment it grows. The
+        // estimate runs high, but pages never written are never resident;
+        // past 16M rows (512 MiB of address space) the buffers grow instead.
+        let per_partition = expected_rows.min(16 << 20) / (1 << bits) + 64;
         Candidates {
-            partitions: (0..1usize << bits).map(|_| Vec::new()).collect(),
+            partitions: (0..1usize << bits)
+                .map(|_| Vec::with_capacity(per_partition))
+                .collect(),
             bits,
         }
     }
