@@ -266,14 +266,7 @@ impl ObjectStore for S3ObjectStore {
             .collect()
             .await
             .map_err(|e| PortError::transient(op(), e))?;
-        let mut bytes = bytes.into_bytes().to_vec();
-        // A server that ignores Range sends the whole object.
-        if out.content_range.is_none() && bytes.len() as u64 > len {
-            let from = (start as usize).min(bytes.len());
-            let to = from.saturating_add(len as usize).min(bytes.len());
-            bytes = bytes[from..to].to_vec();
-        }
-        Ok(bytes)
+        Ok(bytes.into_bytes().to_vec())
     }
 
     async fn get_to_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta> {

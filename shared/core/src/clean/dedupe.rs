@@ -174,23 +174,7 @@ impl Winners {
             }
             winners
         };
-        let lists: Vec<Vec<RowId>> = if threads == 1 {
-            vec![resolve_share(0)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (1..threads)
-                    .map(|share| scope.spawn(move || resolve_share(share)))
-                    .collect();
-                let mut lists = vec![resolve_share(0)];
-                // A panic in a share is a bug; losing its winners would
-                // silently drop rows, so it propagates.
-                lists.extend(handles.into_iter().map(|h| match h.join() {
-                    Ok(list) => list,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }));
-                lists
-            })
-        };
+        let lists = super::on_threads(threads, resolve_share);
         drop(buffers);
         let mut ranges: Vec<Vec<u64>> = range_rows
             .iter()

@@ -178,21 +178,7 @@ impl ColumnParallelWriter {
             state: &state,
             wake: &wake,
         };
-        if threads <= 1 {
-            run.work(&parse);
-        } else {
-            std::thread::scope(|scope| {
-                let others: Vec<_> = (1..threads)
-                    .map(|_| scope.spawn(|| run.work(&parse)))
-                    .collect();
-                run.work(&parse);
-                for h in others {
-                    if let Err(panic) = h.join() {
-                        std::panic::resume_unwind(panic);
-                    }
-                }
-            });
-        }
+        super::on_threads(threads, |_| run.work(&parse));
         let mut st = state
             .into_inner()
             .map_err(|_| CleanError::Plan("a cleaning thread panicked".into()))?;

@@ -24,7 +24,6 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use plan::{Cell, REASON_INVALID_UTF8, REASON_RAGGED_ROW};
 use records::{Record, RecordError, RecordReader};
-
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -191,6 +190,25 @@ pub fn clean_files(
     stats.dropped_columns = file_stats.dropped_columns;
     debug_assert!(stats.balanced(), "{stats:?}");
     Ok(stats)
+}
+
+/// Run `work(i)` for i in 0..threads, the first on the calling thread, and
+/// return the results in that order. A panic in any is re-raised: losing a
+/// thread's share would silently drop rows.
+pub(crate) fn on_threads<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    if threads <= 1 {
+        return vec![work(0)];
+    }
+    let work = &work;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads).map(|i| scope.spawn(move || work(i))).collect();
+        let mut results = vec![work(0)];
+        results.extend(others.into_iter().map(|h| match h.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }));
+        results
+    })
 }
 
 fn new_writer(
@@ -443,7 +461,7 @@ fn scan_ranges(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let ends: Vec<std::sync::Mutex<Option<Result<RangeEnd, CleanError>>>> =
         ranges.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let scan = || {
+    let scan = |_thread: usize| {
         let mut candidates = Candidates::for_expected_rows(expected_rows);
         let mut packer = KeyPacker::default();
         let mut cells = Vec::with_capacity(plan.columns.len());
@@ -468,19 +486,7 @@ fn scan_ranges(
             }
         }
     };
-    let buffers = if threads <= 1 {
-        vec![scan()]
-    } else {
-        std::thread::scope(|scope| {
-            let others: Vec<_> = (1..threads).map(|_| scope.spawn(scan)).collect();
-            let mut buffers = vec![scan()];
-            buffers.extend(others.into_iter().map(|h| match h.join() {
-                Ok(b) => b,
-                Err(panic) => std::panic::resume_unwind(panic),
-            }));
-            buffers
-        })
-    };
+    let buffers = on_threads(threads, scan);
     let ends = ends
         .into_iter()
         .map(|slot| {
