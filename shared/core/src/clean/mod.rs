@@ -5,8 +5,8 @@
 //! than the file size: the first pass only evaluates rows and remembers, per
 //! dedupe key, which row wins (latest event time; the first in the file on a
 //! tie); the second pass evaluates again (deterministically) and writes. The
-//! only state that grows with the input is one compact entry per distinct key
-//! and one bit per row.
+//! only state that grows with the input is one 32-byte dedupe candidate per
+//! valid row during pass 1 (freed before pass 2) and one bit per row.
 
 mod builders;
 pub(crate) mod dedupe;
