@@ -157,7 +157,17 @@ pub fn arrow_type(t: ColumnType) -> DataType {
 /// Remove leading and trailing ASCII space and tab — nothing else, so that
 /// meaningful Unicode whitespace is not silently eaten.
 #[inline]
-pub fn trim_space_tab(mut v: &[u8]) -> &[u8] {
+pub fn trim_space_tab(v: &[u8]) -> &[u8] {
+    let padding = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    // Almost no field is padded: two byte checks settle it.
+    if !padding(v.first()) && !padding(v.last()) {
+        return v;
+    }
+    trim_padding(v)
+}
+
+#[cold]
+fn trim_padding(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
     }
@@ -281,6 +291,19 @@ fn plain_decimal(v: &[u8]) -> Option<f64> {
     Some(if negative { -value } else { value })
 }
 
+/// A non-null value as its column's type; `None` when it does not parse.
+#[inline]
+fn parse_cell(c: &CompiledColumn, v: &[u8]) -> Option<Cell> {
+    match c.column_type {
+        ColumnType::String => Some(Cell::Str),
+        ColumnType::Int => parse_int(v).map(Cell::Int),
+        ColumnType::Float => parse_float(v).map(Cell::Float),
+        ColumnType::Bool => parse_bool(v).map(Cell::Bool),
+        ColumnType::Date => parse_date_days(v).map(Cell::Date),
+        ColumnType::Timestamp => parse_timestamp_micros(v, c.naive).map(Cell::Timestamp),
+    }
+}
+
 impl CleanPlan {
     /// Evaluate one row whose fields (already trimmed, in config column
     /// order; `None` for a column missing from the file) are given. Fills
@@ -292,33 +315,34 @@ impl CleanPlan {
         fields: &[Option<&[u8]>],
         cells: &mut Vec<Cell>,
     ) -> Result<(), RejectCause> {
-        cells.clear();
+        // One pass over the columns: a null required column outranks an
+        // unparseable one wherever each sits, so the first invalid column is
+        // remembered rather than returned.
+        let n = self.columns.len();
+        cells.resize(n, Cell::Null);
         let mut missing = false;
-        for (f, c) in fields.iter().zip(&self.columns) {
-            let null = f.is_none_or(|v| self.is_null(v));
-            missing |= null && c.required;
-            cells.push(if null { Cell::Null } else { Cell::Str });
+        let mut invalid = None;
+        let columns = self.columns.iter().zip(fields).zip(cells.iter_mut());
+        for (i, ((c, f), cell)) in columns.enumerate() {
+            *cell = match f {
+                Some(v) if !self.is_null(v) => match parse_cell(c, v) {
+                    Some(parsed) => parsed,
+                    None => {
+                        invalid = invalid.or(Some(i));
+                        Cell::Str
+                    }
+                },
+                _ => {
+                    missing |= c.required;
+                    Cell::Null
+                }
+            };
         }
         if missing {
             return Err(RejectCause::NullRequired);
         }
-        for (i, c) in self.columns.iter().enumerate() {
-            if cells[i] == Cell::Null {
-                continue;
-            }
-            let v = fields[i].unwrap_or_default();
-            let parsed = match c.column_type {
-                ColumnType::String => continue,
-                ColumnType::Int => parse_int(v).map(Cell::Int),
-                ColumnType::Float => parse_float(v).map(Cell::Float),
-                ColumnType::Bool => parse_bool(v).map(Cell::Bool),
-                ColumnType::Date => parse_date_days(v).map(Cell::Date),
-                ColumnType::Timestamp => parse_timestamp_micros(v, c.naive).map(Cell::Timestamp),
-            };
-            match parsed {
-                Some(cell) => cells[i] = cell,
-                None => return Err(RejectCause::Invalid(i)),
-            }
+        if let Some(i) = invalid {
+            return Err(RejectCause::Invalid(i));
         }
         for (index, r) in self.rules.iter().enumerate() {
             let cell = cells[r.column];

@@ -51,35 +51,46 @@ fn digits(b: &[u8]) -> Option<u32> {
     Some(v)
 }
 
-/// `YYYY-MM-DD` → days since the epoch.
-pub fn parse_date_days(b: &[u8]) -> Option<i32> {
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+/// Two ASCII digits as a number.
+#[inline(always)]
+fn two_digits(tens: u8, ones: u8) -> Option<u32> {
+    let (t, o) = (tens.wrapping_sub(b'0'), ones.wrapping_sub(b'0'));
+    if t > 9 || o > 9 {
         return None;
     }
-    let year = digits(&b[0..4])? as i64;
-    let month = digits(&b[5..7])?;
-    let day = digits(&b[8..10])?;
+    Some(t as u32 * 10 + o as u32)
+}
+
+/// Days since the epoch of a `YYYY-MM-DD`, if it is a real date.
+#[inline]
+fn date_days(b: &[u8; 10]) -> Option<i64> {
+    if b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = (two_digits(b[0], b[1])? * 100 + two_digits(b[2], b[3])?) as i64;
+    let month = two_digits(b[5], b[6])?;
+    let day = two_digits(b[8], b[9])?;
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
-    i32::try_from(days_from_civil(year, month, day)).ok()
+    Some(days_from_civil(year, month, day))
+}
+
+/// `YYYY-MM-DD` → days since the epoch.
+pub fn parse_date_days(b: &[u8]) -> Option<i32> {
+    i32::try_from(date_days(b.try_into().ok()?)?).ok()
 }
 
 /// An ISO-8601 timestamp → microseconds since the epoch, UTC.
 pub fn parse_timestamp_micros(b: &[u8], naive: NaiveTimestamps) -> Option<i64> {
-    if b.len() < 19 {
+    let head: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    let days = date_days(head[..10].try_into().ok()?)?;
+    if (head[10] != b'T' && head[10] != b' ') || head[13] != b':' || head[16] != b':' {
         return None;
     }
-    let days = parse_date_days(&b[0..10])? as i64;
-    if b[10] != b'T' && b[10] != b' ' {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let hour = digits(&b[11..13])?;
-    let minute = digits(&b[14..16])?;
-    let second = digits(&b[17..19])?;
+    let hour = two_digits(head[11], head[12])?;
+    let minute = two_digits(head[14], head[15])?;
+    let second = two_digits(head[17], head[18])?;
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
