@@ -7,7 +7,7 @@ use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 
@@ -37,14 +37,34 @@ impl ColumnBuilder {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
+    /// The column so far; the builder starts again with room for `rows`
+    /// rows (and as many string bytes as this batch held), since Arrow's
+    /// own `finish` leaves it with none and the next batch would grow it
+    /// by doubling, copying every value again.
+    fn finish(&mut self, rows: usize) -> ArrayRef {
         match self {
-            ColumnBuilder::Str(b) => Arc::new(utf8_column(b.finish())),
-            ColumnBuilder::Int(b) => Arc::new(b.finish()),
-            ColumnBuilder::Float(b) => Arc::new(b.finish()),
-            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
-            ColumnBuilder::Date(b) => Arc::new(b.finish()),
-            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::Str(b) => {
+                let bytes = b.values_slice().len();
+                let array = utf8_column(b.finish());
+                *b = BinaryBuilder::with_capacity(rows, bytes + bytes / 8);
+                Arc::new(array)
+            }
+            ColumnBuilder::Int(b) => {
+                Arc::new(std::mem::replace(b, Int64Builder::with_capacity(rows)).finish())
+            }
+            ColumnBuilder::Float(b) => {
+                Arc::new(std::mem::replace(b, Float64Builder::with_capacity(rows)).finish())
+            }
+            ColumnBuilder::Bool(b) => {
+                Arc::new(std::mem::replace(b, BooleanBuilder::with_capacity(rows)).finish())
+            }
+            ColumnBuilder::Date(b) => {
+                Arc::new(std::mem::replace(b, Date32Builder::with_capacity(rows)).finish())
+            }
+            ColumnBuilder::Timestamp(b) => {
+                let fresh = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+                Arc::new(std::mem::replace(b, fresh).finish())
+            }
         }
     }
 }
@@ -76,6 +96,7 @@ pub(crate) struct KeptBuilders {
     derived: Vec<Date32Builder>,
     schema: SchemaRef,
     len: usize,
+    capacity: usize,
 }
 
 impl KeptBuilders {
@@ -93,6 +114,7 @@ impl KeptBuilders {
                 .collect(),
             schema: plan.kept_schema(),
             len: 0,
+            capacity,
         }
     }
 
@@ -126,12 +148,11 @@ impl KeptBuilders {
     }
 
     pub fn finish(&mut self) -> RecordBatch {
-        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|b| b.finish()).collect();
-        arrays.extend(
-            self.derived
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
+        let rows = self.capacity;
+        let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(|b| b.finish(rows)).collect();
+        arrays.extend(self.derived.iter_mut().map(|b| {
+            Arc::new(std::mem::replace(b, Date32Builder::with_capacity(rows)).finish()) as ArrayRef
+        }));
         self.len = 0;
         // The builders were made from the same plan as the schema, and
         // required columns never receive nulls (evaluation rejects them).
@@ -209,6 +230,24 @@ impl RejectBuilders {
             line_b.append_value(line as i64);
         }
         self.len += 1;
+    }
+
+    /// A batch built with provenance, its `source_line`s moved on by
+    /// `by`: ranges are parsed before the line they start on is known.
+    pub fn shift_lines(batch: &RecordBatch, by: u64) -> RecordBatch {
+        let last = batch.num_columns().saturating_sub(1);
+        let Some(lines) = batch
+            .columns()
+            .get(last)
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        else {
+            return batch.clone();
+        };
+        let shifted: Int64Array = lines.unary(|line| line + by as i64);
+        let mut columns = batch.columns().to_vec();
+        columns[last] = Arc::new(shifted);
+        RecordBatch::try_new(batch.schema(), columns)
+            .expect("the same schema with one column replaced by its own type")
     }
 
     pub fn finish(&mut self) -> RecordBatch {

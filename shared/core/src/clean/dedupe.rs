@@ -62,8 +62,10 @@ impl Hasher for PackedKeyHasher {
     }
 }
 
-/// A row's position: the index of its range among all inputs' ranges, and
-/// its index within that range. Ordered as the rows are in the input.
+/// A valid row's position: the index of its range among all inputs'
+/// ranges, and its position among that range's valid rows (which is also
+/// its position among the range's kept candidates). Ordered as the rows
+/// are in the input.
 pub(crate) type RowId = u64;
 const RANGE_SHIFT: u32 = 40;
 
@@ -142,14 +144,14 @@ impl Candidates {
     }
 }
 
-/// Which rows won, as one bit per row of each range.
+/// Which rows won, as one bit per valid row of each range.
 pub(crate) struct Winners {
     ranges: Vec<Vec<u64>>,
 }
 
 impl Winners {
     /// Resolve every partition (spread over `threads`) into winner bits;
-    /// `range_rows[r]` is how many rows range `r` has.
+    /// `range_rows[r]` is how many valid rows range `r` has.
     pub fn resolve(buffers: Vec<Candidates>, range_rows: &[u64], threads: usize) -> Winners {
         let partitions = buffers.first().map_or(0, |b| b.partitions.len());
         debug_assert!(buffers.iter().all(|b| b.partitions.len() == partitions));

@@ -1,18 +1,23 @@
 //! Streaming CSV → typed Arrow batches → Parquet, with every rejected row kept
 //! with its reason, file and line.
 //!
-//! Two passes over the input keep memory bounded by the batch size rather
-//! than the file size: the first pass only evaluates rows and remembers, per
-//! dedupe key, which row wins (latest event time; the first in the file on a
-//! tie); the second pass evaluates again (deterministically) and writes. The
-//! only state that grows with the input is one 32-byte dedupe candidate per
-//! valid row during pass 1 (freed before pass 2) and one bit per row.
+//! Every row is parsed and evaluated once. With a dedupe key, pass 1 parses
+//! the ranges into Arrow batches, spills them to scratch disk next to the
+//! output (see `spill`), and remembers per key which row wins (latest event
+//! time; the first in the file on a tie); pass 2 reads the batches back,
+//! drops the rows that lost, and writes. Memory stays bounded by a few
+//! ranges rather than the file size: the only state that grows with the
+//! input is one 32-byte dedupe candidate per valid row during pass 1 (freed
+//! before pass 2) and one bit per valid row. Scratch disk holds the kept
+//! candidates and rejects in Arrow form, about the size of the input,
+//! until the clean ends. Without a key there is one pass and no scratch.
 
 mod builders;
 pub(crate) mod dedupe;
 mod encode;
 pub mod plan;
 mod records;
+mod spill;
 pub mod temporal;
 
 pub use plan::{CleanPlan, Rejection};
@@ -66,15 +71,24 @@ pub enum CleanError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error("scratch space {path}: {source}")]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("invalid cleaning plan: {0}")]
     Plan(String),
 }
 
 impl CleanError {
     /// Reading or writing a local file can fail transiently (disk full,
-    /// interrupted download); malformed input never fixes itself.
+    /// interrupted download, scratch space); malformed input never fixes itself.
     pub fn retryable(&self) -> bool {
-        matches!(self, CleanError::Read { .. } | CleanError::Write { .. })
+        matches!(
+            self,
+            CleanError::Read { .. } | CleanError::Write { .. } | CleanError::Scratch { .. }
+        )
     }
 }
 
@@ -157,17 +171,24 @@ pub fn clean_files(
         .iter()
         .map(|input| SourceFile::open(plan, input, &mut file_stats))
         .collect::<Result<Vec<_>, _>>()?;
-    let (ranges, winners) = if plan.key.is_empty() {
-        // No pass 1 tells where lines start, so each file is read whole.
-        let ranges = files
+    let scratch = kept_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let pass1 = if plan.key.is_empty() {
+        None
+    } else {
+        Some(find_winners(plan, &files, opts, scratch)?)
+    };
+    // No pass 1 tells where lines start without a key, so each file is
+    // then read whole, once, here.
+    let ranges = match &pass1 {
+        Some(p) => p.ranges.clone(),
+        None => files
             .iter()
             .enumerate()
             .map(|(i, f)| f.whole_range(i))
-            .collect::<Vec<_>>();
-        (ranges, None)
-    } else {
-        let (ranges, winners) = find_winners(plan, &files, threads, opts.range_bytes)?;
-        (ranges, Some(winners))
+            .collect(),
     };
     let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
         ZstdLevel::try_new(opts.zstd_level).map_err(|e| CleanError::Plan(e.to_string()))?,
@@ -179,7 +200,18 @@ pub fn clean_files(
     let kept = encode::ColumnParallelWriter::create(kept_path, plan.kept_schema(), props.clone())?;
     let reject_schema = RejectBuilders::schema(plan, opts.reject_provenance);
     let rejects = new_writer(rejects_path, reject_schema, props)?;
-    let parse = |r: usize| emit_range(plan, &files, &ranges, r, winners.as_ref(), opts);
+    let parse = |r: usize| match &pass1 {
+        Some(pass1) => unspill_range(pass1, r, opts),
+        None => parse_range(
+            plan,
+            &files,
+            &ranges[r],
+            ranges[r].first_line,
+            opts,
+            |_, _, _| (),
+        )
+        .map(|(out, _)| out),
+    };
     let (mut stats, rejects) = kept.run(ranges.len(), threads, parse, rejects, rejects_path)?;
     rejects.close().map_err(|source| CleanError::Parquet {
         path: rejects_path.to_path_buf(),
@@ -253,11 +285,10 @@ struct Range {
     first_line: u64,
 }
 
-/// What scanning a range found: how many rows and lines it held and where
-/// its last record ended.
+/// What scanning a range found: how many lines it held and where its last
+/// record ended.
 #[derive(Debug, Clone, Copy)]
 struct RangeEnd {
-    rows: u64,
     lines: u64,
     end: u64,
 }
@@ -398,29 +429,47 @@ fn open_stream(input: &CleanInput, compressed: bool) -> Result<Box<dyn Read + Se
     }
 }
 
-/// Pass 1: cut the files into ranges, scan them on `threads` threads, and
-/// resolve which row wins for each key.
+/// A range parsed once: where it ended, where its batches wait, and its
+/// counts before dedupe.
+struct ParsedRange {
+    end: RangeEnd,
+    spilled: spill::Spilled,
+    stats: CleanStats,
+}
+
+/// What pass 1 leaves for pass 2: the ranges (line numbers filled in), the
+/// winning rows, and every range's batches on scratch disk.
+struct Pass1 {
+    ranges: Vec<Range>,
+    winners: dedupe::Winners,
+    parsed: Vec<ParsedRange>,
+    spills: Vec<spill::SpillFile>,
+}
+
+/// Pass 1: cut the files into ranges, parse them once on `threads` threads
+/// (spilling the batches to `scratch`), and resolve which row wins per key.
 fn find_winners(
     plan: &CleanPlan,
     files: &[SourceFile<'_>],
-    threads: usize,
-    range_bytes: u64,
-) -> Result<(Vec<Range>, dedupe::Winners), CleanError> {
+    opts: &CleanOptions,
+    scratch: &Path,
+) -> Result<Pass1, CleanError> {
+    let threads = opts.threads.max(1);
     let mut per_file = files
         .iter()
         .enumerate()
-        .map(|(i, f)| f.ranges(i, range_bytes.max(1)))
+        .map(|(i, f)| f.ranges(i, opts.range_bytes.max(1)))
         .collect::<Result<Vec<_>, _>>()?;
     loop {
         let ranges: Vec<Range> = per_file.iter().flatten().cloned().collect();
-        let (ends, buffers) = scan_ranges(plan, files, &ranges, threads);
+        let (results, buffers, spills) = scan_ranges(plan, files, &ranges, opts, scratch)?;
         // A range that did not end exactly where the next one starts means
         // a quoted line break spans the cut: read that file whole.
         let mut misaligned = Vec::new();
         for (i, pair) in ranges.windows(2).enumerate() {
             if pair[0].file == pair[1].file {
-                if let Ok(end) = &ends[i] {
-                    if end.end != pair[1].start {
+                if let Ok(parsed) = &results[i] {
+                    if parsed.end.end != pair[1].start {
                         misaligned.push(pair[0].file);
                     }
                 }
@@ -432,62 +481,90 @@ fn find_winners(
             }
             continue;
         }
-        let ends = ends.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let parsed = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         let mut ranges = ranges;
         for i in 1..ranges.len() {
             if ranges[i].file == ranges[i - 1].file {
-                ranges[i].first_line = ranges[i - 1].first_line + ends[i - 1].lines;
+                ranges[i].first_line = ranges[i - 1].first_line + parsed[i - 1].end.lines;
             }
         }
-        let rows: Vec<u64> = ends.iter().map(|e| e.rows).collect();
-        return Ok((ranges, dedupe::Winners::resolve(buffers, &rows, threads)));
+        let valid_rows: Vec<u64> = parsed.iter().map(|p| p.stats.kept).collect();
+        let winners = dedupe::Winners::resolve(buffers, &valid_rows, threads);
+        return Ok(Pass1 {
+            ranges,
+            winners,
+            parsed,
+            spills,
+        });
     }
 }
 
-type ScanResult = (Vec<Result<RangeEnd, CleanError>>, Vec<Candidates>);
+type ScanResult = (
+    Vec<Result<ParsedRange, CleanError>>,
+    Vec<Candidates>,
+    Vec<spill::SpillFile>,
+);
 
-/// Scan every range, each thread taking the next one; every range's result
-/// is kept (an error in a range that turns out misaligned is not real).
+/// Parse every range, each thread taking the next one and spilling it to
+/// its own scratch file; every range's result is kept (an error in a range
+/// that turns out misaligned is not real). Lines are counted from 0 in
+/// every range, as its first line is not known yet.
 fn scan_ranges(
     plan: &CleanPlan,
     files: &[SourceFile<'_>],
     ranges: &[Range],
-    threads: usize,
-) -> ScanResult {
+    opts: &CleanOptions,
+    scratch: &Path,
+) -> Result<ScanResult, CleanError> {
+    let threads = opts.threads.max(1);
     // Upstream exports run 50-200 bytes a row; sizing partitions for the
     // short end keeps each partition's table small.
     let bytes: u64 = files.iter().map(|f| f.len).sum();
     let expected_rows = (bytes / 64).min(1 << 32) as usize;
+    let spills = (0..threads)
+        .map(|_| spill::SpillFile::create(scratch).map(std::sync::Mutex::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    let kept_schema = plan.kept_schema();
+    let reject_schema = RejectBuilders::schema(plan, opts.reject_provenance);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let ends: Vec<std::sync::Mutex<Option<Result<RangeEnd, CleanError>>>> =
+    let results: Vec<std::sync::Mutex<Option<Result<ParsedRange, CleanError>>>> =
         ranges.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let scan = |_thread: usize| {
+    let scan = |thread: usize| {
         let mut candidates = Candidates::for_expected_rows(expected_rows);
         let mut packer = KeyPacker::default();
-        let mut cells = Vec::with_capacity(plan.columns.len());
         loop {
             let r = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if r >= ranges.len() {
                 return candidates;
             }
-            let result = read_range(plan, files, &ranges[r], |row| {
-                if let RowFields::Fields(fields) = row.fields {
-                    if plan.evaluate(fields, &mut cells).is_ok() {
-                        let key =
-                            packer.pack(plan.key.iter().map(|&k| fields[k].unwrap_or_default()));
-                        let time = plan.event_time_of(&cells).unwrap_or(0);
-                        candidates.offer(key, time, row_id(r, row.index));
-                    }
-                }
-                Ok(())
-            });
-            if let Ok(mut slot) = ends[r].lock() {
+            let offer = |fields: &[Option<&[u8]>], cells: &[Cell], ordinal: u64| {
+                let key = packer.pack(plan.key.iter().map(|&k| fields[k].unwrap_or_default()));
+                let time = plan.event_time_of(cells).unwrap_or(0);
+                candidates.offer(key, time, row_id(r, ordinal));
+            };
+            let result =
+                parse_range(plan, files, &ranges[r], 0, opts, offer).and_then(|(out, end)| {
+                    let mut spill = spills[thread]
+                        .lock()
+                        .map_err(|_| CleanError::Plan("a scratch file was poisoned".into()))?;
+                    let spilled = spill.append(
+                        thread,
+                        (&kept_schema, &out.kept),
+                        (&reject_schema, &out.rejects),
+                    )?;
+                    Ok(ParsedRange {
+                        end,
+                        spilled,
+                        stats: out.stats,
+                    })
+                });
+            if let Ok(mut slot) = results[r].lock() {
                 *slot = Some(result);
             }
         }
     };
     let buffers = on_threads(threads, scan);
-    let ends = ends
+    let results = results
         .into_iter()
         .map(|slot| {
             slot.into_inner()
@@ -496,39 +573,44 @@ fn scan_ranges(
                 .unwrap_or_else(|| Err(CleanError::Plan("a range was not scanned".into())))
         })
         .collect();
-    (ends, buffers)
+    let spills = spills
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .map_err(|_| CleanError::Plan("a scratch file was poisoned".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((results, buffers, spills))
 }
 
-/// Pass 2 for one range: evaluate every row again and build its kept and
-/// rejected batches.
-fn emit_range(
+/// Parse one range: every valid row into kept batches (and offered to
+/// `on_valid` with its position among the range's valid rows), every
+/// rejected row with its reason into reject batches. Lines are numbered
+/// from `first_line`.
+fn parse_range(
     plan: &CleanPlan,
     files: &[SourceFile<'_>],
-    ranges: &[Range],
-    r: usize,
-    winners: Option<&dedupe::Winners>,
+    range: &Range,
+    first_line: u64,
     opts: &CleanOptions,
-) -> Result<encode::RangeOutput, CleanError> {
+    mut on_valid: impl FnMut(&[Option<&[u8]>], &[Cell], u64),
+) -> Result<(encode::RangeOutput, RangeEnd), CleanError> {
     let mut out = encode::RangeOutput::default();
     let stats = &mut out.stats;
     let mut kept = KeptBuilders::new(plan, opts.batch_rows);
     let mut rejects = RejectBuilders::new(plan, opts.reject_provenance, 1024);
     let mut cells: Vec<Cell> = Vec::with_capacity(plan.columns.len());
-    let range = &ranges[r];
     let source = files[range.file].input.source_name.as_str();
-    read_range(plan, files, range, |row| {
+    let end = read_range(plan, files, range, first_line, |row| {
         stats.input += 1;
         let outcome = match row.fields {
             RowFields::Fields(fields) => match plan.evaluate(fields, &mut cells) {
                 Ok(()) => {
-                    if winners.is_some_and(|w| !w.is_winner(r, row.index)) {
-                        stats.duplicates += 1;
-                    } else {
-                        kept.append(plan, fields, &cells);
-                        stats.kept += 1;
-                        if kept.len() >= opts.batch_rows {
-                            out.kept.push(kept.finish());
-                        }
+                    on_valid(fields, &cells, stats.kept);
+                    kept.append(plan, fields, &cells);
+                    stats.kept += 1;
+                    if kept.len() >= opts.batch_rows {
+                        out.kept.push(kept.finish());
                     }
                     return Ok(());
                 }
@@ -551,7 +633,53 @@ fn emit_range(
     if rejects.len() > 0 {
         out.rejects.push(rejects.finish());
     }
-    Ok(out)
+    Ok((out, end))
+}
+
+/// Pass 2 for one range: its spilled batches, the kept ones narrowed to
+/// the rows that won their key, the rejects' lines made absolute.
+fn unspill_range(
+    pass1: &Pass1,
+    r: usize,
+    opts: &CleanOptions,
+) -> Result<encode::RangeOutput, CleanError> {
+    let parsed = &pass1.parsed[r];
+    let (candidates, rejects) = spill::read(&pass1.spills, &parsed.spilled)?;
+    let mut stats = parsed.stats.clone();
+    let mut kept = Vec::with_capacity(candidates.len());
+    let mut ordinal = 0u64;
+    for batch in candidates {
+        let rows = batch.num_rows() as u64;
+        let mask: arrow_array::BooleanArray = (ordinal..ordinal + rows)
+            .map(|i| Some(pass1.winners.is_winner(r, i)))
+            .collect();
+        ordinal += rows;
+        let winning = mask.true_count() as u64;
+        stats.duplicates += rows - winning;
+        if winning == rows {
+            kept.push(batch);
+        } else if winning > 0 {
+            kept.push(
+                arrow_select::filter::filter_record_batch(&batch, &mask)
+                    .map_err(|e| CleanError::Plan(format!("filtering duplicates: {e}")))?,
+            );
+        }
+    }
+    stats.kept -= stats.duplicates;
+    let first_line = pass1.ranges[r].first_line;
+    let rejects = if opts.reject_provenance {
+        rejects
+            .iter()
+            .map(|b| RejectBuilders::shift_lines(b, first_line))
+            .collect()
+    } else {
+        rejects
+    };
+    Ok(encode::RangeOutput {
+        kept,
+        rejects,
+        stats,
+    })
 }
 
 enum RowFields<'a> {
@@ -567,8 +695,6 @@ enum RowFields<'a> {
 struct Row<'a> {
     fields: RowFields<'a>,
     line: u64,
-    /// Position within its range; identical in both passes.
-    index: u64,
 }
 
 #[derive(Default)]
@@ -578,13 +704,15 @@ struct FileStats {
     dropped_columns: BTreeMap<String, Vec<String>>,
 }
 
-/// Read every row of one range, mapped onto the plan's columns. A plain
+/// Read every row of one range, mapped onto the plan's columns, numbering
+/// its lines from `first_line`. A plain
 /// range stops at the first record starting at or after its end; a
 /// compressed one is the whole file after its header.
 fn read_range(
     plan: &CleanPlan,
     files: &[SourceFile<'_>],
     range: &Range,
+    first_line: u64,
     mut on_row: impl FnMut(Row<'_>) -> Result<(), CleanError>,
 ) -> Result<RangeEnd, CleanError> {
     let source = &files[range.file];
@@ -609,7 +737,6 @@ fn read_range(
     let header = &source.header;
     let source_index = &source.source_index;
     let mut spare_fields: Vec<Option<&[u8]>> = Vec::with_capacity(source_index.len());
-    let mut index = 0u64;
     loop {
         if reader.position() >= limit {
             break;
@@ -617,7 +744,7 @@ fn read_range(
         let Some(record) = reader.next_record().map_err(|e| read_error(file, e))? else {
             break;
         };
-        let line = range.first_line + record.line - 1;
+        let line = first_line + record.line - 1;
         let mut fields = reuse_allocation(std::mem::take(&mut spare_fields));
         let mapped = |src: &Option<usize>| {
             src.and_then(|i| record.get(i)).map(|v| {
@@ -659,13 +786,10 @@ fn read_range(
         on_row(Row {
             fields: row_fields,
             line,
-            index,
         })?;
-        index += 1;
         spare_fields = reuse_allocation(fields);
     }
     Ok(RangeEnd {
-        rows: index,
         lines: reader.lines_consumed(),
         end: range.start.saturating_add(reader.position()),
     })
