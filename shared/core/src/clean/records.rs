@@ -2,8 +2,9 @@
 //!
 //! Almost every line of an upstream export has no quotes and ends in `\n`:
 //! those are split with `memchr` straight out of the read buffer, without
-//! copying. A line with a quote or a bare `\r` goes through a byte-at-a-time
-//! state machine with the csv crate's semantics (a quote opens a quoted field
+//! copying. A line with a quote or a bare `\r` goes through a state machine
+//! (runs inside a field copied whole, quotes and delimiters a byte at a time)
+//! with the csv crate's semantics (a quote opens a quoted field
 //! only at the start of a field, `""` inside one is a quote, `\r`, `\n` and
 //! `\r\n` all end a record, empty lines are skipped), so quoted commas and
 //! newlines, CRLF files and stray quotes come out exactly as before.
@@ -232,6 +233,26 @@ impl<R: Read> RecordReader<R> {
                     break;
                 }
                 i = self.pos;
+                continue;
+            }
+            // Runs inside a field are copied whole; only quotes and
+            // delimiters go through the byte-at-a-time match below.
+            let run = &self.buf[i..self.end];
+            let run_len = match state {
+                State::Quoted => memchr::memchr(b'"', run).unwrap_or(run.len()),
+                State::Unquoted => memchr::memchr3(b',', b'\n', b'\r', run).unwrap_or(run.len()),
+                State::FieldStart | State::QuoteInQuoted => 0,
+            };
+            if run_len > 0 {
+                let run = &run[..run_len];
+                if state == State::Quoted {
+                    self.line += memchr::memchr_iter(b'\n', run).count() as u64;
+                }
+                self.unescaped.extend_from_slice(run);
+                i += run_len;
+                if self.unescaped.len() > MAX_RECORD_BYTES {
+                    return Err(RecordError::TooLong { line });
+                }
                 continue;
             }
             let b = self.buf[i];
