@@ -212,6 +212,10 @@ resource "aws_lambda_function" "this" {
   timeout                        = each.value.timeout
   reserved_concurrent_executions = lookup(var.reserved_concurrency, each.key, -1)
 
+  ephemeral_storage {
+    size = lookup(local.scratch_mb, each.key, 512)
+  }
+
   environment {
     variables = merge(
       local.common_environment,

@@ -19,6 +19,13 @@ locals {
   #   notify                  SNS: approval requests and alerts
   #   approval_key            the link signing key in Secrets Manager
   #   consume_stream          a Kinesis event source mapping
+  # Scratch (/tmp) per function where 512 MB is not enough, in MB. The
+  # cleaner holds the raw files, its spilled batches (about the raw size
+  # again) and the Parquet output there at once.
+  scratch_mb = {
+    "clean-partition" = 4096
+  }
+
   functions = {
     "object-created"           = { needs = ["read_data", "state", "start_pipeline"], memory = 256, timeout = 60 }
     "plan-partition"           = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
