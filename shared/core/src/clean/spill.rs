@@ -213,4 +213,16 @@ mod tests {
             assert_eq!(&j2, j);
         }
     }
+
+    #[test]
+    fn missing_scratch_space_is_a_retryable_error_naming_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("not-there");
+        let Err(err) = SpillFile::create(&gone) else {
+            panic!("a scratch file in a missing directory");
+        };
+        assert!(matches!(err, CleanError::Scratch { .. }), "{err}");
+        assert!(err.to_string().contains("not-there"), "{err}");
+        assert!(err.retryable());
+    }
 }

@@ -224,6 +224,49 @@ mod tests {
     }
 
     #[test]
+    fn agrees_with_chrono_and_refuses_a_non_digit_anywhere() {
+        let offsets = ["Z", "+05:45", "-01:00", "+14:00"];
+        let fractions = ["", ".5", ".123456", ".000001"];
+        // Every 1,009,733 s (11.7 days) across 1901-2099: each month, day
+        // of month, hour, minute and second comes up.
+        let mut t = -2_177_452_800i64;
+        let mut n = 0usize;
+        while t < 4_102_444_800 {
+            let utc = chrono::DateTime::from_timestamp(t, 0).unwrap().naive_utc();
+            let text = format!(
+                "{}{}{}",
+                utc.format("%Y-%m-%dT%H:%M:%S"),
+                fractions[n % 4],
+                offsets[n / 4 % 4]
+            );
+            let want = chrono::DateTime::parse_from_rfc3339(&text)
+                .unwrap()
+                .timestamp_micros();
+            assert_eq!(
+                parse_timestamp_micros(text.as_bytes(), NaiveTimestamps::Reject),
+                Some(want),
+                "{text}"
+            );
+            if n % 97 == 0 {
+                for at in [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18] {
+                    for bad in [b'/', b':', b'a', b' ', 0xC3] {
+                        let mut broken = text.clone().into_bytes();
+                        broken[at] = bad;
+                        assert_eq!(
+                            parse_timestamp_micros(&broken, NaiveTimestamps::Reject),
+                            None,
+                            "{}",
+                            String::from_utf8_lossy(&broken)
+                        );
+                    }
+                }
+            }
+            t += 1_009_733;
+            n += 1;
+        }
+    }
+
+    #[test]
     fn naive_is_utc_only_when_allowed() {
         assert_eq!(
             parse_timestamp_micros(b"1970-01-01 00:00:01", NaiveTimestamps::AssumeUtc),
