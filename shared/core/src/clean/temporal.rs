@@ -247,7 +247,7 @@ mod tests {
                 Some(want),
                 "{text}"
             );
-            if n % 97 == 0 {
+            if n.is_multiple_of(97) {
                 for at in [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18] {
                     for bad in [b'/', b':', b'a', b' ', 0xC3] {
                         let mut broken = text.clone().into_bytes();
