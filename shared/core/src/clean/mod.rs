@@ -309,7 +309,7 @@ impl<'a> SourceFile<'a> {
             })?
             .len();
         let mut reader = RecordReader::new(open_stream(input, compressed)?);
-        let Some(header_record) = reader.next_record().map_err(|e| read_error(file, e))? else {
+        let Some(header_record) = reader.next_record().map_err(|e| read_error(file, 1, e))? else {
             return Err(CleanError::EmptyFile {
                 file: file.to_string(),
             });
@@ -401,7 +401,9 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     }
 }
 
-fn read_error(file: &str, e: RecordError) -> CleanError {
+/// A reader's error; its line numbers are made the file's by `first_line`,
+/// the line the reader started on.
+fn read_error(file: &str, first_line: u64, e: RecordError) -> CleanError {
     match e {
         RecordError::Io(source) => CleanError::Read {
             file: file.to_string(),
@@ -409,7 +411,7 @@ fn read_error(file: &str, e: RecordError) -> CleanError {
         },
         RecordError::TooLong { line } => CleanError::Malformed {
             file: file.to_string(),
-            line,
+            line: first_line + line - 1,
             message: e.to_string(),
         },
     }
@@ -481,11 +483,29 @@ fn find_winners(
             }
             continue;
         }
-        let parsed = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        // Every range's first line, counted from the ranges before it in
+        // its file; the first error is reported at its line in the file.
         let mut ranges = ranges;
-        for i in 1..ranges.len() {
-            if ranges[i].file == ranges[i - 1].file {
+        let mut parsed: Vec<ParsedRange> = Vec::with_capacity(results.len());
+        for (i, result) in results.into_iter().enumerate() {
+            if i > 0 && ranges[i].file == ranges[i - 1].file {
+                // Range i - 1 parsed: an error would have returned.
                 ranges[i].first_line = ranges[i - 1].first_line + parsed[i - 1].end.lines;
+            }
+            match result {
+                Ok(range) => parsed.push(range),
+                Err(CleanError::Malformed {
+                    file,
+                    line,
+                    message,
+                }) => {
+                    return Err(CleanError::Malformed {
+                        file,
+                        line: ranges[i].first_line + line,
+                        message,
+                    })
+                }
+                Err(e) => return Err(e),
             }
         }
         let valid_rows: Vec<u64> = parsed.iter().map(|p| p.stats.kept).collect();
@@ -730,7 +750,9 @@ fn read_range(
     let mut reader = RecordReader::new(stream);
     if source.compressed {
         // The header again: a compressed stream can only be read from its start.
-        reader.next_record().map_err(|e| read_error(file, e))?;
+        reader
+            .next_record()
+            .map_err(|e| read_error(file, first_line, e))?;
     }
     let limit = range.end.saturating_sub(range.start);
     let width = source.header.len();
@@ -741,7 +763,10 @@ fn read_range(
         if reader.position() >= limit {
             break;
         }
-        let Some(record) = reader.next_record().map_err(|e| read_error(file, e))? else {
+        let Some(record) = reader
+            .next_record()
+            .map_err(|e| read_error(file, first_line, e))?
+        else {
             break;
         };
         let line = first_line + record.line - 1;

@@ -24,7 +24,8 @@ pub(crate) const MAX_RECORD_BYTES: usize = 64 << 20;
 pub(crate) enum RecordError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[error("record starting at line {line} is longer than {} MiB; an unterminated quote (\") probably runs to the end of the file", MAX_RECORD_BYTES >> 20)]
+    /// `line` counts from the reader's first line, 1.
+    #[error("a record is longer than {} MiB; an unterminated quote (\") probably runs to the end of the file", MAX_RECORD_BYTES >> 20)]
     TooLong { line: u64 },
 }
 

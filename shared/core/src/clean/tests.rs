@@ -579,3 +579,35 @@ fn row_groups_are_cut_at_the_row_limit_on_every_thread_count() {
     }
     assert_eq!(outputs[0], outputs[1]);
 }
+
+#[test]
+fn an_unterminated_quote_is_reported_at_its_line_in_the_file() {
+    let mut body = String::from(HEADER);
+    for i in 0..2000 {
+        body.push_str(&format!("k{i},{i},1,,,{TS},a\n"));
+    }
+    // Line 2002: a quote that never closes swallows the rest of the file.
+    body.push_str("bad,1,\"");
+    body.push_str(&"x".repeat(records::MAX_RECORD_BYTES + 10));
+    let files: &[(&str, &[u8])] = &[("f.csv", body.as_bytes())];
+    // One range, and ranges cut every 4 KiB (the quote is in a late one).
+    for range_bytes in [u64::MAX, 4096] {
+        let err = clean_with_options(
+            CONFIG,
+            files,
+            CleanOptions {
+                range_bytes,
+                ..CleanOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, CleanError::Malformed { line: 2002, .. }),
+            "{range_bytes}: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("f.csv: line 2002: "), "{text}");
+        assert!(text.contains("unterminated quote"), "{text}");
+        assert!(!err.retryable());
+    }
+}
