@@ -670,9 +670,13 @@ fn unspill_range(
     let mut ordinal = 0u64;
     for batch in candidates {
         let rows = batch.num_rows() as u64;
-        let mask: arrow_array::BooleanArray = (ordinal..ordinal + rows)
-            .map(|i| Some(pass1.winners.is_winner(r, i)))
-            .collect();
+        let first = ordinal;
+        let mask = arrow_array::BooleanArray::new(
+            arrow_buffer::BooleanBuffer::collect_bool(rows as usize, |i| {
+                pass1.winners.is_winner(r, first + i as u64)
+            }),
+            None,
+        );
         ordinal += rows;
         let winning = mask.true_count() as u64;
         stats.duplicates += rows - winning;
