@@ -155,6 +155,42 @@ impl S3ObjectStore {
             what: format!("s3://{}/{key}", self.bucket),
         })
     }
+
+    /// The object's body, or the byte `range` of it (an HTTP Range value).
+    /// A 416 means the range starts at or past the object's end: empty.
+    async fn read_object(
+        &self,
+        key: &str,
+        range: Option<String>,
+        op: impl Fn() -> String,
+    ) -> PortResult<Vec<u8>> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(PortError::NotFound {
+                    what: format!("s3://{}/{key}", self.bucket),
+                })
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(port_error(op(), &self.bucket, e)),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::transient(op(), e))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
 }
 
 #[async_trait]
@@ -210,28 +246,7 @@ impl ObjectStore for S3ObjectStore {
 
     async fn get_bytes(&self, key: &str) -> PortResult<Vec<u8>> {
         let op = || format!("reading s3://{}/{key}", self.bucket);
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    PortError::NotFound {
-                        what: format!("s3://{}/{key}", self.bucket),
-                    }
-                } else {
-                    port_error(op(), &self.bucket, e)
-                }
-            })?;
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| PortError::transient(op(), e))?;
-        Ok(bytes.into_bytes().to_vec())
+        self.read_object(key, None, op).await
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> PortResult<Vec<u8>> {
@@ -240,33 +255,8 @@ impl ObjectStore for S3ObjectStore {
         }
         let op = || format!("reading bytes {start}+{len} of s3://{}/{key}", self.bucket);
         let last = start.saturating_add(len - 1);
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={start}-{last}"))
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Err(PortError::NotFound {
-                    what: format!("s3://{}/{key}", self.bucket),
-                })
-            }
-            // 416: the range starts at or past the end of the object.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(port_error(op(), &self.bucket, e)),
-        };
-        let bytes = out
-            .body
-            .collect()
+        self.read_object(key, Some(format!("bytes={start}-{last}")), op)
             .await
-            .map_err(|e| PortError::transient(op(), e))?;
-        Ok(bytes.into_bytes().to_vec())
     }
 
     async fn get_to_file(&self, key: &str, path: &Path) -> PortResult<ObjectMeta> {
