@@ -2,21 +2,29 @@
 //! win, so that every row is parsed and evaluated once.
 //!
 //! Each scanning thread appends the ranges it parsed to its own scratch
-//! file, as two Arrow IPC streams per range (kept candidates, then rejects),
+//! file, as two Arrow IPC files per range (kept candidates, then rejects),
 //! uncompressed: each is written once and read back once, usually from the
-//! page cache. Memory stays bounded by a few ranges. The scratch files are
+//! page cache. Reading maps the range's bytes and decodes the arrays in
+//! place, so the data is neither copied out of the page cache nor zeroed
+//! first. Memory stays bounded by a few ranges. The scratch files are
 //! unlinked from the start, so the space (about the size of the kept data
 //! in Arrow form) is freed when they close, even if the process dies.
 
 use super::CleanError;
 use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::StreamWriter;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::{read_footer_length, FileDecoder};
+use arrow_ipc::writer::FileWriter;
 use arrow_schema::SchemaRef;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Every IPC file in the scratch file starts at a multiple of this, so the
+/// arrays' buffers keep the alignment the IPC writer gave them.
+const SPAN_ALIGN: u64 = 64;
 
 /// One thread's scratch file.
 pub(crate) struct SpillFile {
@@ -69,12 +77,18 @@ impl SpillFile {
         schema: &SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<(u64, u64), CleanError> {
-        let start = self.len;
+        let start = self.len.next_multiple_of(SPAN_ALIGN);
+        let padding = (start - self.len) as usize;
+        // A small buffer: headers and padding are gathered, while the
+        // arrays' buffers, larger than it, go straight to the file.
         let mut counted = Counted {
-            inner: BufWriter::with_capacity(1 << 20, &self.file),
+            inner: BufWriter::with_capacity(64 << 10, &self.file),
             written: 0,
         };
-        let mut writer = StreamWriter::try_new(&mut counted, schema).map_err(|e| self.err(e))?;
+        counted
+            .write_all(&[0u8; SPAN_ALIGN as usize][..padding])
+            .map_err(|e| self.io_err(e))?;
+        let mut writer = FileWriter::try_new(&mut counted, schema).map_err(|e| self.err(e))?;
         for batch in batches {
             writer.write(batch).map_err(|e| self.err(e))?;
         }
@@ -82,7 +96,76 @@ impl SpillFile {
         drop(writer);
         counted.inner.flush().map_err(|e| self.io_err(e))?;
         self.len += counted.written;
-        Ok((start, counted.written))
+        Ok((start, counted.written - padding as u64))
+    }
+
+    /// The batches of one IPC file written by [`append_stream`].
+    fn read_span(&self, (offset, len): (u64, u64)) -> Result<Vec<RecordBatch>, CleanError> {
+        let len = usize::try_from(len)
+            .map_err(|_| CleanError::Plan("a spilled range is larger than memory".into()))?;
+        // SAFETY: the file is this process's own, unlinked from the start, so
+        // no other process can name it to change it while it is mapped; this
+        // process only appends to it, past every span already handed out.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(&self.file)
+        }
+        .map_err(|e| self.io_err(e))?;
+        let ptr = NonNull::new(map.as_ptr().cast_mut())
+            .ok_or_else(|| CleanError::Plan("a spilled range mapped to nothing".into()))?;
+        // SAFETY: the mapping is `len` bytes from `ptr` and lives as long as
+        // the buffer's owner, the mapping itself.
+        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) };
+        let corrupt = |what: &str| self.err(arrow_schema::ArrowError::IpcError(what.into()));
+        let trailer = len
+            .checked_sub(10)
+            .ok_or_else(|| corrupt("scratch span shorter than an IPC trailer"))?;
+        let trailer_bytes: [u8; 10] = buffer[trailer..]
+            .try_into()
+            .map_err(|_| corrupt("scratch span has no IPC trailer"))?;
+        let footer_len = read_footer_length(trailer_bytes).map_err(|e| self.err(e))?;
+        let footer_start = trailer
+            .checked_sub(footer_len)
+            .ok_or_else(|| corrupt("scratch span's IPC footer is longer than the span"))?;
+        let footer = arrow_ipc::root_as_footer(&buffer[footer_start..trailer])
+            .map_err(|e| corrupt(&e.to_string()))?;
+        let schema = footer
+            .schema()
+            .ok_or_else(|| corrupt("scratch span's IPC footer has no schema"))?;
+        let schema =
+            Arc::new(arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| self.err(e))?);
+        let decoder = FileDecoder::new(schema, footer.version());
+        // SAFETY: the span was written by `append_stream` in this process,
+        // from arrays Arrow had built and checked, to a file no other process
+        // can name; validating it again would check our own work (DataFusion
+        // reads its own spill files the same way).
+        let decoder = unsafe { decoder.with_skip_validation(true) };
+        let blocks = footer
+            .recordBatches()
+            .map(|b| b.iter())
+            .into_iter()
+            .flatten();
+        let mut batches = Vec::new();
+        for block in blocks {
+            let block_len = block.bodyLength() as usize + block.metaDataLength() as usize;
+            let start = block.offset() as usize;
+            if start
+                .checked_add(block_len)
+                .is_none_or(|end| end > footer_start)
+            {
+                return Err(corrupt("scratch span's IPC block lies outside it"));
+            }
+            let data = buffer.slice_with_length(start, block_len);
+            if let Some(batch) = decoder
+                .read_record_batch(block, &data)
+                .map_err(|e| self.err(e))?
+            {
+                batches.push(batch);
+            }
+        }
+        Ok(batches)
     }
 
     fn err(&self, e: arrow_schema::ArrowError) -> CleanError {
@@ -105,26 +188,7 @@ pub(crate) fn read(
     let spill = files
         .get(at.file)
         .ok_or_else(|| CleanError::Plan("a spilled range names no scratch file".into()))?;
-    let read_stream = |(offset, len): (u64, u64)| -> Result<Vec<RecordBatch>, CleanError> {
-        let span = Span {
-            file: &spill.file,
-            offset,
-            remaining: len,
-        };
-        // Small reads (message headers) go through the buffer; bodies are
-        // larger and are read straight into the arrays' own buffers.
-        let reader = StreamReader::try_new(BufReader::with_capacity(64 << 10, span), None)
-            .map_err(|e| spill.err(e))?;
-        // SAFETY: the stream was written by `append` in this process, from
-        // arrays Arrow had built and checked, to an unlinked file no other
-        // process can name; validating it again would check our own work
-        // (DataFusion reads its own spill files the same way).
-        let reader = unsafe { reader.with_skip_validation(true) };
-        reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| spill.err(e))
-    };
-    Ok((read_stream(at.kept)?, read_stream(at.rejects)?))
+    Ok((spill.read_span(at.kept)?, spill.read_span(at.rejects)?))
 }
 
 struct Counted<W> {
@@ -140,29 +204,6 @@ impl<W: Write> Write for Counted<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// A byte span of a file, read with positioned reads so that threads
-/// share the file without a cursor.
-struct Span<'a> {
-    file: &'a File,
-    offset: u64,
-    remaining: u64,
-}
-
-impl Read for Span<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.offset)?;
-        self.offset += n as u64;
-        self.remaining -= n as u64;
-        Ok(n)
     }
 }
 
