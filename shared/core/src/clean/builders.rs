@@ -11,6 +11,12 @@ use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 
+/// A batch is finished once any of its string columns holds this much, not
+/// only at its row count: memory stays bounded by the batch even when
+/// fields are huge, and Arrow's i32 offsets cannot overflow (a record is at
+/// most 64 MiB, so a column stops below 320 MiB).
+pub(crate) const BATCH_STRING_BYTES: usize = 256 << 20;
+
 enum ColumnBuilder {
     /// Raw bytes, validated as UTF-8 once per batch in `finish`.
     Str(BinaryBuilder),
@@ -122,6 +128,16 @@ impl KeptBuilders {
         self.len
     }
 
+    /// Whether the batch should be finished now: `rows` rows, or a string
+    /// column at [`BATCH_STRING_BYTES`].
+    pub fn is_full(&self, rows: usize) -> bool {
+        self.len >= rows
+            || self.columns.iter().any(|c| match c {
+                ColumnBuilder::Str(b) => b.values_slice().len() >= BATCH_STRING_BYTES,
+                _ => false,
+            })
+    }
+
     /// Append an evaluated, valid row. String fields are valid UTF-8 (checked
     /// per record before evaluation).
     pub fn append(&mut self, plan: &CleanPlan, fields: &[Option<&[u8]>], cells: &[Cell]) {
@@ -208,6 +224,16 @@ impl RejectBuilders {
         self.len
     }
 
+    /// Whether the batch should be finished now (see [`KeptBuilders::is_full`]).
+    pub fn is_full(&self, rows: usize) -> bool {
+        self.len >= rows
+            || self
+                .columns
+                .iter()
+                .chain(self.provenance.as_ref().map(|(detail, _, _)| detail))
+                .any(|c| c.values_slice().len() >= BATCH_STRING_BYTES)
+    }
+
     /// Rejected values are kept as trimmed text (lossy only where the input
     /// was not UTF-8, which the reason then says), null where empty.
     pub fn append(
@@ -265,5 +291,61 @@ impl RejectBuilders {
         self.len = 0;
         RecordBatch::try_new(self.schema.clone(), arrays)
             .expect("reject builders always match their schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_string_column() -> CleanPlan {
+        let config = crate::config::Config::parse(
+            "[datasets.t]\n[[datasets.t.columns]]\nname = \"note\"\ntype = \"string\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        CleanPlan::compile(config.datasets.values().next().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_kept_batch_is_full_at_its_rows_or_at_its_string_bytes() {
+        let plan = one_string_column();
+        let mut cells = Vec::new();
+        let big = vec![b'x'; 1 << 20];
+        let fields = [Some(big.as_slice())];
+        plan.evaluate(&fields, &mut cells).unwrap();
+        let mut kept = KeptBuilders::new(&plan, 16);
+        let mut rows = 0;
+        while !kept.is_full(1 << 20) {
+            kept.append(&plan, &fields, &cells);
+            rows += 1;
+        }
+        assert_eq!(rows, BATCH_STRING_BYTES >> 20);
+
+        let mut small = KeptBuilders::new(&plan, 16);
+        let fields = [Some(b"a".as_slice())];
+        plan.evaluate(&fields, &mut cells).unwrap();
+        for _ in 0..3 {
+            assert!(!small.is_full(3));
+            small.append(&plan, &fields, &cells);
+        }
+        assert!(small.is_full(3));
+    }
+
+    #[test]
+    fn a_reject_batch_is_full_at_its_string_bytes() {
+        let plan = one_string_column();
+        let big = vec![b'y'; 1 << 20];
+        let rejection = Rejection {
+            reason: "too_long".into(),
+            detail: String::new(),
+        };
+        let mut rejects = RejectBuilders::new(&plan, true, 16);
+        let mut rows = 0;
+        while !rejects.is_full(1 << 20) {
+            rejects.append(&[Some(big.as_slice())], &rejection, "raw/t/f.csv", rows + 2);
+            rows += 1;
+        }
+        assert_eq!(rows, (BATCH_STRING_BYTES >> 20) as u64);
     }
 }

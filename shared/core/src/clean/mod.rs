@@ -629,7 +629,7 @@ fn parse_range(
                     on_valid(fields, &cells, stats.kept);
                     kept.append(plan, fields, &cells);
                     stats.kept += 1;
-                    if kept.len() >= opts.batch_rows {
+                    if kept.is_full(opts.batch_rows) {
                         out.kept.push(kept.finish());
                     }
                     return Ok(());
@@ -642,7 +642,7 @@ fn parse_range(
         *stats.rejected.entry(rejection.reason.clone()).or_default() += 1;
         stats.rejected_total += 1;
         rejects.append(&fields, &rejection, source, row.line);
-        if rejects.len() >= opts.batch_rows {
+        if rejects.is_full(opts.batch_rows) {
             out.rejects.push(rejects.finish());
         }
         Ok(())
