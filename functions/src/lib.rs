@@ -71,6 +71,17 @@ impl Runtime {
     }
 }
 
+/// A Lambda binary's `main`: the process set-up the CLI has too, then the
+/// async runtime, then [`serve`].
+pub fn main(function: &'static str) -> Result<()> {
+    tributary_handlers::process::keep_freed_memory();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(function))
+}
+
 /// Serve one function from `tributary-handlers` on the Lambda runtime API.
 pub async fn serve(function: &'static str) -> Result<()> {
     tracing_subscriber::fmt()

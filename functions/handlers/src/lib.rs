@@ -16,6 +16,7 @@ use tributary_core::usecases::{self, Services, UseCaseError};
 
 /// The functions, by the name their binary and Terraform resource use.
 pub mod approval_callback;
+pub mod process;
 pub mod stream;
 
 pub const FUNCTIONS: [&str; 34] = [

@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("apply-label-review").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("apply-label-review")
 }

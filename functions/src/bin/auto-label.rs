@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("auto-label").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("auto-label")
 }

@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("build-training-set").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("build-training-set")
 }

@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("build-views").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("build-views")
 }

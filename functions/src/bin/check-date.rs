@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("check-date").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("check-date")
 }

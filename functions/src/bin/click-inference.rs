@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("click-inference").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("click-inference")
 }

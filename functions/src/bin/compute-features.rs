@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("compute-features").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("compute-features")
 }

@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("merge-features").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("merge-features")
 }

@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("plan-catchup").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("plan-catchup")
 }

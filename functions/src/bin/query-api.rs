@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("query-api").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("query-api")
 }

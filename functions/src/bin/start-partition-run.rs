@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tributary_functions::serve("start-partition-run").await
+fn main() -> anyhow::Result<()> {
+    tributary_functions::main("start-partition-run")
 }
