@@ -103,6 +103,8 @@ pub(crate) struct KeptBuilders {
     schema: SchemaRef,
     len: usize,
     capacity: usize,
+    /// A string column reached [`BATCH_STRING_BYTES`] in this batch.
+    strings_full: bool,
 }
 
 impl KeptBuilders {
@@ -121,6 +123,7 @@ impl KeptBuilders {
             schema: plan.kept_schema(),
             len: 0,
             capacity,
+            strings_full: false,
         }
     }
 
@@ -131,11 +134,7 @@ impl KeptBuilders {
     /// Whether the batch should be finished now: `rows` rows, or a string
     /// column at [`BATCH_STRING_BYTES`].
     pub fn is_full(&self, rows: usize) -> bool {
-        self.len >= rows
-            || self.columns.iter().any(|c| match c {
-                ColumnBuilder::Str(b) => b.values_slice().len() >= BATCH_STRING_BYTES,
-                _ => false,
-            })
+        self.len >= rows || self.strings_full
     }
 
     /// Append an evaluated, valid row. String fields are valid UTF-8 (checked
@@ -143,7 +142,10 @@ impl KeptBuilders {
     pub fn append(&mut self, plan: &CleanPlan, fields: &[Option<&[u8]>], cells: &[Cell]) {
         for ((b, cell), field) in self.columns.iter_mut().zip(cells).zip(fields) {
             match (b, *cell) {
-                (ColumnBuilder::Str(b), Cell::Str) => b.append_value(field.unwrap_or_default()),
+                (ColumnBuilder::Str(b), Cell::Str) => {
+                    b.append_value(field.unwrap_or_default());
+                    self.strings_full |= b.values_slice().len() >= BATCH_STRING_BYTES;
+                }
                 (ColumnBuilder::Int(b), Cell::Int(v)) => b.append_value(v),
                 (ColumnBuilder::Float(b), Cell::Float(v)) => b.append_value(v),
                 (ColumnBuilder::Bool(b), Cell::Bool(v)) => b.append_value(v),
@@ -170,6 +172,7 @@ impl KeptBuilders {
             Arc::new(std::mem::replace(b, Date32Builder::with_capacity(rows)).finish()) as ArrayRef
         }));
         self.len = 0;
+        self.strings_full = false;
         // The builders were made from the same plan as the schema, and
         // required columns never receive nulls (evaluation rejects them).
         RecordBatch::try_new(self.schema.clone(), arrays)

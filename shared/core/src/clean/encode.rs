@@ -262,15 +262,17 @@ impl Run<'_> {
                 st.next_parse += 1;
                 return Task::Parse(st.next_parse - 1);
             }
-            if rejects_full {
+            let column = (0..self.columns)
+                .filter(|&c| st.writers[c].is_some() && !st.queues[c].is_empty())
+                .max_by_key(|&c| st.queues[c].len());
+            // Rejects go before the columns once their queue is full,
+            // otherwise when no column is waiting.
+            if (rejects_full || column.is_none()) && !st.reject_queue.is_empty() {
                 if let Some(writer) = st.rejects.take() {
                     let batches = st.reject_queue.drain(..).collect();
                     return Task::WriteRejects(Box::new(writer), batches);
                 }
             }
-            let column = (0..self.columns)
-                .filter(|&c| st.writers[c].is_some() && !st.queues[c].is_empty())
-                .max_by_key(|&c| st.queues[c].len());
             if let Some(c) = column {
                 let Some(writer) = st.writers[c].take() else {
                     continue;
@@ -286,12 +288,6 @@ impl Run<'_> {
                 }
                 st.queued -= pieces.len();
                 return Task::Encode(c, Box::new(writer), pieces);
-            }
-            if !st.reject_queue.is_empty() {
-                if let Some(writer) = st.rejects.take() {
-                    let batches = st.reject_queue.drain(..).collect();
-                    return Task::WriteRejects(Box::new(writer), batches);
-                }
             }
             let encoding = st.writers.iter().any(Option::is_none) || st.rejects.is_none();
             if st.all_committed && st.queued == 0 && st.reject_queue.is_empty() && !encoding {

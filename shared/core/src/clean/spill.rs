@@ -34,7 +34,8 @@ pub(crate) struct SpillFile {
 }
 
 /// Where one range's batches are: which scratch file, and the byte spans
-/// of its kept and rejected streams.
+/// (offset, length) of its kept and rejected IPC files, the rejects after
+/// the kept.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Spilled {
     file: usize,
@@ -63,8 +64,8 @@ impl SpillFile {
         kept: (&SchemaRef, &[RecordBatch]),
         rejects: (&SchemaRef, &[RecordBatch]),
     ) -> Result<Spilled, CleanError> {
-        let kept_span = self.append_stream(kept.0, kept.1)?;
-        let rejects_span = self.append_stream(rejects.0, rejects.1)?;
+        let kept_span = self.append_ipc_file(kept.0, kept.1)?;
+        let rejects_span = self.append_ipc_file(rejects.0, rejects.1)?;
         Ok(Spilled {
             file: index,
             kept: kept_span,
@@ -72,7 +73,7 @@ impl SpillFile {
         })
     }
 
-    fn append_stream(
+    fn append_ipc_file(
         &mut self,
         schema: &SchemaRef,
         batches: &[RecordBatch],
@@ -99,8 +100,8 @@ impl SpillFile {
         Ok((start, counted.written - padding as u64))
     }
 
-    /// The batches of one IPC file written by [`append_stream`].
-    fn read_span(&self, (offset, len): (u64, u64)) -> Result<Vec<RecordBatch>, CleanError> {
+    /// Map `len` bytes from `offset` as one Arrow buffer, decoded in place.
+    fn map(&self, offset: u64, len: u64) -> Result<Buffer, CleanError> {
         let len = usize::try_from(len)
             .map_err(|_| CleanError::Plan("a spilled range is larger than memory".into()))?;
         // SAFETY: the file is this process's own, unlinked from the start, so
@@ -117,7 +118,13 @@ impl SpillFile {
             .ok_or_else(|| CleanError::Plan("a spilled range mapped to nothing".into()))?;
         // SAFETY: the mapping is `len` bytes from `ptr` and lives as long as
         // the buffer's owner, the mapping itself.
-        let buffer = unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) };
+        Ok(unsafe { Buffer::from_custom_allocation(ptr, len, Arc::new(map)) })
+    }
+
+    /// The batches of one IPC file written by [`append_ipc_file`], the
+    /// whole of `buffer`.
+    fn decode(&self, buffer: &Buffer) -> Result<Vec<RecordBatch>, CleanError> {
+        let len = buffer.len();
         let corrupt = |what: &str| self.err(arrow_schema::ArrowError::IpcError(what.into()));
         let trailer = len
             .checked_sub(10)
@@ -137,7 +144,7 @@ impl SpillFile {
         let schema =
             Arc::new(arrow_ipc::convert::try_fb_to_schema(schema).map_err(|e| self.err(e))?);
         let decoder = FileDecoder::new(schema, footer.version());
-        // SAFETY: the span was written by `append_stream` in this process,
+        // SAFETY: the span was written by `append_ipc_file` in this process,
         // from arrays Arrow had built and checked, to a file no other process
         // can name; validating it again would check our own work (DataFusion
         // reads its own spill files the same way).
@@ -188,7 +195,14 @@ pub(crate) fn read(
     let spill = files
         .get(at.file)
         .ok_or_else(|| CleanError::Plan("a spilled range names no scratch file".into()))?;
-    Ok((spill.read_span(at.kept)?, spill.read_span(at.rejects)?))
+    // One mapping for the range: its rejects follow its kept candidates.
+    let (start, kept_len) = at.kept;
+    let (rejects_start, rejects_len) = at.rejects;
+    let rejects_offset = (rejects_start - start) as usize;
+    let range = spill.map(start, rejects_start + rejects_len - start)?;
+    let kept = range.slice_with_length(0, kept_len as usize);
+    let rejects = range.slice_with_length(rejects_offset, rejects_len as usize);
+    Ok((spill.decode(&kept)?, spill.decode(&rejects)?))
 }
 
 struct Counted<W> {
