@@ -181,7 +181,9 @@ impl KeptBuilders {
 }
 
 pub(crate) struct RejectBuilders {
-    columns: Vec<StringBuilder>,
+    /// Raw bytes, validated as UTF-8 once per batch in `finish` (lossy for
+    /// a batch holding a row that was not UTF-8, which its reason says).
+    columns: Vec<BinaryBuilder>,
     reason: StringBuilder,
     provenance: Option<(StringBuilder, StringBuilder, Int64Builder)>,
     schema: SchemaRef,
@@ -208,7 +210,7 @@ impl RejectBuilders {
             columns: plan
                 .columns
                 .iter()
-                .map(|_| StringBuilder::with_capacity(capacity, capacity * 8))
+                .map(|_| BinaryBuilder::with_capacity(capacity, capacity * 8))
                 .collect(),
             reason: StringBuilder::new(),
             provenance: provenance.then(|| {
@@ -233,8 +235,11 @@ impl RejectBuilders {
             || self
                 .columns
                 .iter()
-                .chain(self.provenance.as_ref().map(|(detail, _, _)| detail))
                 .any(|c| c.values_slice().len() >= BATCH_STRING_BYTES)
+            || self
+                .provenance
+                .as_ref()
+                .is_some_and(|(detail, _, _)| detail.values_slice().len() >= BATCH_STRING_BYTES)
     }
 
     /// Rejected values are kept as trimmed text (lossy only where the input
@@ -248,7 +253,7 @@ impl RejectBuilders {
     ) {
         for (b, f) in self.columns.iter_mut().zip(fields) {
             match f {
-                Some(v) if !v.is_empty() => b.append_value(String::from_utf8_lossy(v)),
+                Some(v) if !v.is_empty() => b.append_value(v),
                 _ => b.append_null(),
             }
         }
@@ -283,7 +288,7 @@ impl RejectBuilders {
         let mut arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .map(|b| Arc::new(utf8_column(b.finish())) as ArrayRef)
             .collect();
         arrays.push(Arc::new(self.reason.finish()));
         if let Some((detail, file, line)) = &mut self.provenance {

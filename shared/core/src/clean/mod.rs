@@ -634,12 +634,20 @@ fn parse_range(
                     }
                     return Ok(());
                 }
-                Err(cause) => (plan.explain(cause, fields, &cells), fields.to_vec()),
+                Err(cause) => (
+                    plan.explain(cause, fields, &cells, opts.reject_provenance),
+                    fields.to_vec(),
+                ),
             },
             RowFields::Unusable { rejection, fields } => (rejection, fields),
         };
         let (rejection, fields) = outcome;
-        *stats.rejected.entry(rejection.reason.clone()).or_default() += 1;
+        match stats.rejected.get_mut(&rejection.reason) {
+            Some(n) => *n += 1,
+            None => {
+                stats.rejected.insert(rejection.reason.clone(), 1);
+            }
+        }
         stats.rejected_total += 1;
         rejects.append(&fields, &rejection, source, row.line);
         if rejects.is_full(opts.batch_rows) {

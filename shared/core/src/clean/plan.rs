@@ -381,13 +381,33 @@ impl CleanPlan {
         Ok(())
     }
 
-    /// The reason and a human detail for a row `evaluate` refused.
+    /// The reason and, when `with_detail`, a human detail for a row
+    /// `evaluate` refused. The detail is only written with provenance, and
+    /// formatting it costs more than the rest of the row.
     pub(crate) fn explain(
         &self,
         cause: RejectCause,
         fields: &[Option<&[u8]>],
         cells: &[Cell],
+        with_detail: bool,
     ) -> Rejection {
+        let reason = match cause {
+            RejectCause::NullRequired => REASON_NULL_REQUIRED,
+            RejectCause::Invalid(i) => &self.columns[i].invalid_reason,
+            RejectCause::RuleOnEmpty(r) | RejectCause::Rule(r) => &self.rules[r].reason,
+        };
+        let detail = if with_detail {
+            self.detail(cause, fields, cells)
+        } else {
+            String::new()
+        };
+        Rejection {
+            reason: reason.to_string(),
+            detail,
+        }
+    }
+
+    fn detail(&self, cause: RejectCause, fields: &[Option<&[u8]>], cells: &[Cell]) -> String {
         let text = |i: usize| String::from_utf8_lossy(fields[i].unwrap_or_default()).into_owned();
         match cause {
             RejectCause::NullRequired => {
@@ -398,41 +418,28 @@ impl CleanPlan {
                     .filter(|(c, cell)| c.required && **cell == Cell::Null)
                     .map(|(c, _)| c.name.as_str())
                     .collect();
-                Rejection {
-                    reason: REASON_NULL_REQUIRED.to_string(),
-                    detail: format!("required column(s) empty: {}", missing.join(", ")),
-                }
+                format!("required column(s) empty: {}", missing.join(", "))
             }
             RejectCause::Invalid(i) => {
                 let c = &self.columns[i];
-                Rejection {
-                    reason: c.invalid_reason.clone(),
-                    detail: format!(
-                        "{}: {:?} is not a valid {}",
-                        c.name,
-                        text(i),
-                        c.column_type.name()
-                    ),
-                }
+                format!(
+                    "{}: {:?} is not a valid {}",
+                    c.name,
+                    text(i),
+                    c.column_type.name()
+                )
             }
             RejectCause::RuleOnEmpty(r) => {
-                let rule = &self.rules[r];
-                Rejection {
-                    reason: rule.reason.clone(),
-                    detail: format!("{}: empty", self.columns[rule.column].name),
-                }
+                format!("{}: empty", self.columns[self.rules[r].column].name)
             }
             RejectCause::Rule(r) => {
                 let rule = &self.rules[r];
-                Rejection {
-                    reason: rule.reason.clone(),
-                    detail: format!(
-                        "{}: {:?} fails rule {}",
-                        self.columns[rule.column].name,
-                        text(rule.column),
-                        rule.reason
-                    ),
-                }
+                format!(
+                    "{}: {:?} fails rule {}",
+                    self.columns[rule.column].name,
+                    text(rule.column),
+                    rule.reason
+                )
             }
         }
     }

@@ -61,19 +61,24 @@ fn two_digits(tens: u8, ones: u8) -> Option<u32> {
     Some(t as u32 * 10 + o as u32)
 }
 
+/// Days since the epoch of a calendar date, if it is a real one.
+#[inline]
+fn civil_days(year: u32, month: u32, day: u32) -> Option<i64> {
+    let year = year as i64;
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
+}
+
 /// Days since the epoch of a `YYYY-MM-DD`, if it is a real date.
 #[inline]
 fn date_days(b: &[u8; 10]) -> Option<i64> {
     if b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let year = (two_digits(b[0], b[1])? * 100 + two_digits(b[2], b[3])?) as i64;
-    let month = two_digits(b[5], b[6])?;
-    let day = two_digits(b[8], b[9])?;
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    Some(days_from_civil(year, month, day))
+    let year = two_digits(b[0], b[1])? * 100 + two_digits(b[2], b[3])?;
+    civil_days(year, two_digits(b[5], b[6])?, two_digits(b[8], b[9])?)
 }
 
 /// `YYYY-MM-DD` → days since the epoch.
@@ -81,16 +86,56 @@ pub fn parse_date_days(b: &[u8]) -> Option<i32> {
     i32::try_from(date_days(b.try_into().ok()?)?).ok()
 }
 
+/// Eight bytes as digit values, a byte per lane (lane i is byte i), or
+/// `None` when a lane in `digit_lanes` (0xFF there) is not an ASCII digit.
+/// The other lanes are the caller's separators, checked on their own.
+///
+/// XOR maps '0'..='9' to 0..=9 and every other byte outside 0..=9. A lane
+/// is a digit when its high nibble is clear and adding 6 does not reach
+/// 0x10. The addition can carry out of a lane only from a lane already
+/// refused (or a separator the caller refuses), and a carry only adds, so
+/// it never lets a non-digit through.
+#[inline(always)]
+fn digit_lanes(word: u64, digit_lanes: u64) -> Option<u64> {
+    let values = word ^ 0x3030_3030_3030_3030;
+    let high = values & 0xF0F0_F0F0_F0F0_F0F0;
+    let over_nine = values.wrapping_add(0x0606_0606_0606_0606) & 0x1010_1010_1010_1010;
+    ((high | over_nine) & digit_lanes == 0).then_some(values)
+}
+
+#[inline(always)]
+fn lane(values: u64, i: u32) -> u32 {
+    ((values >> (8 * i)) & 0xFF) as u32
+}
+
 /// An ISO-8601 timestamp → microseconds since the epoch, UTC.
 pub fn parse_timestamp_micros(b: &[u8], naive: NaiveTimestamps) -> Option<i64> {
     let head: &[u8; 19] = b.get(..19)?.try_into().ok()?;
-    let days = date_days(head[..10].try_into().ok()?)?;
-    if (head[10] != b'T' && head[10] != b' ') || head[13] != b':' || head[16] != b':' {
+    if head[4] != b'-'
+        || head[7] != b'-'
+        || (head[10] != b'T' && head[10] != b' ')
+        || head[13] != b':'
+        || head[16] != b':'
+    {
         return None;
     }
-    let hour = two_digits(head[11], head[12])?;
-    let minute = two_digits(head[14], head[15])?;
-    let second = two_digits(head[17], head[18])?;
+    // The fourteen digits of `YYYY-MM-DDThh:mm:ss` checked and read eight
+    // bytes at a time: this runs once per row of every timestamp column.
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&head[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let date = digit_lanes(word(0), 0x00FF_FF00_FFFF_FFFF)?; // YYYY-MM-
+    let clock = digit_lanes(word(8), 0xFFFF_00FF_FF00_FFFF)?; // DDThh:mm
+    let seconds = digit_lanes(word(11), 0xFFFF_0000_0000_0000)?; // hh:mm:ss
+    let year = lane(date, 0) * 1000 + lane(date, 1) * 100 + lane(date, 2) * 10 + lane(date, 3);
+    let month = lane(date, 5) * 10 + lane(date, 6);
+    let day = lane(clock, 0) * 10 + lane(clock, 1);
+    let hour = lane(clock, 3) * 10 + lane(clock, 4);
+    let minute = lane(clock, 6) * 10 + lane(clock, 7);
+    let second = lane(seconds, 6) * 10 + lane(seconds, 7);
+    let days = civil_days(year, month, day)?;
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
@@ -249,8 +294,27 @@ mod tests {
             );
             if n.is_multiple_of(97) {
                 for at in [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18] {
-                    for bad in [b'/', b':', b'a', b' ', 0xC3] {
+                    // ':' and ';' sit just past '9'; '?' keeps the high
+                    // nibble of a digit; 0xFA.. would carry out of a lane.
+                    for bad in [b'/', b':', b';', b'?', b'a', b' ', 0xC3, 0xFA, 0xFF] {
                         let mut broken = text.clone().into_bytes();
+                        broken[at] = bad;
+                        assert_eq!(
+                            parse_timestamp_micros(&broken, NaiveTimestamps::Reject),
+                            None,
+                            "{}",
+                            String::from_utf8_lossy(&broken)
+                        );
+                    }
+                }
+            }
+            if n.is_multiple_of(89) {
+                for at in [4, 7, 10, 13, 16] {
+                    for bad in [b'0', b'9', b'-', b'/', 0xFA, 0xFF] {
+                        let mut broken = text.clone().into_bytes();
+                        if broken[at] == bad {
+                            continue;
+                        }
                         broken[at] = bad;
                         assert_eq!(
                             parse_timestamp_micros(&broken, NaiveTimestamps::Reject),

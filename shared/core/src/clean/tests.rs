@@ -365,6 +365,16 @@ fn ragged_rows_and_invalid_utf8_are_rejected_with_line_numbers() {
     );
     // Nothing lost: the raw text of the ragged row is in the detail.
     assert!(detail[0].as_deref().unwrap().contains("found 2"));
+    // The rejected values themselves: the bytes that were not UTF-8 are
+    // replaced in that row only, the batch's other rows keep their text.
+    assert_eq!(
+        r.reject_column("id"),
+        vec![
+            Some("k2".to_string()),
+            Some("k3".to_string()),
+            Some("k4\u{fffd}".to_string())
+        ]
+    );
 }
 
 #[test]
