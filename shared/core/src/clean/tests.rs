@@ -621,3 +621,41 @@ fn an_unterminated_quote_is_reported_at_its_line_in_the_file() {
         assert!(!err.retryable());
     }
 }
+
+#[test]
+fn a_file_with_its_columns_in_another_order_gives_the_same_rows() {
+    // The plan's order takes each field as it comes; any other order (or an
+    // extra column, dropped) looks every column up. Both must agree.
+    let ordered = format!(
+        "{HEADER}k1,1,2.5,true,2025-01-01,{TS}, a \nk2,2,3.5,false,,{TS},b\nk3,x,1,,,{TS},a\n"
+    );
+    let shuffled = format!(
+        "s,ts,extra,d,ok,x,n,id\n a ,{TS},zz,2025-01-01,true,2.5,1,k1\nb,{TS},zz,,false,3.5,2,k2\na,{TS},zz,,,1,x,k3\n"
+    );
+    let a = clean_with(CONFIG, &[("a.csv", ordered.as_bytes())], 1).unwrap();
+    let b = clean_with(CONFIG, &[("b.csv", shuffled.as_bytes())], 1).unwrap();
+    assert_eq!(a.kept_rows(), 2);
+    assert_eq!(a.reasons(), vec!["bad_int"]);
+    assert_eq!(a.reasons(), b.reasons());
+    for col in ["id", "s"] {
+        assert_eq!(a.kept_strings(col), b.kept_strings(col), "{col}");
+    }
+    assert_eq!(
+        a.kept_strings("s"),
+        vec![Some("a".into()), Some("b".into())]
+    );
+    let ints = |r: &Run| -> Vec<Option<i64>> {
+        r.kept
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("n")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .iter()
+            })
+            .collect()
+    };
+    assert_eq!(ints(&a), vec![Some(1), Some(2)]);
+    assert_eq!(ints(&a), ints(&b));
+    assert_eq!(a.reject_column("id"), b.reject_column("id"));
+}
