@@ -799,8 +799,9 @@ fn read_range(
             })
         };
         if source.in_plan_order && record.len() == width {
-            // No column to look up per field: this loop runs for every
-            // field of the file.
+            // No column to look up per field, and the trim test out of the
+            // loop (one shared closure measured 0.5 % more instructions):
+            // this runs for every field of the file.
             if plan.trim {
                 fields.extend(record.iter().map(|v| Some(plan::trim_space_tab(v))));
             } else {

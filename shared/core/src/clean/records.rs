@@ -177,8 +177,9 @@ impl<R: Read> RecordReader<R> {
             } else {
                 line_end
             };
-            // One scan finds the commas and whether the line needs the
-            // state machine (a quote or a bare CR).
+            // One scan finds the commas and whether the line has a quote or
+            // a bare CR; such a line is tried as simply quoted before it
+            // goes to the state machine.
             self.fields.clear();
             let line_bytes = &self.buf[self.pos..content_end];
             if !split_plain_line(line_bytes, self.pos, &mut self.fields)

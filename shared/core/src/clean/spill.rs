@@ -100,7 +100,8 @@ impl SpillFile {
         Ok((start, counted.written - padding as u64))
     }
 
-    /// Map `len` bytes from `offset` as one Arrow buffer, decoded in place.
+    /// Map `len` bytes from `offset` as one Arrow buffer, for [`decode`] to
+    /// read in place.
     fn map(&self, offset: u64, len: u64) -> Result<Buffer, CleanError> {
         let len = usize::try_from(len)
             .map_err(|_| CleanError::Plan("a spilled range is larger than memory".into()))?;

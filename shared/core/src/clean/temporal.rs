@@ -292,36 +292,31 @@ mod tests {
                 Some(want),
                 "{text}"
             );
+            let refused = |at: usize, bad: u8| {
+                let mut broken = text.clone().into_bytes();
+                broken[at] = bad;
+                assert_eq!(
+                    parse_timestamp_micros(&broken, NaiveTimestamps::Reject),
+                    None,
+                    "{}",
+                    String::from_utf8_lossy(&broken)
+                );
+            };
             if n.is_multiple_of(97) {
                 for at in [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18] {
                     // ':' and ';' sit just past '9'; '?' keeps the high
                     // nibble of a digit; 0xFA.. would carry out of a lane.
                     for bad in [b'/', b':', b';', b'?', b'a', b' ', 0xC3, 0xFA, 0xFF] {
-                        let mut broken = text.clone().into_bytes();
-                        broken[at] = bad;
-                        assert_eq!(
-                            parse_timestamp_micros(&broken, NaiveTimestamps::Reject),
-                            None,
-                            "{}",
-                            String::from_utf8_lossy(&broken)
-                        );
+                        refused(at, bad);
                     }
                 }
             }
             if n.is_multiple_of(89) {
                 for at in [4, 7, 10, 13, 16] {
                     for bad in [b'0', b'9', b'-', b'/', 0xFA, 0xFF] {
-                        let mut broken = text.clone().into_bytes();
-                        if broken[at] == bad {
-                            continue;
+                        if text.as_bytes()[at] != bad {
+                            refused(at, bad);
                         }
-                        broken[at] = bad;
-                        assert_eq!(
-                            parse_timestamp_micros(&broken, NaiveTimestamps::Reject),
-                            None,
-                            "{}",
-                            String::from_utf8_lossy(&broken)
-                        );
                     }
                 }
             }
