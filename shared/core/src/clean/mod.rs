@@ -212,11 +212,7 @@ pub fn clean_files(
         )
         .map(|(out, _)| out),
     };
-    let (mut stats, rejects) = kept.run(ranges.len(), threads, parse, rejects, rejects_path)?;
-    rejects.close().map_err(|source| CleanError::Parquet {
-        path: rejects_path.to_path_buf(),
-        source,
-    })?;
+    let mut stats = kept.run(ranges.len(), threads, parse, rejects, rejects_path)?;
     stats.files = file_stats.files;
     stats.bytes = file_stats.bytes;
     stats.dropped_columns = file_stats.dropped_columns;

@@ -543,7 +543,7 @@ fn row_groups_are_cut_at_the_row_limit_on_every_thread_count() {
     let body = awkward_body(2000);
     let files: &[(&str, &[u8])] = &[("a.csv", body.as_bytes())];
     let mut outputs = Vec::new();
-    for threads in [1, 2] {
+    for threads in [1, 2, 3] {
         let dir = tempfile::tempdir().unwrap();
         let c = Config::parse(CONFIG, "test.toml").unwrap();
         let plan = CleanPlan::compile(c.datasets.values().next().unwrap()).unwrap();
