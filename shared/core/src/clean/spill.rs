@@ -8,7 +8,8 @@
 //! place, so the data is neither copied out of the page cache nor zeroed
 //! first. Memory stays bounded by a few ranges. The scratch files are
 //! unlinked from the start, so the space (about the size of the kept data
-//! in Arrow form) is freed when they close, even if the process dies.
+//! in Arrow form) is freed when they close, even if the process dies; a
+//! range's pages are given back as soon as its batches are dropped.
 
 use super::CleanError;
 use arrow_array::RecordBatch;
