@@ -227,20 +227,25 @@ impl Drop for ReadOnce {
 /// system without punch-hole keeps them until the file closes). Partial
 /// pages at the ends are left for the close: the neighbouring spans still
 /// use the rest of them.
-#[cfg(target_os = "linux")]
 fn give_back(file: &File, offset: u64, len: u64) {
     const PAGE: u64 = 4096;
     let start = offset.next_multiple_of(PAGE);
     let end = (offset + len) / PAGE * PAGE;
     if end > start {
-        use rustix::fs::FallocateFlags;
-        let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-        let _ = rustix::fs::fallocate(file, flags, start, end - start);
+        punch_hole(file, start, end - start);
     }
 }
 
+/// Free `len` bytes from `start` of `file`, keeping its size; best effort.
+#[cfg(target_os = "linux")]
+fn punch_hole(file: &File, start: u64, len: u64) {
+    use rustix::fs::FallocateFlags;
+    let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    let _ = rustix::fs::fallocate(file, flags, start, len);
+}
+
 #[cfg(not(target_os = "linux"))]
-fn give_back(_file: &File, _offset: u64, _len: u64) {}
+fn punch_hole(_file: &File, _start: u64, _len: u64) {}
 
 /// The kept and rejected batches of one spilled range.
 pub(crate) fn read(
@@ -284,6 +289,13 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
     use std::sync::Arc;
 
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
     fn batch(schema: &SchemaRef, from: i64, n: i64) -> RecordBatch {
         let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(from..from + n));
         let names: ArrayRef = Arc::new(StringArray::from_iter(
@@ -295,10 +307,7 @@ mod tests {
     #[test]
     fn ranges_come_back_as_written_from_any_file() {
         let dir = tempfile::tempdir().unwrap();
-        let kept: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-        ]));
+        let kept = schema();
         let rejects = kept.clone();
         let mut files = vec![
             SpillFile::create(dir.path()).unwrap(),
@@ -329,10 +338,7 @@ mod tests {
     fn a_read_span_gives_its_pages_back_and_leaves_its_neighbours_whole() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-        ]));
+        let schema = schema();
         let mut file = SpillFile::create(dir.path()).unwrap();
         // Spans of a few pages each, their ends sharing pages.
         let spans: Vec<_> = (0..8i64)
@@ -367,12 +373,7 @@ mod tests {
         let mut probe = tempfile::tempfile_in(dir).unwrap();
         probe.write_all(&[1u8; 1 << 16]).unwrap();
         let before = probe.metadata().unwrap().blocks();
-        #[cfg(target_os = "linux")]
-        {
-            use rustix::fs::FallocateFlags;
-            let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
-            let _ = rustix::fs::fallocate(&probe, flags, 0, 1 << 16);
-        }
+        punch_hole(&probe, 0, 1 << 16);
         probe.metadata().unwrap().blocks() < before
     }
 
