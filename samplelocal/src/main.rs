@@ -1,7 +1,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    tributary_handlers::process::keep_freed_memory();
+    tributary_handlers::process::set_up();
     let cli = tributary::cli::Cli::parse();
     match tributary::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

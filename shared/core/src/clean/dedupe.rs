@@ -111,24 +111,26 @@ pub(crate) struct Candidates {
 }
 
 impl Candidates {
-    /// Partitions for about `expected_rows` rows: a few thousand per
-    /// partition, so its table fits in L2, but at most 512 of them. Every
-    /// partition is a stream of stores to its own pages, and past a few
-    /// hundred the scatter misses the TLB on nearly every row: at 5M rows,
-    /// 2,048 partitions scanned in 3.0–4.7 s and 512 in 2.4–4.3 s (six
-    /// alternating runs), while resolving the larger partitions took 7 ms
-    /// more.
-    pub fn for_expected_rows(expected_rows: usize) -> Candidates {
-        let bits = (expected_rows / 4096)
+    /// Partitions for about `total_rows` rows (every thread's buffer has
+    /// the same): a few thousand per partition, so its table fits in L2,
+    /// but at most 512 of them. Every partition is a stream of stores to
+    /// its own pages, and past a few hundred the scatter misses the TLB on
+    /// nearly every row: at 5M rows, 2,048 partitions scanned in 3.0–4.7 s
+    /// and 512 in 2.4–4.3 s (six alternating runs), while resolving the
+    /// larger partitions took 7 ms more. Room is reserved for about
+    /// `reserved_rows` of them, this buffer's share.
+    pub fn new(total_rows: usize, reserved_rows: usize) -> Candidates {
+        let bits = (total_rows / 4096)
             .max(1)
             .next_power_of_two()
             .trailing_zeros()
             .min(9);
         // Reserved up front: growing by doubling copies every candidate
         // again and can hold twice the memory at the moment it grows. The
-        // estimate runs high, but pages never written are never resident;
-        // past 16M rows (512 MiB of address space) the buffers grow instead.
-        let per_partition = expected_rows.min(16 << 20) / (1 << bits) + 64;
+        // reservation is all resident once touched where the heap is on
+        // huge pages, hence an estimate that runs only a little high; past
+        // 16M rows (512 MiB of address space) the buffers grow instead.
+        let per_partition = reserved_rows.min(16 << 20) / (1 << bits) + 64;
         Candidates {
             partitions: (0..1usize << bits)
                 .map(|_| Vec::with_capacity(per_partition))
@@ -225,8 +227,8 @@ mod tests {
     #[test]
     fn latest_wins_and_ties_keep_first_across_ranges_and_buffers() {
         // Two scanning threads' buffers; range 1 follows range 0 in the file.
-        let mut a = Candidates::for_expected_rows(100_000);
-        let mut b = Candidates::for_expected_rows(100_000);
+        let mut a = Candidates::new(100_000, 100_000);
+        let mut b = Candidates::new(100_000, 100_000);
         assert!(a.partitions.len() > 1);
         b.offer(1, 10, row_id(1, 0)); // tie with an earlier row: loses
         a.offer(1, 10, row_id(0, 3));
@@ -241,9 +243,7 @@ mod tests {
 
     #[test]
     fn many_keys_resolve_like_a_single_table() {
-        let mut bufs: Vec<Candidates> = (0..3)
-            .map(|_| Candidates::for_expected_rows(50_000))
-            .collect();
+        let mut bufs: Vec<Candidates> = (0..3).map(|_| Candidates::new(50_000, 20_000)).collect();
         let mut expected = std::collections::HashMap::new();
         for i in 0..50_000u64 {
             let key = (i * 7919 % 10_007) as u128;

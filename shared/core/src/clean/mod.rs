@@ -385,6 +385,30 @@ impl<'a> SourceFile<'a> {
         Ok(ranges)
     }
 
+    /// About how many rows the file holds, a little over rather than
+    /// under, for reserving the dedupe candidates: from the lines in its
+    /// first 64 KiB after the header for plain files. A compressed file's
+    /// size says little, so it is taken as 64 bytes a row (the short end of
+    /// upstream exports) and its candidates grow as they come.
+    fn estimated_rows(&self) -> u64 {
+        const SAMPLE: usize = 64 << 10;
+        if self.compressed {
+            return self.len / 64 + 1024;
+        }
+        let data = self.len.saturating_sub(self.data_start);
+        let short_rows = data / 64 + 1024;
+        let mut sample = vec![0u8; SAMPLE.min(data as usize)];
+        let sampled = File::open(&self.input.path)
+            .and_then(|f| read_at(&f, &mut sample, self.data_start))
+            .unwrap_or(0);
+        let lines = memchr::memchr_iter(b'\n', &sample[..sampled]).count() as u64;
+        if lines < 16 {
+            return short_rows;
+        }
+        let rows = data * lines / sampled as u64;
+        rows + rows / 10 + 1024
+    }
+
     fn read_err(&self, source: std::io::Error) -> CleanError {
         CleanError::Read {
             file: self.input.source_name.clone(),
@@ -539,10 +563,17 @@ fn scan_ranges(
     scratch: &Path,
 ) -> Result<ScanResult, CleanError> {
     let threads = opts.threads.max(1);
-    // Upstream exports run 50-200 bytes a row; sizing partitions for the
-    // short end keeps each partition's table small.
-    let bytes: u64 = files.iter().map(|f| f.len).sum();
-    let expected_rows = (bytes / 64).min(1 << 32) as usize;
+    // Each thread takes ranges as it frees up, so one may get more than its
+    // share; a partition that outgrows its reservation grows as usual.
+    let rows = files
+        .iter()
+        .map(SourceFile::estimated_rows)
+        .sum::<u64>()
+        .min(1 << 32) as usize;
+    let share = match threads {
+        1 => rows,
+        n => rows / n * 5 / 4,
+    };
     let spills = (0..threads)
         .map(|_| spill::SpillFile::create(scratch).map(std::sync::Mutex::new))
         .collect::<Result<Vec<_>, _>>()?;
@@ -552,7 +583,7 @@ fn scan_ranges(
     let results: Vec<std::sync::Mutex<Option<Result<ParsedRange, CleanError>>>> =
         ranges.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let scan = |thread: usize| {
-        let mut candidates = Candidates::for_expected_rows(expected_rows);
+        let mut candidates = Candidates::new(rows, share);
         let mut packer = KeyPacker::default();
         loop {
             let r = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -659,3 +659,39 @@ fn a_file_with_its_columns_in_another_order_gives_the_same_rows() {
     assert_eq!(ints(&a), ints(&b));
     assert_eq!(a.reject_column("id"), b.reject_column("id"));
 }
+
+#[test]
+fn the_row_estimate_runs_a_little_over_what_a_plain_file_holds() {
+    let c = Config::parse(CONFIG, "test.toml").unwrap();
+    let plan = CleanPlan::compile(c.datasets.values().next().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let estimate = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let input = CleanInput {
+            source_name: name.to_string(),
+            path,
+        };
+        SourceFile::open(&plan, &input, &mut FileStats::default())
+            .unwrap()
+            .estimated_rows()
+    };
+    let rows = 20_000;
+    let body: String = (0..rows)
+        .map(|i| format!("id{i},{},1.5,true,2025-01-02,{TS},a\n", i % 7))
+        .collect();
+    let plain = estimate("a.csv", format!("{HEADER}{body}").as_bytes());
+    assert!(
+        (rows..=rows * 6 / 5 + 1024).contains(&plain),
+        "{plain} for {rows} rows"
+    );
+    // Too few lines to sample: the short-row guess.
+    let header_only = estimate("h.csv", HEADER.as_bytes());
+    assert_eq!(header_only, 1024);
+    // A compressed file's size is taken at 64 bytes a row.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(format!("{HEADER}{body}").as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let compressed = estimate("a.csv.gz", &gz);
+    assert_eq!(compressed, gz.len() as u64 / 64 + 1024);
+}
