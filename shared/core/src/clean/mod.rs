@@ -392,18 +392,18 @@ impl<'a> SourceFile<'a> {
     /// upstream exports) and its candidates grow as they come.
     fn estimated_rows(&self) -> u64 {
         const SAMPLE: usize = 64 << 10;
+        let short_rows = |bytes: u64| bytes / 64 + 1024;
         if self.compressed {
-            return self.len / 64 + 1024;
+            return short_rows(self.len);
         }
         let data = self.len.saturating_sub(self.data_start);
-        let short_rows = data / 64 + 1024;
         let mut sample = vec![0u8; SAMPLE.min(data as usize)];
         let sampled = File::open(&self.input.path)
             .and_then(|f| read_at(&f, &mut sample, self.data_start))
             .unwrap_or(0);
         let lines = memchr::memchr_iter(b'\n', &sample[..sampled]).count() as u64;
         if lines < 16 {
-            return short_rows;
+            return short_rows(data);
         }
         let rows = data * lines / sampled as u64;
         rows + rows / 10 + 1024
