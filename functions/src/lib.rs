@@ -74,7 +74,7 @@ impl Runtime {
 /// A Lambda binary's `main`: the process set-up the CLI has too, then the
 /// async runtime, then [`serve`].
 pub fn main(function: &'static str) -> Result<()> {
-    tributary_handlers::process::set_up();
+    tributary_handlers::process::set_up(tributary_handlers::workload_of(function));
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

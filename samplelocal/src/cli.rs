@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::commands;
 use crate::local::LocalRuntime;
+use tributary_handlers::process::Workload;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -365,6 +366,34 @@ pub enum BenchCommand {
     Stream(commands::bench_stream::BenchStreamArgs),
 }
 
+impl Command {
+    /// Whether this command may clean files, itself or through an execution
+    /// it starts or resumes (an approval, a task token, a schedule tick):
+    /// those start with the heap on huge pages. Commands that only read or
+    /// move state, or work on stream records, start once.
+    pub fn workload(&self) -> Workload {
+        match self {
+            Command::Partitions { .. }
+            | Command::Watermark(_)
+            | Command::Retention { .. }
+            | Command::Bench(BenchCommand::Asl | BenchCommand::Stream(_))
+            | Command::Asl(AslCommand::Validate { .. })
+            | Command::Executions(_)
+            | Command::Report { .. }
+            | Command::Stream { .. }
+            | Command::Dlq(_)
+            | Command::Infra(_)
+            | Command::Views(_)
+            | Command::Query { .. }
+            | Command::Reconcile { .. }
+            | Command::Approvals(ApprovalsCommand::List) => Workload::Light,
+            // Including `invoke` of any function: locally, the execution a
+            // handler starts or resumes runs in this process.
+            _ => Workload::Bulk,
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     use commands::asl;
     let (ws, config) = (cli.workspace.as_path(), cli.config.as_deref());
@@ -566,5 +595,42 @@ async fn run_async(cli: Cli) -> Result<()> {
         | Command::TaskFailure { .. }
         | Command::TaskHeartbeat { .. }
         | Command::Report { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(args: &str) -> Workload {
+        let cli = Cli::try_parse_from(std::iter::once("tributary").chain(args.split_whitespace()))
+            .unwrap_or_else(|e| panic!("{args}: {e}"));
+        cli.command.workload()
+    }
+
+    #[test]
+    fn only_commands_that_may_clean_start_with_the_heap_on_huge_pages() {
+        for bulk in [
+            "demo",
+            "upload f.csv --dataset orders --date 2025-12-03",
+            "invoke publish-partition --event e.json",
+            "bench clean --in f.csv",
+            "backfill --pipeline p --start 2025-12-01 --end 2025-12-03",
+            "task-success --token t",
+            "serve",
+        ] {
+            assert_eq!(workload(bulk), Workload::Bulk, "{bulk}");
+        }
+        for light in [
+            "partitions",
+            "watermark set --pipeline p --date 2025-12-03",
+            "retention --dry-run",
+            "executions list",
+            "asl validate statemachines/partition.asl.json",
+            "query --recent 5m",
+            "approvals list",
+        ] {
+            assert_eq!(workload(light), Workload::Light, "{light}");
+        }
     }
 }

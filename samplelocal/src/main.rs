@@ -1,8 +1,10 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    tributary_handlers::process::set_up();
+    // Parsed first: `--help`, `--version` and usage errors exit here, and
+    // the command decides the set-up (no thread exists yet).
     let cli = tributary::cli::Cli::parse();
+    tributary_handlers::process::set_up(cli.command.workload());
     match tributary::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -84,6 +84,16 @@ pub(crate) fn bad_event(message: String) -> HandlerError {
     }
 }
 
+/// How a Lambda process running `function` sets itself up: only the
+/// cleaner handles bulk data (object-created starts an execution, it does
+/// not clean in the Lambda).
+pub fn workload_of(function: &str) -> process::Workload {
+    match function {
+        "clean-partition" => process::Workload::Bulk,
+        _ => process::Workload::Light,
+    }
+}
+
 /// Run a function by name on a raw event.
 pub async fn invoke(
     svc: &Services<'_>,
@@ -775,6 +785,19 @@ pub async fn click_inference(svc: &Services<'_>, event: Value) -> Result<Value, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_cleaner_is_a_bulk_workload() {
+        assert_eq!(workload_of("clean-partition"), process::Workload::Bulk);
+        for light in [
+            "object-created",
+            "publish-partition",
+            "stream-aggregate",
+            "query-api",
+        ] {
+            assert_eq!(workload_of(light), process::Workload::Light, "{light}");
+        }
+    }
 
     #[test]
     fn both_notification_shapes() {

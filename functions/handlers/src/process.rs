@@ -1,13 +1,27 @@
 //! Process set-up shared by everything that runs the handlers: the Lambda
 //! binaries and the `tributary` CLI.
 
-/// Everything a handler process sets up before it does any work: the heap
-/// on huge pages where the kernel offers them ([`heap_on_huge_pages`]),
-/// then freed memory kept for reuse ([`keep_freed_memory`]).
+/// What a process is about to do, which decides how it sets itself up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// May clean files: batches of megabytes per range, where the heap on
+    /// huge pages saves most page faults ([`heap_on_huge_pages`]) and is
+    /// worth the ~4 ms of running the process again.
+    Bulk,
+    /// Everything else: state, a few records, a report. It starts once.
+    Light,
+}
+
+/// Everything a handler process sets up before it does any work: for a
+/// [`Workload::Bulk`] the heap on huge pages where the kernel offers them,
+/// then, for every process, freed memory kept for reuse
+/// ([`keep_freed_memory`]).
 ///
-/// Call it first thing in `main`, before any other thread exists.
-pub fn set_up() {
-    heap_on_huge_pages();
+/// Call it early in `main`, before any other thread exists.
+pub fn set_up(workload: Workload) {
+    if workload == Workload::Bulk {
+        heap_on_huge_pages();
+    }
     keep_freed_memory();
 }
 
