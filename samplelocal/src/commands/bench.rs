@@ -35,6 +35,32 @@ pub struct BenchCleanArgs {
     /// Repetitions per thread count when comparing (median reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Rows per Arrow batch (default: the cleaner's own, 16384), to try
+    /// other sizes on your data.
+    #[arg(long)]
+    pub batch_rows: Option<usize>,
+    /// Bytes per range a plain file is cut into, in KiB (default: the
+    /// cleaner's own, 4096).
+    #[arg(long)]
+    pub range_kib: Option<u64>,
+}
+
+impl BenchCleanArgs {
+    /// The cleaner's options for one peer run with `threads` threads.
+    fn clean_options(&self, threads: usize) -> CleanOptions {
+        let defaults = CleanOptions::default();
+        CleanOptions {
+            threads,
+            // The harness compares rejected rows column for column with the
+            // peers, which keep only the input columns and the reason.
+            reject_provenance: false,
+            batch_rows: self.batch_rows.unwrap_or(defaults.batch_rows).max(1),
+            range_bytes: self
+                .range_kib
+                .map_or(defaults.range_bytes, |kib| kib.max(1) << 10),
+            ..defaults
+        }
+    }
 }
 
 pub fn run(args: &BenchCleanArgs, json_output: bool) -> Result<()> {
@@ -71,13 +97,7 @@ fn peer_run(args: &BenchCleanArgs, threads: usize) -> Result<()> {
         path: args.input.clone(),
         source_name: args.input.display().to_string(),
     };
-    let opts = CleanOptions {
-        threads,
-        // The harness compares rejected rows column for column with the
-        // peers, which keep only the input columns and the reason.
-        reject_provenance: false,
-        ..CleanOptions::default()
-    };
+    let opts = args.clean_options(threads);
     let stats = clean_files(
         &plan,
         &[input],
@@ -143,6 +163,12 @@ fn compare(args: &BenchCleanArgs, json_output: bool) -> Result<()> {
             if let Some(c) = &args.config {
                 cmd.arg("--config").arg(c);
             }
+            if let Some(rows) = args.batch_rows {
+                cmd.arg("--batch-rows").arg(rows.to_string());
+            }
+            if let Some(kib) = args.range_kib {
+                cmd.arg("--range-kib").arg(kib.to_string());
+            }
             let started = Instant::now();
             let output = cmd.output()?;
             let wall = started.elapsed().as_secs_f64();
@@ -190,4 +216,36 @@ fn compare(args: &BenchCleanArgs, json_output: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        clean: BenchCleanArgs,
+    }
+
+    fn options(args: &[&str]) -> CleanOptions {
+        let base = ["bench", "--in", "orders.csv"];
+        let parsed = Args::try_parse_from(base.iter().chain(args)).expect("valid flags");
+        parsed.clean.clean_options(1)
+    }
+
+    #[test]
+    fn tuning_flags_reach_the_cleaner_and_default_to_its_own_sizes() {
+        let defaults = CleanOptions::default();
+        let plain = options(&[]);
+        assert_eq!(
+            (plain.batch_rows, plain.range_bytes, plain.reject_provenance),
+            (defaults.batch_rows, defaults.range_bytes, false)
+        );
+        let tuned = options(&["--batch-rows", "32768", "--range-kib", "16384"]);
+        assert_eq!((tuned.batch_rows, tuned.range_bytes), (32768, 16 << 20));
+        let floor = options(&["--batch-rows", "0", "--range-kib", "0"]);
+        assert_eq!((floor.batch_rows, floor.range_bytes), (1, 1024));
+    }
 }
