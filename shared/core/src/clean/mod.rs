@@ -488,9 +488,15 @@ fn find_winners(
         .enumerate()
         .map(|(i, f)| f.ranges(i, opts.range_bytes.max(1)))
         .collect::<Result<Vec<_>, _>>()?;
+    // Sampled once: a re-scan with files read whole holds the same rows.
+    let rows = files
+        .iter()
+        .map(SourceFile::estimated_rows)
+        .sum::<u64>()
+        .min(1 << 32) as usize;
     loop {
         let ranges: Vec<Range> = per_file.iter().flatten().cloned().collect();
-        let (results, buffers, spills) = scan_ranges(plan, files, &ranges, opts, scratch)?;
+        let (results, buffers, spills) = scan_ranges(plan, files, &ranges, rows, opts, scratch)?;
         // A range that did not end exactly where the next one starts means
         // a quoted line break spans the cut: read that file whole.
         let mut misaligned = Vec::new();
@@ -554,22 +560,19 @@ type ScanResult = (
 /// Parse every range, each thread taking the next one and spilling it to
 /// its own scratch file; every range's result is kept (an error in a range
 /// that turns out misaligned is not real). Lines are counted from 0 in
-/// every range, as its first line is not known yet.
+/// every range, as its first line is not known yet. The dedupe candidates
+/// are sized for about `rows` rows in all.
 fn scan_ranges(
     plan: &CleanPlan,
     files: &[SourceFile<'_>],
     ranges: &[Range],
+    rows: usize,
     opts: &CleanOptions,
     scratch: &Path,
 ) -> Result<ScanResult, CleanError> {
     let threads = opts.threads.max(1);
     // Each thread takes ranges as it frees up, so one may get more than its
     // share; a partition that outgrows its reservation grows as usual.
-    let rows = files
-        .iter()
-        .map(SourceFile::estimated_rows)
-        .sum::<u64>()
-        .min(1 << 32) as usize;
     let share = match threads {
         1 => rows,
         n => rows / n * 5 / 4,
