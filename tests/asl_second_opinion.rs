@@ -344,9 +344,11 @@ async fn known_difference_moto_unwraps_a_single_wildcard_match() {
 fn catchup(name: &'static str, dates: &[&str]) -> Scenario {
     let answer = json!({
         "dates": dates, "skipped": [], "execution_date": "2025-12-04", "force": false,
-        "ready": true, "missing": [],
+        "ready": true, "missing": [], "waiting_for": {}, "any_data": true,
         "date": "2025-12-03", "execution_name": "orders_daily-2025-12-03-abc", "newly_started": true,
-        "started": dates, "no_data": [], "failed": [],
+        "status": "started", "reason": null,
+        "started": dates, "running": [], "published": [], "failed": [], "quarantined": [],
+        "waiting_for_data": [], "no_data": [],
     });
     Scenario {
         name,

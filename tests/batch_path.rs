@@ -215,28 +215,85 @@ async fn overwrite_replaces_the_partition() {
     );
 }
 
-#[tokio::test]
-async fn append_adds_to_the_partition() {
-    let h = Harness::new(&config("append"));
-    arrive(
-        &h,
-        "raw/orders/date=2025-12-03/a.csv",
-        csv(&[("a", 1.0, T1)]),
-    )
-    .await;
-    run_all(&h).await;
-    // A second file for the date: the partition is a new version.
-    arrive(
-        &h,
-        "raw/orders/date=2025-12-03/a.csv",
-        csv(&[("b", 2.0, T1)]),
-    )
-    .await;
-    run_all(&h).await;
-    let mut ids = h.published_column("orders", date("2025-12-03"), "id").await;
+/// The published ids of a date, sorted.
+async fn published_ids(h: &Harness, d: &str) -> Vec<String> {
+    let mut ids = h.published_column("orders", date(d), "id").await;
     ids.sort();
-    assert_eq!(ids, vec!["a", "b"]);
-    let m = read_manifest(&h.adapters.objects, "orders", date("2025-12-03"))
+    ids
+}
+
+#[tokio::test]
+async fn append_publishes_every_raw_files_rows_exactly_once() {
+    let h = Harness::new(&config("append"));
+    let d = "2025-12-03";
+    arrive(
+        &h,
+        "raw/orders/date=2025-12-03/a.csv",
+        csv(&[("a1", 1.0, T1), ("a2", 2.0, T1)]),
+    )
+    .await;
+    run_all(&h).await;
+    assert_eq!(published_ids(&h, d).await, vec!["a1", "a2"]);
+
+    // A second, differently named file adds its rows, and only its rows.
+    arrive(
+        &h,
+        "raw/orders/date=2025-12-03/b.csv",
+        csv(&[("b1", 3.0, T1)]),
+    )
+    .await;
+    let reports = run_all(&h).await;
+    assert_eq!(
+        reports[0].stats.as_ref().unwrap().input,
+        1,
+        "only b.csv was cleaned"
+    );
+    assert_eq!(published_ids(&h, d).await, vec!["a1", "a2", "b1"]);
+
+    // S3 re-delivers b.csv's event: nothing runs, nothing is added.
+    let meta = h
+        .adapters
+        .objects
+        .head("raw/orders/date=2025-12-03/b.csv")
+        .await
+        .unwrap()
+        .unwrap();
+    usecases::on_object_created(
+        &h.services(),
+        &encode_event_key("raw/orders/date=2025-12-03/b.csv"),
+        &meta.etag,
+        meta.size,
+    )
+    .await
+    .unwrap();
+    assert!(run_all(&h).await.iter().all(|r| r.state == "published"));
+    assert_eq!(published_ids(&h, d).await, vec!["a1", "a2", "b1"]);
+
+    // A forced re-run of the same files rebuilds the date: still once each.
+    let forced = tributary_core::orchestration::start_partition_run(
+        &h.services(),
+        "orders_daily",
+        date(d),
+        true,
+        "test",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(forced.newly_started);
+    run_all(&h).await;
+    assert_eq!(published_ids(&h, d).await, vec!["a1", "a2", "b1"]);
+
+    // a.csv is replaced by a new version: its rows replace a.csv's rows.
+    arrive(
+        &h,
+        "raw/orders/date=2025-12-03/a.csv",
+        csv(&[("a3", 4.0, T1)]),
+    )
+    .await;
+    run_all(&h).await;
+    assert_eq!(published_ids(&h, d).await, vec!["a3", "b1"]);
+    let m = read_manifest(&h.adapters.objects, "orders", date(d))
         .await
         .unwrap()
         .unwrap();
@@ -244,6 +301,185 @@ async fn append_adds_to_the_partition() {
     assert!(
         m.files.iter().all(|f| f.key.starts_with(&m.location)),
         "location holds every file"
+    );
+    let sources: Vec<&str> = m
+        .files
+        .iter()
+        .flat_map(|f| f.sources.iter().map(|s| s.key.as_str()))
+        .collect();
+    assert_eq!(
+        sources.len(),
+        2,
+        "each raw file is held by one published file: {sources:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_marker_file_is_recorded_as_a_marker_and_never_cleaned() {
+    let h = Harness::new(&config("overwrite"));
+    let d = date("2025-12-03");
+    let marker = arrive(&h, "raw/orders/date=2025-12-03/_SUCCESS", vec![]).await;
+    let ArrivalOutcome::Recorded { started, .. } = marker else {
+        panic!("not recorded")
+    };
+    assert!(started.is_empty(), "a marker alone is no data");
+    arrive(
+        &h,
+        "raw/orders/date=2025-12-03/part-0.csv",
+        csv(&[("a", 1.0, T1)]),
+    )
+    .await;
+    h.adapters
+        .objects
+        .put_bytes(
+            "raw/orders/date=2025-12-03/.part-1.csv.tmp",
+            b"garbage".to_vec(),
+        )
+        .await
+        .unwrap();
+    let reports = run_all(&h).await;
+    assert_eq!(reports[0].state, "published", "{reports:?}");
+    assert_eq!(
+        reports[0].stats.as_ref().unwrap().files,
+        1,
+        "only the data file"
+    );
+    let st = state::partition_status(&h.adapters.state, "orders", d)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.files.len(), 1);
+    assert_eq!(st.markers.len(), 1);
+    assert!(st.markers[0].key.ends_with("/_SUCCESS"));
+}
+
+const HOURLY: &str = r#"
+[datasets.orders]
+complete_when = "RULE"
+QUIET
+[[datasets.orders.columns]]
+name = "id"
+type = "string"
+required = true
+[[datasets.orders.columns]]
+name = "amount"
+type = "float"
+[[datasets.orders.columns]]
+name = "ts"
+type = "timestamp"
+
+[pipelines.orders_daily]
+datasets = ["orders"]
+"#;
+
+#[tokio::test]
+async fn hourly_parts_start_one_run_when_the_marker_arrives() {
+    let h = Harness::new(&HOURLY.replace("RULE", "marker").replace("QUIET", ""));
+    for hour in 0..3 {
+        let out = arrive(
+            &h,
+            &format!("raw/orders/date=2025-12-03/part-{hour:02}.csv"),
+            csv(&[(&format!("h{hour}"), 1.0, T1)]),
+        )
+        .await;
+        let ArrivalOutcome::Recorded {
+            started, waiting, ..
+        } = out
+        else {
+            panic!()
+        };
+        assert!(started.is_empty(), "hour {hour} started a run");
+        assert_eq!(waiting["orders_daily"], vec!["orders".to_string()]);
+    }
+    let readiness = usecases::date_readiness(
+        &h.services(),
+        "orders_daily",
+        date("2025-12-03"),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(readiness.waiting_for["orders"], "marker _SUCCESS");
+    assert!(readiness.any_data);
+    let ArrivalOutcome::Recorded { started, .. } =
+        arrive(&h, "raw/orders/date=2025-12-03/_SUCCESS", vec![]).await
+    else {
+        panic!()
+    };
+    assert_eq!(started.len(), 1);
+    let reports = run_all(&h).await;
+    assert_eq!(reports.len(), 1, "one run for the date");
+    assert_eq!(reports[0].stats.as_ref().unwrap().files, 3);
+    let mut ids = h.published_column("orders", date("2025-12-03"), "id").await;
+    ids.sort();
+    assert_eq!(ids, vec!["h0", "h1", "h2"]);
+}
+
+#[tokio::test]
+async fn a_quiet_period_makes_a_date_complete() {
+    let h = Harness::new(
+        &HOURLY
+            .replace("RULE", "quiet")
+            .replace("QUIET", "quiet_for = \"30m\""),
+    );
+    let d = date("2025-12-03");
+    for hour in 0..2 {
+        let ArrivalOutcome::Recorded { started, .. } = arrive(
+            &h,
+            &format!("raw/orders/date=2025-12-03/part-{hour:02}.csv"),
+            csv(&[(&format!("h{hour}"), 1.0, T1)]),
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert!(started.is_empty());
+    }
+    let now = chrono::Utc::now();
+    let svc = h.services();
+    let soon =
+        usecases::date_readiness(&svc, "orders_daily", d, now + chrono::Duration::minutes(29))
+            .await
+            .unwrap();
+    assert!(!soon.ready, "{soon:?}");
+    let later =
+        usecases::date_readiness(&svc, "orders_daily", d, now + chrono::Duration::minutes(31))
+            .await
+            .unwrap();
+    assert!(later.ready && later.run_id.is_some(), "{later:?}");
+    // The catchup's StartRun judges at the execution's time too.
+    let start = tributary_core::orchestration::start_partition_run(
+        &svc,
+        "orders_daily",
+        d,
+        false,
+        "test",
+        now + chrono::Duration::minutes(31),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        start.status,
+        tributary_core::orchestration::CatchupStatus::Started
+    );
+}
+
+#[test]
+fn completion_rules_are_checked_at_load() {
+    let quiet = HOURLY.replace("RULE", "quiet").replace("QUIET", "");
+    let e = tributary_core::config::Config::parse(&quiet, "p.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("datasets.orders.quiet_for"), "{e}");
+    let marker = HOURLY
+        .replace("RULE", "marker")
+        .replace("QUIET", "marker = \"DONE\"");
+    let e = tributary_core::config::Config::parse(&marker, "p.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("datasets.orders.marker") && e.contains("'_'"),
+        "{e}"
     );
 }
 
@@ -474,6 +710,113 @@ async fn watermark_advances_over_contiguous_dates_only_and_never_backwards() {
 }
 
 #[tokio::test]
+async fn a_start_date_holds_the_watermark_at_a_missing_first_date_and_catchup_plans_it() {
+    let with_start = config("overwrite").replace(
+        "[pipelines.orders_daily]\ndatasets = [\"orders\"]",
+        "[pipelines.orders_daily]\ndatasets = [\"orders\"]\nstart_date = 2025-12-01",
+    );
+    let h = Harness::new(&with_start);
+    assert!(h
+        .config
+        .warnings("t.toml")
+        .iter()
+        .all(|w| !w.contains("orders_daily")));
+    assert!(h
+        .config
+        .warnings("t.toml")
+        .iter()
+        .any(|w| w.contains("pipelines.joined")));
+    // 12-02 and 12-03 arrive and publish; 12-01 never came.
+    for day in ["2025-12-02", "2025-12-03"] {
+        arrive(
+            &h,
+            &format!("raw/orders/date={day}/a.csv"),
+            csv(&[("a", 1.0, T1)]),
+        )
+        .await;
+    }
+    run_all(&h).await;
+    assert_eq!(
+        watermark_of(&h).await,
+        None,
+        "12-01 is missing: no watermark yet"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339("2025-12-04T06:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let plan = tributary_core::orchestration::plan_catchup(
+        &h.services(),
+        "orders_daily",
+        at,
+        None,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(plan.dates, vec![date("2025-12-01")], "{plan:?}");
+    assert_eq!(plan.skipped, vec![date("2025-12-02"), date("2025-12-03")]);
+    arrive(
+        &h,
+        "raw/orders/date=2025-12-01/a.csv",
+        csv(&[("a", 1.0, T1)]),
+    )
+    .await;
+    run_all(&h).await;
+    assert_eq!(watermark_of(&h).await, Some(date("2025-12-03")));
+}
+
+#[tokio::test]
+async fn catchup_reports_a_failed_date_instead_of_starting_it_and_a_new_file_reruns_it() {
+    use tributary_core::orchestration::{report_catchup, start_partition_run, CatchupStatus};
+    let h = Harness::new(&config("overwrite"));
+    let d = date("2025-12-03");
+    // A file without the required columns: the clean fails for good.
+    arrive(&h, "raw/orders/date=2025-12-03/a.csv", b"id\nx\n".to_vec()).await;
+    let reports = run_all(&h).await;
+    assert_eq!(reports[0].state, "failed", "{reports:?}");
+    let svc = h.services();
+    let now = chrono::Utc::now();
+    let start = start_partition_run(&svc, "orders_daily", d, false, "catchup", now)
+        .await
+        .unwrap();
+    assert_eq!(start.status, CatchupStatus::Failed, "{start:?}");
+    assert!(!start.newly_started);
+    assert!(
+        start.reason.as_deref().unwrap().contains("orders"),
+        "{start:?}"
+    );
+    assert!(h.adapters.workflows.drain().is_empty(), "nothing started");
+    let report = report_catchup(
+        &svc,
+        "orders_daily",
+        &[serde_json::to_value(&start).unwrap()],
+        &[date("2025-12-02")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report["failed"], json!(["2025-12-03"]));
+    assert_eq!(report["started"], json!([]));
+    assert_eq!(report["published"], json!(["2025-12-02"]));
+    let outbox = std::fs::read_to_string(h.dir.path().join("outbox.jsonl")).unwrap();
+    assert!(outbox.contains("2025-12-03 failed"), "{outbox}");
+    // Forced, it runs again.
+    let forced = start_partition_run(&svc, "orders_daily", d, true, "catchup", now)
+        .await
+        .unwrap();
+    assert_eq!(forced.status, CatchupStatus::Started);
+    h.adapters.workflows.drain();
+    // A corrected file is a new version: its arrival starts a run.
+    arrive(
+        &h,
+        "raw/orders/date=2025-12-03/a.csv",
+        csv(&[("a", 1.0, T1)]),
+    )
+    .await;
+    assert_eq!(run_all(&h).await[0].state, "published");
+}
+
+#[tokio::test]
 async fn counts_balance_and_rejects_keep_their_rows() {
     let h = Harness::new(&config("overwrite"));
     let body = b"id,amount,ts\na,1,2025-12-03T10:00:00Z\na,2,2025-12-03T11:00:00Z\nb,-1,2025-12-03T10:00:00Z\nc,1,yesterday\n,1,2025-12-03T10:00:00Z\n".to_vec();
@@ -632,4 +975,119 @@ async fn no_approval_request_is_stored_without_a_key_or_a_callback_url() {
         .await
         .unwrap();
     assert!(stored.is_empty(), "{stored:?}");
+}
+
+const EVERY_LAYER: &str = r#"
+[datasets.orders]
+[datasets.orders.retention_days]
+raw = 10
+[[datasets.orders.columns]]
+name = "id"
+type = "string"
+
+[labeling.returns]
+dataset = "orders"
+id_column = "id"
+default_label = "kept"
+retention_days = { labels = 10 }
+
+[streams.sales]
+event_id = "id"
+event_time = "ts"
+retention_days = { stream = 10, late = 10, dlq = 10, views = 10 }
+[[streams.sales.fields]]
+name = "id"
+type = "string"
+[[streams.sales.fields]]
+name = "ts"
+type = "timestamp"
+"#;
+
+#[tokio::test]
+async fn retention_sweeps_every_layer_it_accepts() {
+    use tributary_core::ports::{Catalog, CatalogPartition, Condition, StateStore};
+    let h = Harness::new(EVERY_LAYER);
+    let keys = [
+        "raw/orders/date=2025-01-01/a.csv",
+        "labels/returns/date=2025-01-01/labeled.jsonl",
+        "stream/sales/date=2025-01-01/hour=03/s-1.jsonl",
+        "late/sales/date=2025-01-01/hour=03/s-1.jsonl",
+        "dlq/sales/date=2025-01-01/s-1.json",
+        "views/daily_sales/date=2025-01-01/run=r/view.parquet",
+        "views/hourly_sales/date=2025-01-01/run=r/view.parquet",
+    ];
+    for k in keys {
+        h.adapters
+            .objects
+            .put_bytes(k, b"x".to_vec())
+            .await
+            .unwrap();
+    }
+    // Newer than the retention: kept.
+    let fresh = "stream/sales/date=2025-03-01/hour=03/s-2.jsonl";
+    h.adapters
+        .objects
+        .put_bytes(fresh, b"x".to_vec())
+        .await
+        .unwrap();
+    let d = date("2025-01-01");
+    for view in ["daily_sales", "hourly_sales"] {
+        h.adapters
+            .catalog
+            .put_partition(CatalogPartition {
+                table: view.into(),
+                date: d,
+                location: format!("views/{view}/date=2025-01-01/run=r/"),
+            })
+            .await
+            .unwrap();
+    }
+    let publications = tributary_core::stream::views::views_pk("sales");
+    h.adapters
+        .state
+        .put(
+            &publications,
+            "2025-01-01",
+            json!({"date": "2025-01-01"}),
+            Condition::Always,
+        )
+        .await
+        .unwrap();
+    let today = date("2025-03-02");
+    let planned = usecases::retention_sweep(&h.services(), today, true)
+        .await
+        .unwrap();
+    let mut layers: Vec<&str> = planned.iter().map(|d| d.layer.as_str()).collect();
+    layers.sort();
+    assert_eq!(
+        layers,
+        vec!["dlq", "labels", "late", "raw", "stream", "views", "views"],
+        "{planned:?}"
+    );
+    usecases::retention_sweep(&h.services(), today, false)
+        .await
+        .unwrap();
+    for k in keys {
+        assert!(
+            h.adapters.objects.head(k).await.unwrap().is_none(),
+            "{k} kept"
+        );
+    }
+    assert!(h.adapters.objects.head(fresh).await.unwrap().is_some());
+    for view in ["daily_sales", "hourly_sales"] {
+        assert!(h
+            .adapters
+            .catalog
+            .get_partition(view, d)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    assert!(h
+        .adapters
+        .state
+        .get(&publications, "2025-01-01")
+        .await
+        .unwrap()
+        .is_none());
 }

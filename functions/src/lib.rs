@@ -37,6 +37,9 @@ impl Runtime {
         let backend = std::env::var("TRIBUTARY_BACKEND").unwrap_or_else(|_| "aws".into());
         let config_path = required_env("TRIBUTARY_CONFIG", "the path of pipeline.toml")?;
         let config = Config::load(config_path.as_ref())?;
+        for warning in config.warnings(&config_path) {
+            tracing::warn!("{warning}");
+        }
         match backend.as_str() {
             "aws" => {
                 let adapters = tributary_aws::AwsAdapters::from_env(|n| std::env::var(n).ok())

@@ -53,6 +53,9 @@ impl LocalRuntime {
             }
         };
         let config = Config::load(&config_path)?;
+        for warning in config.warnings(&config_path.display().to_string()) {
+            eprintln!("warning: {warning}");
+        }
         std::fs::create_dir_all(root)
             .with_context(|| format!("creating workspace {}", root.display()))?;
         std::fs::write(root.join(MARKER), b"")?;

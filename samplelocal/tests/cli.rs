@@ -213,6 +213,14 @@ fn upload_invoke_partitions_watermark_and_retention() {
             .any(|d| d["layer"] == "raw" && d["dataset"] == "orders"),
         "{plan}"
     );
+    // Every layer with a retention is swept, not only the dataset layers:
+    // the demo's stream archive (90 days in the sample) is past it by June.
+    assert!(
+        deletions
+            .iter()
+            .any(|d| d["layer"] == "stream" && d["dataset"] == "orders"),
+        "{plan}"
+    );
     assert!(
         ws.join("bucket/raw/orders/date=2025-12-01/orders.csv")
             .exists(),

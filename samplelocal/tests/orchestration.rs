@@ -143,6 +143,36 @@ fn low_quality_waits_for_a_person_who_approves_or_rejects() {
         parts["watermarks"]["user_events_daily"]["date"],
         "2025-12-03"
     );
+
+    // Catchup over the gap reports the quarantined day (it does not claim to
+    // have started it) and alerts; the published day is listed as such.
+    let out = json_of(&backfill(
+        &ws,
+        "user_events_daily",
+        "2025-12-04",
+        "2025-12-05",
+        false,
+    ));
+    let report = &out["execution"]["output"]["report"];
+    assert_eq!(report["quarantined"], json!(["2025-12-04"]), "{out}");
+    assert_eq!(report["started"], json!([]), "{out}");
+    assert_eq!(report["published"], json!(["2025-12-05"]), "{out}");
+    assert_eq!(out["runs"], json!([]), "nothing ran");
+    let outbox = std::fs::read_to_string(ws.join("outbox.jsonl")).unwrap();
+    assert!(outbox.contains("2025-12-04 quarantined"), "{outbox}");
+    // Forced, the day runs again (and waits for a person again).
+    let forced = json_of(&backfill(
+        &ws,
+        "user_events_daily",
+        "2025-12-04",
+        "2025-12-04",
+        true,
+    ));
+    assert_eq!(
+        forced["execution"]["output"]["report"]["started"],
+        json!(["2025-12-04"]),
+        "{forced}"
+    );
 }
 
 #[test]
@@ -282,13 +312,19 @@ fn drop_raw_orders(ws: &Path, days: &[u32]) {
     }
 }
 
-/// `tributary --json backfill --pipeline orders_daily --start S --end E [--force]`
-fn backfill_orders(ws: &Path, start: &str, end: &str, force: bool) -> std::process::Output {
+/// `tributary --json backfill --pipeline P --start S --end E [--force]`
+fn backfill(
+    ws: &Path,
+    pipeline: &str,
+    start: &str,
+    end: &str,
+    force: bool,
+) -> std::process::Output {
     let mut args = vec![
         "--json",
         "backfill",
         "--pipeline",
-        "orders_daily",
+        pipeline,
         "--start",
         start,
         "--end",
@@ -298,6 +334,10 @@ fn backfill_orders(ws: &Path, start: &str, end: &str, force: bool) -> std::proce
         args.push("--force");
     }
     tributary(ws, &args)
+}
+
+fn backfill_orders(ws: &Path, start: &str, end: &str, force: bool) -> std::process::Output {
+    backfill(ws, "orders_daily", start, end, force)
 }
 
 fn watermark(ws: &Path, pipeline: &str) -> String {

@@ -438,20 +438,25 @@ struct DateInput {
     date: String,
     #[serde(default)]
     force: bool,
+    /// The execution's time (`$$.State.EnteredTime`): quiet-period
+    /// completion is judged at it, so a virtual clock is honoured.
+    #[serde(default)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 pub async fn check_date(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let i: DateInput = parse_run(event, "{pipeline, date}")?;
+    let i: DateInput = parse_run(event, "{pipeline, date[, now]}")?;
     let date = run_date(&i.date)?;
     let plan = orchestration::plan_partition(svc, &i.pipeline, date, "check")?;
     for ds in &plan.datasets {
         usecases::discover_arrivals(svc, ds, date).await?;
     }
-    to_json(&usecases::date_readiness(svc, &i.pipeline, date).await?)
+    let now = i.now.unwrap_or_else(chrono::Utc::now);
+    to_json(&usecases::date_readiness(svc, &i.pipeline, date, now).await?)
 }
 
 pub async fn start_partition_run(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let i: DateInput = parse_run(event, "{pipeline, date, force}")?;
+    let i: DateInput = parse_run(event, "{pipeline, date, force[, now]}")?;
     to_json(
         &orchestration::start_partition_run(
             svc,
@@ -459,6 +464,7 @@ pub async fn start_partition_run(svc: &Services<'_>, event: Value) -> Result<Val
             run_date(&i.date)?,
             i.force,
             "catchup",
+            i.now.unwrap_or_else(chrono::Utc::now),
         )
         .await?,
     )
@@ -468,11 +474,14 @@ pub async fn start_partition_run(svc: &Services<'_>, event: Value) -> Result<Val
 struct ReportInput {
     pipeline: String,
     results: Vec<Value>,
+    /// Dates the plan skipped because they are published.
+    #[serde(default)]
+    published: Vec<chrono::NaiveDate>,
 }
 
 pub async fn catchup_report(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let i: ReportInput = parse_run(event, "{pipeline, results}")?;
-    Ok(orchestration::report_catchup(svc, &i.pipeline, &i.results).await?)
+    let i: ReportInput = parse_run(event, "{pipeline, results[, published]}")?;
+    Ok(orchestration::report_catchup(svc, &i.pipeline, &i.results, &i.published).await?)
 }
 
 /// The daily schedule's input: `{}` sweeps as of today (UTC); `today` and

@@ -62,7 +62,7 @@ variable "glue_tables" {
 }
 
 variable "retention_days" {
-  description = "Days to keep each layer of each dataset."
+  description = "Days to keep each prefix <layer>/<name>/: name => layer => days (from `tributary infra vars`)."
   type        = map(map(number))
 }
 

@@ -66,15 +66,17 @@ resource "aws_s3_bucket_policy" "data" {
 }
 
 locals {
-  # One lifecycle rule per dataset and layer with a retention. The retention
+  # One lifecycle rule per prefix <layer>/<name>/ with a retention (a
+  # dataset's raw/cleaned/rejects/quality, a stream's stream/late/dlq and
+  # views, a feature set, a labeling). The retention
   # sweep (a daily function) deletes partitions by their date and unpublishes
   # them from Glue first; expiry here is its backstop, a week later, counted
   # from when each object was written. Objects kept over 60 days move to
   # infrequent access after 30.
   retention_rules = merge([
-    for dataset, layers in var.retention_days : {
-      for layer, days in layers : "${layer}-${dataset}" => {
-        prefix = "${layer}/${dataset}/"
+    for name, layers in var.retention_days : {
+      for layer, days in layers : "${layer}-${name}" => {
+        prefix = "${layer}/${name}/"
         days   = days
       }
     }

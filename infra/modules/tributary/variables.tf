@@ -26,7 +26,7 @@ variable "glue_tables" {
 }
 
 variable "retention_days" {
-  description = "Days to keep each layer of each dataset, from `tributary infra vars`: dataset => layer => days."
+  description = "Days to keep each prefix <layer>/<name>/ (datasets, streams, views, feature sets, labelings), from `tributary infra vars`: name => layer => days."
   type        = map(map(number))
   default     = {}
 }

@@ -77,11 +77,7 @@ fn report(execution: &Value, runs: &[PipelineRun], json_out: bool) -> Result<()>
         out["plan"]["execution_date"].as_str().unwrap_or("?"),
         out["plan"]["skipped"].as_array().map_or(0, |d| d.len()),
     );
-    for (label, key) in [
-        ("started", "started"),
-        ("data never came", "no_data"),
-        ("failed to start", "failed"),
-    ] {
+    for (key, label) in tributary_core::orchestration::CATCHUP_GROUPS {
         let dates: Vec<&str> = out["report"][key]
             .as_array()
             .into_iter()

@@ -1,7 +1,7 @@
 //! `tributary infra vars`: what Terraform needs to know of pipeline.toml
 //! (it cannot read TOML), as a `*.auto.tfvars.json` file: the Glue tables
-//! with their columns, the retention of every layer per dataset (S3
-//! lifecycle rules), the Kinesis streams and the pipelines (catchup
+//! with their columns, the retention of every prefix that has one (S3
+//! lifecycle rules on `<layer>/<name>/`), the Kinesis streams and the pipelines (catchup
 //! schedules).
 
 use anyhow::{Context, Result};
@@ -37,13 +37,15 @@ pub fn vars(config: &Config) -> Value {
             name.clone(),
             json!({"layer": "cleaned", "format": "parquet", "columns": columns}),
         );
-        let days: Map<String, Value> = ds
-            .retention()
-            .into_iter()
-            .map(|(layer, days)| (layer.to_string(), json!(days)))
-            .collect();
-        if !days.is_empty() {
-            retention.insert(name.clone(), Value::Object(days));
+    }
+    // Every prefix with a retention (`<layer>/<name>/`): the lifecycle rules
+    // back up the sweep on exactly the prefixes it expires.
+    for target in config.retention_targets() {
+        let layers = retention
+            .entry(target.name.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(layers) = layers {
+            layers.insert(target.layer.to_string(), json!(target.days));
         }
     }
     let mut streams = Map::new();
@@ -99,4 +101,40 @@ pub fn run(config_path: Option<&Path>, out: Option<&Path>) -> Result<()> {
         None => print!("{text}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every lifecycle rule's prefix `<layer>/<name>/` is one the system
+    /// writes: a dataset layer of a dataset, a stream layer of a stream, a
+    /// view of a stream, a feature set's or a labeling's own prefix.
+    #[test]
+    fn lifecycle_rules_name_only_prefixes_the_system_writes() {
+        let config = Config::parse(crate::sample::PIPELINE_TOML, "pipeline.toml").unwrap();
+        let v = vars(&config);
+        let mut rules = 0;
+        for (name, layers) in v["retention_days"].as_object().unwrap() {
+            for layer in layers.as_object().unwrap().keys() {
+                rules += 1;
+                let written = match layer.as_str() {
+                    "raw" | "cleaned" | "rejects" | "quality" => config.datasets.contains_key(name),
+                    "stream" | "late" | "dlq" => config.streams.contains_key(name),
+                    "views" => config.streams.iter().any(|(s, st)| {
+                        let (hourly, daily) = view_names(s, st);
+                        *name == hourly || *name == daily
+                    }),
+                    "features" => config.features.contains_key(name),
+                    "labels" => config.labeling.contains_key(name),
+                    _ => false,
+                };
+                assert!(written, "{layer}/{name}/ is not a prefix the system writes");
+            }
+        }
+        assert!(
+            rules > 10,
+            "the sample sets retention on every kind of layer"
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! the fix.
 
 use crate::layout::{valid_name, Layer};
+use chrono::NaiveDate;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -225,6 +226,41 @@ pub struct DatasetConfig {
     /// Days to keep each layer's partitions; a layer not listed is kept forever.
     #[serde(default)]
     pub retention_days: BTreeMap<String, u32>,
+    /// When a date's files are all there: on any data file (the default), on
+    /// a marker file, or once no file arrived for `quiet_for`.
+    #[serde(default)]
+    pub complete_when: CompleteWhen,
+    /// The marker file `complete_when = "marker"` waits for.
+    #[serde(default = "default_marker")]
+    pub marker: String,
+    /// How long without a new file makes a date complete (`"quiet"`).
+    #[serde(default)]
+    pub quiet_for: Option<String>,
+}
+
+/// The completion rule of a dataset's date (`complete_when`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CompleteWhen {
+    /// Every data file starts a run of the date (a date is one file).
+    #[default]
+    AnyFile,
+    /// The date is complete when the marker file arrives (`_SUCCESS`).
+    Marker,
+    /// The date is complete once no data file arrived for `quiet_for`.
+    Quiet,
+}
+
+/// A dataset's completion rule with its parameter, validated at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    AnyFile,
+    Marker(String),
+    Quiet(chrono::Duration),
+}
+
+fn default_marker() -> String {
+    "_SUCCESS".into()
 }
 
 fn default_true() -> bool {
@@ -239,12 +275,23 @@ impl DatasetConfig {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    pub fn completion(&self) -> Completion {
+        match self.complete_when {
+            CompleteWhen::AnyFile => Completion::AnyFile,
+            CompleteWhen::Marker => Completion::Marker(self.marker.clone()),
+            CompleteWhen::Quiet => Completion::Quiet(chrono::Duration::seconds(
+                // Validated at load to parse and to fit.
+                self.quiet_for
+                    .as_deref()
+                    .and_then(parse_duration_secs)
+                    .map_or(0, |s| s as i64),
+            )),
+        }
+    }
+
     /// Retention per layer, typed (validated at load).
     pub fn retention(&self) -> Vec<(Layer, u32)> {
-        self.retention_days
-            .iter()
-            .filter_map(|(layer, days)| Layer::from_prefix(layer).map(|l| (l, *days)))
-            .collect()
+        typed_retention(&self.retention_days)
     }
 }
 
@@ -257,6 +304,30 @@ pub struct PipelineConfig {
     pub datasets: Vec<String>,
     #[serde(default = "default_tz")]
     pub timezone: String,
+    /// The first date the pipeline is responsible for (as Airflow's
+    /// start_date): the watermark begins the day before it, and catchup
+    /// covers every date from it.
+    #[serde(default, deserialize_with = "optional_date")]
+    pub start_date: Option<NaiveDate>,
+}
+
+/// A date written either as a TOML date (`2025-12-01`) or a string.
+fn optional_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    use serde::de::Error;
+    let text = match Option::<toml::Value>::deserialize(d)? {
+        None => return Ok(None),
+        Some(toml::Value::String(s)) => s,
+        Some(toml::Value::Datetime(dt)) => dt.to_string(),
+        Some(other) => {
+            return Err(D::Error::custom(format!(
+                "expected a date such as \"2025-12-01\", found {}",
+                other.type_str()
+            )))
+        }
+    };
+    NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|e| D::Error::custom(format!("{text:?} is not a date YYYY-MM-DD: {e}")))
 }
 
 fn default_tz() -> String {
@@ -264,6 +335,12 @@ fn default_tz() -> String {
 }
 
 impl PipelineConfig {
+    /// The watermark a pipeline has before any date completed: the day
+    /// before its start_date, if it has one.
+    pub fn initial_watermark(&self) -> Option<NaiveDate> {
+        self.start_date.and_then(|d| d.pred_opt())
+    }
+
     pub fn tz(&self) -> chrono_tz::Tz {
         // Validated at load; UTC is only reached for a config built in code.
         self.timezone.parse().unwrap_or(chrono_tz::UTC)
@@ -319,6 +396,10 @@ pub struct StreamConfig {
     /// Reconciliation alerts above this deviation (percent).
     #[serde(default = "default_deviation_threshold")]
     pub deviation_threshold_pct: f64,
+    /// Days to keep the archive (stream), late events (late), dead letters
+    /// (dlq) and batch views (views); a layer not listed is kept forever.
+    #[serde(default)]
+    pub retention_days: BTreeMap<String, u32>,
     /// The event schema.
     pub fields: Vec<ColumnConfig>,
 }
@@ -334,6 +415,55 @@ fn default_dedupe_horizon() -> String {
 }
 fn default_deviation_threshold() -> f64 {
     10.0
+}
+
+/// Which layers each part of the config keeps its retention for: every
+/// prefix the system writes by date has exactly one owner, and models are
+/// kept (a rollback needs the previous version).
+pub const DATASET_LAYERS: [Layer; 4] = [Layer::Raw, Layer::Cleaned, Layer::Rejects, Layer::Quality];
+pub const STREAM_LAYERS: [Layer; 4] = [Layer::Stream, Layer::Late, Layer::Dlq, Layer::Views];
+pub const FEATURE_LAYERS: [Layer; 1] = [Layer::Features];
+pub const LABELING_LAYERS: [Layer; 1] = [Layer::Labels];
+
+/// The longest retention accepted: a hundred years (date arithmetic on
+/// anything larger could overflow).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+fn typed_retention(days: &BTreeMap<String, u32>) -> Vec<(Layer, u32)> {
+    days.iter()
+        .filter_map(|(layer, days)| Layer::from_prefix(layer).map(|l| (l, *days)))
+        .collect()
+}
+
+/// One prefix the retention sweep expires, and the S3 lifecycle backstop
+/// for it: `<layer>/<name>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionTarget {
+    pub layer: Layer,
+    /// The dataset, stream, view, feature set or labeling name.
+    pub name: String,
+    pub days: u32,
+    /// For views: the stream whose publications they are.
+    pub stream: Option<String>,
+}
+
+/// Where to set retention for a layer, for the error that refuses it
+/// somewhere else.
+fn retention_home(layer: &str) -> &'static str {
+    match Layer::from_prefix(layer) {
+        Some(l) if DATASET_LAYERS.contains(&l) => "[datasets.<name>.retention_days]",
+        Some(l) if STREAM_LAYERS.contains(&l) => "[streams.<name>.retention_days]",
+        Some(Layer::Features) => "[features.<set>.retention_days]",
+        Some(Layer::Labels) => "[labeling.<name>.retention_days]",
+        Some(_) => "nowhere: model versions are kept, since a rollback needs them",
+        None => "nowhere: it is not a layer (raw, cleaned, rejects, quality, stream, late, dlq, views, features, labels)",
+    }
+}
+
+/// Upstream markers and hidden files (`_SUCCESS`, `_manifest`, `.part`) are
+/// never data.
+pub fn is_marker_name(file_name: &str) -> bool {
+    file_name.starts_with('_') || file_name.starts_with('.')
 }
 
 /// "90s", "1m", "15m", "2h", "1d" as seconds.
@@ -382,6 +512,9 @@ pub struct FeatureSetConfig {
     /// At or above: published without a person.
     #[serde(default = "default_feature_threshold")]
     pub quality_threshold: f64,
+    /// Days to keep published feature partitions (`features`).
+    #[serde(default)]
+    pub retention_days: BTreeMap<String, u32>,
 }
 
 fn default_windows() -> Vec<u32> {
@@ -414,6 +547,9 @@ pub struct LabelingConfig {
     /// Tried in order; the first rule whose conditions all hold labels a row.
     #[serde(default)]
     pub rules: Vec<LabelRule>,
+    /// Days to keep label partitions (`labels`).
+    #[serde(default)]
+    pub retention_days: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -468,6 +604,20 @@ impl Config {
 
     pub fn dataset_names(&self) -> String {
         self.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    /// What is allowed but probably not meant, said when the config is
+    /// loaded. Every pipeline gets the nightly catchup schedule.
+    pub fn warnings(&self, file: &str) -> Vec<String> {
+        self.pipelines
+            .iter()
+            .filter(|(_, p)| p.start_date.is_none())
+            .map(|(name, _)| {
+                format!(
+                    "{file}: pipelines.{name}: no start_date, so the first date that completes becomes the watermark and no earlier date is ever planned or reported missing. Set start_date = \"YYYY-MM-DD\" to the first date the pipeline is responsible for"
+                )
+            })
+            .collect()
     }
 
     /// Pipelines a dataset takes part in.
@@ -656,15 +806,35 @@ impl Config {
                     "set key = [\"<column>\"] or use output_mode = \"overwrite\"".into(),
                 ));
             }
-            for layer in ds.retention_days.keys() {
-                if Layer::from_prefix(layer).is_none() {
+            match ds.complete_when {
+                CompleteWhen::Marker if !is_marker_name(&ds.marker) => {
                     return Err(invalid(
-                        format!("datasets.{name}.retention_days.{layer}"),
-                        format!("{layer:?} is not a layer"),
-                        "use raw, cleaned, rejects, quality, features, views, stream or dlq".into(),
+                        at("marker"),
+                        format!("{:?} would be read as a data file", ds.marker),
+                        "name a marker starting with '_' or '.', such as \"_SUCCESS\"".into(),
                     ));
                 }
+                CompleteWhen::Quiet => {
+                    let quiet = ds.quiet_for.as_deref().and_then(parse_duration_secs);
+                    if !quiet.is_some_and(|s| (1..=7 * 86_400).contains(&s)) {
+                        return Err(invalid(
+                            at("quiet_for"),
+                            format!(
+                                "complete_when = \"quiet\" needs a duration of 1s to 7d, found {:?}",
+                                ds.quiet_for
+                            ),
+                            "set quiet_for = \"30m\" (a number and s, m, h or d)".into(),
+                        ));
+                    }
+                }
+                _ => {}
             }
+            check_retention(
+                &format!("datasets.{name}"),
+                &ds.retention_days,
+                &DATASET_LAYERS,
+                &invalid,
+            )?;
         }
         for (name, p) in &self.pipelines {
             if !valid_name(name) {
@@ -753,9 +923,21 @@ impl Config {
                     "use a fraction such as 0.9".into(),
                 ));
             }
+            check_retention(
+                &format!("features.{name}"),
+                &f.retention_days,
+                &FEATURE_LAYERS,
+                &invalid,
+            )?;
         }
         for (name, st) in &self.streams {
             self.validate_stream(name, st, &invalid)?;
+            check_retention(
+                &format!("streams.{name}"),
+                &st.retention_days,
+                &STREAM_LAYERS,
+                &invalid,
+            )?;
         }
         for (name, l) in &self.labeling {
             let at = |f: &str| format!("labeling.{name}.{f}");
@@ -773,6 +955,12 @@ impl Config {
                     format!("use one of: {}", self.dataset_names()),
                 ));
             };
+            check_retention(
+                &format!("labeling.{name}"),
+                &l.retention_days,
+                &LABELING_LAYERS,
+                &invalid,
+            )?;
             let has = |c: &str| ds.columns.iter().any(|col| col.name == c);
             if !has(&l.id_column) {
                 return Err(invalid(
@@ -829,7 +1017,79 @@ impl Config {
     }
 }
 
+/// A retention table may name only the layers its section owns, for at most
+/// [`MAX_RETENTION_DAYS`].
+fn check_retention(
+    section: &str,
+    days: &BTreeMap<String, u32>,
+    owned: &[Layer],
+    invalid: &dyn Fn(String, String, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    let names = owned
+        .iter()
+        .map(|l| l.prefix())
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (layer, n) in days {
+        let field = format!("{section}.retention_days.{layer}");
+        if !Layer::from_prefix(layer).is_some_and(|l| owned.contains(&l)) {
+            return Err(invalid(
+                field,
+                format!("{layer:?} is not a layer this section writes ({names})"),
+                format!("set its retention in {}", retention_home(layer)),
+            ));
+        }
+        if *n > MAX_RETENTION_DAYS {
+            return Err(invalid(
+                field,
+                format!("{n} days is more than {MAX_RETENTION_DAYS}"),
+                "use at most 36500 days, or leave the layer out to keep it forever".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
+    /// Every prefix with a retention, with its days: what the sweep
+    /// expires and what Terraform's lifecycle rules back up.
+    pub fn retention_targets(&self) -> Vec<RetentionTarget> {
+        let target = |layer, name: &str, days, stream: Option<&str>| RetentionTarget {
+            layer,
+            name: name.to_string(),
+            days,
+            stream: stream.map(str::to_string),
+        };
+        let mut out = Vec::new();
+        for (name, ds) in &self.datasets {
+            for (layer, days) in ds.retention() {
+                out.push(target(layer, name, days, None));
+            }
+        }
+        for (name, st) in &self.streams {
+            for (layer, days) in typed_retention(&st.retention_days) {
+                if layer == Layer::Views {
+                    let (hourly, daily) = crate::stream::views::view_names(name, st);
+                    out.push(target(layer, &hourly, days, Some(name)));
+                    out.push(target(layer, &daily, days, Some(name)));
+                } else {
+                    out.push(target(layer, name, days, None));
+                }
+            }
+        }
+        for (name, f) in &self.features {
+            for (layer, days) in typed_retention(&f.retention_days) {
+                out.push(target(layer, name, days, None));
+            }
+        }
+        for (name, l) in &self.labeling {
+            for (layer, days) in typed_retention(&l.retention_days) {
+                out.push(target(layer, name, days, None));
+            }
+        }
+        out
+    }
+
     fn validate_stream(
         &self,
         name: &str,
@@ -1019,5 +1279,17 @@ timezone = "Europe/Berlin"
             "{MINIMAL}\n[datasets.orders.retention_days]\nrw = 3\n"
         ));
         assert!(e.contains("retention_days.rw"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[datasets.orders.retention_days]\nviews = 3\n"
+        ));
+        assert!(
+            e.contains("datasets.orders.retention_days.views")
+                && e.contains("[streams.<name>.retention_days]"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}\n[datasets.orders.retention_days]\nraw = 1000000000\n"
+        ));
+        assert!(e.contains("at most 36500"), "{e}");
     }
 }

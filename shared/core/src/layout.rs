@@ -9,6 +9,7 @@
 //! features/<feature_set>/date=YYYY-MM-DD/...
 //! views/<view>/date=YYYY-MM-DD/...
 //! stream/<stream>/date=YYYY-MM-DD/hour=HH/...
+//! late/<stream>/date=YYYY-MM-DD/hour=HH/...   events too late for realtime
 //! dlq/<stream>/date=YYYY-MM-DD/...
 //! ```
 
@@ -25,13 +26,15 @@ pub enum Layer {
     Features,
     Views,
     Stream,
+    /// Events too late for the realtime windows, kept for the batch layer.
+    Late,
     Dlq,
     Labels,
     Models,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 10] = [
+    pub const ALL: [Layer; 11] = [
         Layer::Raw,
         Layer::Cleaned,
         Layer::Rejects,
@@ -39,6 +42,7 @@ impl Layer {
         Layer::Features,
         Layer::Views,
         Layer::Stream,
+        Layer::Late,
         Layer::Dlq,
         Layer::Labels,
         Layer::Models,
@@ -53,6 +57,7 @@ impl Layer {
             Layer::Features => "features",
             Layer::Views => "views",
             Layer::Stream => "stream",
+            Layer::Late => "late",
             Layer::Dlq => "dlq",
             Layer::Labels => "labels",
             Layer::Models => "models",
@@ -74,7 +79,7 @@ impl fmt::Display for Layer {
 pub enum KeyError {
     #[error("object key {key:?} is not valid URL encoding: {reason}")]
     BadEncoding { key: String, reason: String },
-    #[error("object key {key:?} is outside the bucket layout: {reason} (expected <layer>/<name>/date=YYYY-MM-DD/<file>, layer one of raw, cleaned, rejects, quality, features, views, stream, dlq, labels, models)")]
+    #[error("object key {key:?} is outside the bucket layout: {reason} (expected <layer>/<name>/date=YYYY-MM-DD/<file>, layer one of raw, cleaned, rejects, quality, features, views, stream, late, dlq, labels, models)")]
     OutsideLayout { key: String, reason: String },
     #[error("object key {key:?} has an unsafe path segment {segment:?}: empty, '.' and '..' segments are refused so no key can escape its prefix")]
     UnsafeSegment { key: String, segment: String },
@@ -221,13 +226,15 @@ impl PartitionKey {
         })?;
         let mut rest_start = 3;
         let mut hour = None;
-        if layer == Layer::Stream {
+        if matches!(layer, Layer::Stream | Layer::Late) {
             let h = segments[3]
                 .strip_prefix("hour=")
                 .and_then(|h| (h.len() == 2).then_some(h))
                 .and_then(|h| h.parse::<u8>().ok())
                 .filter(|h| *h < 24)
-                .ok_or_else(|| outside("stream keys need hour=HH (00-23) after the date"))?;
+                .ok_or_else(|| {
+                    outside("stream and late keys need hour=HH (00-23) after the date")
+                })?;
             hour = Some(h);
             rest_start = 4;
         }
@@ -345,7 +352,7 @@ mod tests {
     #[test]
     fn every_layer_round_trips() {
         for layer in Layer::ALL {
-            let key = if layer == Layer::Stream {
+            let key = if matches!(layer, Layer::Stream | Layer::Late) {
                 format!("{layer}/clicks/date=2025-01-02/hour=07/part.json")
             } else {
                 format!("{layer}/x_1/date=2025-01-02/a/b.parquet")

@@ -324,7 +324,8 @@ pub struct CatchupPlan {
 
 /// Plan the dates between the watermark (exclusive) and the execution date,
 /// or an explicit range. Without a watermark the range starts at the
-/// earliest date any of the pipeline's datasets arrived for.
+/// pipeline's start_date, or, without one, at the earliest date any of the
+/// pipeline's datasets arrived for.
 pub async fn plan_catchup(
     svc: &Services<'_>,
     pipeline: &str,
@@ -340,9 +341,12 @@ pub async fn plan_catchup(
         Some(s) => s,
         None => match state::watermark(svc.state, pipeline).await? {
             Some(w) => w.date + Duration::days(1),
-            None => earliest_arrival(svc, &p.datasets)
-                .await?
-                .unwrap_or(execution_date),
+            None => match p.start_date {
+                Some(first) => first,
+                None => earliest_arrival(svc, &p.datasets)
+                    .await?
+                    .unwrap_or(execution_date),
+            },
         },
     };
     if start > execution_date {
@@ -399,16 +403,45 @@ async fn earliest_arrival(
     Ok(earliest)
 }
 
+/// What catchup did for one date.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchupStatus {
+    /// A run was started.
+    Started,
+    /// The run of these files was started earlier and has not ended.
+    Running,
+    /// The run of these files failed; a new file or `--force` re-runs it.
+    Failed,
+    /// The run of these files was held and rejected or not decided in time.
+    Quarantined,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CatchupStart {
+    pub pipeline: String,
+    pub date: NaiveDate,
+    pub status: CatchupStatus,
+    /// The execution started, or the one that ran these files.
+    pub execution_name: Option<String>,
+    pub newly_started: bool,
+    /// Why the date did not start (the failed or quarantined run's error).
+    pub reason: Option<String>,
+}
+
 /// Start the partition run of a ready date (idempotent by name; `force`
-/// starts a re-run even when one ran for these files).
+/// starts a re-run even when one ran for these files). A date whose run of
+/// the same files failed or was quarantined is reported as such and not
+/// started again: only a new file (a new run id) or `force` re-runs it.
 pub async fn start_partition_run(
     svc: &Services<'_>,
     pipeline: &str,
     date: NaiveDate,
     force: bool,
     requested_by: &str,
-) -> UseCaseResult<crate::usecases::StartedRun> {
-    let readiness = crate::usecases::date_readiness(svc, pipeline, date).await?;
+    now: DateTime<Utc>,
+) -> UseCaseResult<CatchupStart> {
+    let readiness = crate::usecases::date_readiness(svc, pipeline, date, now).await?;
     let Some(run_id) = readiness.run_id else {
         return Err(UseCaseError::WrongState {
             dataset: readiness.missing.join(", "),
@@ -417,61 +450,125 @@ pub async fn start_partition_run(
             what: format!("{pipeline} {date} is not data_ready"),
         });
     };
+    if !force {
+        // A new file resets its partition to `arrived`, so a failed or
+        // quarantined state here belongs to a run of the current files.
+        let p = pipeline_config(svc.config, pipeline)?;
+        for ds in &p.datasets {
+            let Some(st) = state::partition_status(svc.state, ds, date).await? else {
+                continue;
+            };
+            let status = match st.state {
+                PartitionState::Failed => CatchupStatus::Failed,
+                PartitionState::Quarantined => CatchupStatus::Quarantined,
+                _ => continue,
+            };
+            return Ok(CatchupStart {
+                pipeline: pipeline.to_string(),
+                date,
+                status,
+                execution_name: st.run_id.map(|r| format!("{pipeline}-{date}-{r}")),
+                newly_started: false,
+                reason: Some(format!(
+                    "{ds}: {}",
+                    st.error.unwrap_or_else(|| st.state.name().to_string())
+                )),
+            });
+        }
+    }
     let tag = force.then(|| {
         let digest = xxhash_rust::xxh3::xxh3_64(
             format!("{requested_by}\u{1f}{}", Utc::now().timestamp_micros()).as_bytes(),
         );
         format!("r{:08x}", digest as u32)
     });
-    crate::usecases::start_run(svc, pipeline, date, &run_id, tag.as_deref()).await
+    let started = crate::usecases::start_run(svc, pipeline, date, &run_id, tag.as_deref()).await?;
+    Ok(CatchupStart {
+        pipeline: pipeline.to_string(),
+        date,
+        status: if started.newly_started {
+            CatchupStatus::Started
+        } else {
+            CatchupStatus::Running
+        },
+        execution_name: Some(started.execution_name),
+        newly_started: started.newly_started,
+        reason: None,
+    })
 }
 
-/// After a catchup: tell people which dates never got their data or failed
-/// to start.
+/// The catchup report's groups, in the order people read them.
+pub const CATCHUP_GROUPS: [(&str, &str); 7] = [
+    ("started", "started"),
+    ("running", "already running"),
+    ("published", "already published"),
+    ("failed", "failed"),
+    ("quarantined", "quarantined"),
+    ("waiting_for_data", "waiting for data"),
+    ("no_data", "data never came"),
+];
+
+/// After a catchup: per date, what happened (started, already running,
+/// already published, failed, quarantined, waiting for data, data never
+/// came), and an alert naming every date that needs a person.
 pub async fn report_catchup(
     svc: &Services<'_>,
     pipeline: &str,
     results: &[serde_json::Value],
+    published: &[NaiveDate],
 ) -> UseCaseResult<serde_json::Value> {
-    let by_status = |status: &str| -> Vec<String> {
-        results
-            .iter()
-            .filter(|r| r["status"] == status)
-            .filter_map(|r| r["date"].as_str().map(str::to_string))
-            .collect()
-    };
-    let (started, no_data, failed) = (
-        by_status("started"),
-        by_status("no_data"),
-        by_status("failed"),
-    );
-    if !no_data.is_empty() || !failed.is_empty() {
-        let mut lines = Vec::new();
-        for r in results.iter().filter(|r| r["status"] != "started") {
-            lines.push(format!(
-                "  {} {}: {}",
-                r["date"].as_str().unwrap_or("?"),
-                r["status"].as_str().unwrap_or("?"),
-                match r["status"].as_str() {
-                    Some("no_data") => format!("still missing {}", r["missing"]),
-                    _ => r["error"]["Cause"].as_str().unwrap_or("?").to_string(),
-                }
-            ));
+    let mut groups: std::collections::BTreeMap<&str, Vec<serde_json::Value>> =
+        CATCHUP_GROUPS.iter().map(|(k, _)| (*k, vec![])).collect();
+    let mut lines = Vec::new();
+    for r in results {
+        let date = r["date"].as_str().unwrap_or("?").to_string();
+        let (group, why) = match r["status"].as_str() {
+            Some("started") => ("started", None),
+            Some("running") => ("running", None),
+            Some("quarantined") => ("quarantined", r["reason"].as_str().map(str::to_string)),
+            // Polled to the end without the date becoming complete: some
+            // data came (waiting) or none at all.
+            Some("no_data") if r["any_data"] == true => (
+                "waiting_for_data",
+                Some(format!("still waiting for {}", r["waiting_for"])),
+            ),
+            Some("no_data") => ("no_data", Some(format!("still missing {}", r["missing"]))),
+            _ => (
+                "failed",
+                r["reason"]
+                    .as_str()
+                    .or(r["error"]["Cause"].as_str())
+                    .map(str::to_string)
+                    .or(Some("?".into())),
+            ),
+        };
+        if let Some(why) = why {
+            lines.push(format!("  {date} {group}: {why}"));
         }
+        if let Some(list) = groups.get_mut(group) {
+            list.push(serde_json::Value::String(date));
+        }
+    }
+    if let Some(list) = groups.get_mut("published") {
+        list.extend(published.iter().map(|d| json!(d)));
+    }
+    if !lines.is_empty() {
         svc.notifier
             .notify(
                 "alerts",
+                &format!("{pipeline} catchup: {} date(s) need attention", lines.len()),
                 &format!(
-                    "{pipeline} catchup: {} date(s) need attention",
-                    no_data.len() + failed.len()
-                ),
-                &format!(
-                    "Catchup of {pipeline} started {} run(s); these dates did not run:\n{}",
-                    started.len(),
+                    "Catchup of {pipeline} started {} run(s); these dates did not run:\n{}\nA new file for a date, or `tributary backfill --force`, runs it again.",
+                    groups["started"].len(),
                     lines.join("\n")
                 ),
             )
             .await?;
     }
-    Ok(json!({"pipeline": pipeline, "started": started, "no_data": no_data, "failed": failed}))
+    let mut out = serde_json::Map::new();
+    out.insert("pipeline".into(), json!(pipeline));
+    for (k, v) in groups {
+        out.insert(k.into(), serde_json::Value::Array(v));
+    }
+    Ok(serde_json::Value::Object(out))
 }

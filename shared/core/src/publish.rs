@@ -11,8 +11,11 @@
 //! leaves the old publication untouched and only an orphan run prefix behind,
 //! which the retention sweep removes.
 //!
-//! Output modes: `overwrite` publishes the run's files; `append` copies the
-//! previously published files into the run prefix and adds the new ones;
+//! Output modes: `overwrite` publishes the run's files; `append` publishes
+//! every raw file's rows exactly once: the run cleans only raw files that no
+//! published file holds yet (new names, and new versions of a name, which
+//! replace that name's rows), copies the published files it keeps into its
+//! prefix and adds its own (each manifest file names the raw files it holds);
 //! `merge` rewrites previous rows whose key reappears (upsert) into one file.
 
 use crate::clean::dedupe::KeyPacker;
@@ -34,6 +37,20 @@ use std::path::Path;
 pub struct ManifestFile {
     pub key: String,
     pub size: u64,
+    pub etag: String,
+    /// The raw files whose rows this file holds (absent in manifests
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceFile>,
+    /// Rows in this file, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+/// One version of a raw file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    pub key: String,
     pub etag: String,
 }
 
@@ -66,6 +83,13 @@ pub enum PublishError {
         dataset: String,
         date: NaiveDate,
         message: String,
+    },
+    #[error("{dataset} {date}: this append run was planned against published run {planned_against:?}, but {published:?} is published now; run the date again so the new files are planned against it")]
+    Superseded {
+        dataset: String,
+        date: NaiveDate,
+        planned_against: Option<String>,
+        published: Option<String>,
     },
     #[error("scratch file {path}: {source}")]
     Scratch {
@@ -109,6 +133,10 @@ pub struct PublishRequest<'a> {
     /// The run's staged data files (under its staging prefix).
     pub staged: Vec<ObjectMeta>,
     pub staged_rows: u64,
+    /// What the run cleaned into its staged files and, in append mode,
+    /// which published files it keeps (None: a run cleaned by a version
+    /// that did not record it; append then keeps every published file).
+    pub sources: Option<&'a crate::state::RunSources>,
 }
 
 /// Build the run's final file set for the output mode and switch the
@@ -127,35 +155,69 @@ pub async fn publish_run(
     }
     let location = run_prefix(Layer::Cleaned, req.dataset, req.date, req.run_id);
     let file_name = |key: &str| key.rsplit('/').next().unwrap_or("part.parquet").to_string();
-    let mut files: Vec<ObjectMeta> = Vec::new();
+    let mut files: Vec<ManifestFile> = Vec::new();
     let mut rows = req.staged_rows;
-    match (req.mode, &previous) {
-        (OutputMode::Overwrite, _) | (_, None) => {
-            for f in &req.staged {
-                files.push(
-                    objects
-                        .copy(&f.key, &format!("{location}{}", file_name(&f.key)))
-                        .await?,
-                );
+    // One staged file (the cleaner writes one) holds all the run's rows.
+    let staged_file_rows = (req.staged.len() == 1).then_some(req.staged_rows);
+    let published = |meta: ObjectMeta, sources: Vec<SourceFile>, rows: Option<u64>| ManifestFile {
+        key: meta.key,
+        size: meta.size,
+        etag: meta.etag,
+        sources,
+        rows,
+    };
+    let cleaned_sources = req.sources.map(|s| s.cleaned.clone()).unwrap_or_default();
+    if req.mode == OutputMode::Append {
+        let legacy_keep;
+        let plan = match (req.sources, &previous) {
+            (Some(plan), _) => Some(plan),
+            (None, Some(prev)) => {
+                legacy_keep = crate::state::RunSources {
+                    base_run: Some(prev.run_id.clone()),
+                    cleaned: vec![],
+                    kept: prev.files.clone(),
+                };
+                Some(&legacy_keep)
+            }
+            (None, None) => None,
+        };
+        if let Some(plan) = plan {
+            let current = previous.as_ref().map(|p| p.run_id.clone());
+            if plan.base_run != current {
+                return Err(PublishError::Superseded {
+                    dataset: req.dataset.to_string(),
+                    date: req.date,
+                    planned_against: plan.base_run.clone(),
+                    published: current,
+                });
+            }
+            for (i, f) in plan.kept.iter().enumerate() {
+                let dest = format!("{location}prev-{i:04}-{}", file_name(&f.key));
+                let meta = objects.copy(&f.key, &dest).await?;
+                rows += f.rows.unwrap_or(0);
+                files.push(published(meta, f.sources.clone(), f.rows));
             }
         }
-        (OutputMode::Append, Some(prev)) => {
-            for (i, f) in prev.files.iter().enumerate() {
-                let dest = format!("{location}prev-{i:04}-{}", file_name(&f.key));
-                files.push(objects.copy(&f.key, &dest).await?);
-            }
+    }
+    match (req.mode, &previous) {
+        (OutputMode::Overwrite | OutputMode::Append, _) | (OutputMode::Merge, None) => {
             for f in &req.staged {
-                files.push(
-                    objects
-                        .copy(&f.key, &format!("{location}{}", file_name(&f.key)))
-                        .await?,
-                );
+                let meta = objects
+                    .copy(&f.key, &format!("{location}{}", file_name(&f.key)))
+                    .await?;
+                files.push(published(meta, cleaned_sources.clone(), staged_file_rows));
             }
-            rows += prev.rows;
         }
         (OutputMode::Merge, Some(prev)) => {
             let (meta, merged_rows) = merge(objects, scratch, &req, prev, &location).await?;
-            files = vec![meta];
+            let mut sources: Vec<SourceFile> = prev
+                .files
+                .iter()
+                .flat_map(|f| f.sources.iter().cloned())
+                .filter(|s| !cleaned_sources.iter().any(|n| n.key == s.key))
+                .collect();
+            sources.extend(cleaned_sources.iter().cloned());
+            files = vec![published(meta, sources, Some(merged_rows))];
             rows = merged_rows;
         }
     }
@@ -164,14 +226,7 @@ pub async fn publish_run(
         date: req.date,
         run_id: req.run_id.to_string(),
         location,
-        files: files
-            .iter()
-            .map(|f| ManifestFile {
-                key: f.key.clone(),
-                size: f.size,
-                etag: f.etag.clone(),
-            })
-            .collect(),
+        files,
         rows,
         mode: format!("{:?}", req.mode).to_lowercase(),
         previous_run: previous.map(|p| p.run_id),
@@ -184,6 +239,36 @@ pub async fn publish_run(
         .put_bytes(&manifest_key(Layer::Cleaned, req.dataset, req.date), body)
         .await?;
     Ok(manifest)
+}
+
+/// Which raw files an append run cleans, and which published files it
+/// keeps, so every raw file's rows are published exactly once: a published
+/// file is kept while none of its sources was replaced by a new version;
+/// every raw file no kept file holds is cleaned. When nothing is new (a
+/// forced re-run) the date is rebuilt from raw, keeping only published
+/// files whose raw files are gone (deleted by retention). Files of
+/// manifests that did not record their sources are rebuilt from raw.
+pub fn plan_append(raw: &[SourceFile], previous: Option<&Manifest>) -> crate::state::RunSources {
+    let current = |key: &str| raw.iter().find(|r| r.key == key);
+    let published = previous.map_or(&[][..], |m| m.files.as_slice());
+    let unchanged = |f: &ManifestFile| {
+        !f.sources.is_empty()
+            && f.sources
+                .iter()
+                .all(|s| current(&s.key).is_none_or(|r| r.etag == s.etag))
+    };
+    let mut kept: Vec<ManifestFile> = published.iter().filter(|f| unchanged(f)).cloned().collect();
+    let held = |r: &SourceFile, kept: &[ManifestFile]| kept.iter().any(|f| f.sources.contains(r));
+    let mut cleaned: Vec<SourceFile> = raw.iter().filter(|r| !held(r, &kept)).cloned().collect();
+    if cleaned.is_empty() {
+        kept.retain(|f| f.sources.iter().all(|s| current(&s.key).is_none()));
+        cleaned = raw.to_vec();
+    }
+    crate::state::RunSources {
+        base_run: previous.map(|m| m.run_id.clone()),
+        cleaned,
+        kept,
+    }
 }
 
 fn remove_scratch(path: &Path) -> Result<(), PublishError> {
@@ -312,4 +397,75 @@ async fn merge(
         remove_scratch(p)?;
     }
     Ok((meta, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(key: &str, etag: &str) -> SourceFile {
+        SourceFile {
+            key: key.into(),
+            etag: etag.into(),
+        }
+    }
+
+    fn file(key: &str, sources: Vec<SourceFile>) -> ManifestFile {
+        ManifestFile {
+            key: key.into(),
+            size: 1,
+            etag: "x".into(),
+            sources,
+            rows: Some(1),
+        }
+    }
+
+    fn manifest(files: Vec<ManifestFile>) -> Manifest {
+        Manifest {
+            dataset: "d".into(),
+            date: NaiveDate::from_ymd_opt(2025, 12, 3).unwrap(),
+            run_id: "r1".into(),
+            location: "l/".into(),
+            files,
+            rows: 0,
+            mode: "append".into(),
+            previous_run: None,
+            published_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn append_cleans_only_what_no_published_file_holds() {
+        let m = manifest(vec![
+            file("p0", vec![src("a", "1"), src("b", "1")]),
+            file("p1", vec![src("c", "1")]),
+        ]);
+        // A new file: only it is cleaned; both published files are kept.
+        let plan = plan_append(
+            &[src("a", "1"), src("b", "1"), src("c", "1"), src("d", "1")],
+            Some(&m),
+        );
+        assert_eq!(plan.cleaned, vec![src("d", "1")]);
+        assert_eq!(plan.kept.len(), 2);
+        assert_eq!(plan.base_run.as_deref(), Some("r1"));
+        // b replaced: p0 is dropped, a (its other source) is cleaned again.
+        let plan = plan_append(&[src("a", "1"), src("b", "2"), src("c", "1")], Some(&m));
+        assert_eq!(plan.cleaned, vec![src("a", "1"), src("b", "2")]);
+        assert_eq!(plan.kept, vec![m.files[1].clone()]);
+        // Nothing new (a forced re-run): rebuilt from raw; a file whose raw
+        // file is gone (retention) is kept.
+        let plan = plan_append(&[src("a", "1"), src("b", "1")], Some(&m));
+        assert_eq!(plan.cleaned, vec![src("a", "1"), src("b", "1")]);
+        assert_eq!(plan.kept, vec![m.files[1].clone()]);
+        // Files of a manifest that did not record sources are rebuilt.
+        let legacy = manifest(vec![file("old", vec![])]);
+        let plan = plan_append(&[src("a", "1")], Some(&legacy));
+        assert_eq!((plan.cleaned.len(), plan.kept.len()), (1, 0));
+        // First publication.
+        let plan = plan_append(&[src("a", "1")], None);
+        assert_eq!(
+            (plan.cleaned.len(), plan.kept.len(), plan.base_run),
+            (1, 0, None)
+        );
+    }
 }

@@ -47,6 +47,32 @@ pub struct ArrivedFile {
     pub key: String,
     pub etag: String,
     pub size: u64,
+    /// When its event was recorded (absent on records of older versions):
+    /// `complete_when = "quiet"` measures from the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrived_at: Option<DateTime<Utc>>,
+}
+
+impl ArrivedFile {
+    /// The same object version: a re-delivered event, whenever it came.
+    pub fn same_version(&self, other: &ArrivedFile) -> bool {
+        self.key == other.key && self.etag == other.etag && self.size == other.size
+    }
+}
+
+/// What a run cleaned and, in append mode, which published files it keeps
+/// (decided when it is cleaned, applied when it is published), so every raw
+/// file's rows are published exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSources {
+    /// The published run the plan was made against.
+    pub base_run: Option<String>,
+    /// Raw files the run cleaned. Append mode: new ones, new versions of a
+    /// name, and the other sources of a published file that held a replaced
+    /// one; other modes: every data file of the date.
+    pub cleaned: Vec<crate::publish::SourceFile>,
+    /// Append mode: published files carried over unchanged.
+    pub kept: Vec<crate::publish::ManifestFile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,13 +80,21 @@ pub struct PartitionStatus {
     pub dataset: String,
     pub date: NaiveDate,
     pub state: PartitionState,
+    /// Data files of the date.
     pub files: Vec<ArrivedFile>,
+    /// Marker files (`_SUCCESS`, names starting with `_` or `.`): recorded,
+    /// never cleaned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub markers: Vec<ArrivedFile>,
     pub run_id: Option<String>,
     pub published_run: Option<String>,
     pub clean: Option<crate::clean::CleanStats>,
     pub quality_score: Option<f64>,
     pub quality_passed: Option<bool>,
     pub error: Option<String>,
+    /// Set by the clean of the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<RunSources>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -71,12 +105,14 @@ impl PartitionStatus {
             date,
             state: PartitionState::Arrived,
             files: vec![],
+            markers: vec![],
             run_id: None,
             published_run: None,
             clean: None,
             quality_score: None,
             quality_passed: None,
             error: None,
+            sources: None,
             updated_at: Utc::now(),
         }
     }

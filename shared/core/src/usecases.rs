@@ -3,7 +3,9 @@
 //! ones.
 
 use crate::clean::{clean_files, CleanError, CleanInput, CleanOptions, CleanPlan, CleanStats};
-use crate::config::{Config, DatasetConfig};
+use crate::config::{
+    is_marker_name, Completion, Config, DatasetConfig, OutputMode, RetentionTarget, DATASET_LAYERS,
+};
 use crate::layout::{
     dataset_prefix, partition_prefix, quality_report_key, run_of_key, staging_prefix, KeyError,
     Layer, PartitionKey,
@@ -11,9 +13,11 @@ use crate::layout::{
 use crate::ports::{
     Catalog, CatalogPartition, Notifier, ObjectStore, PortError, StateStore, WorkflowStarter,
 };
-use crate::publish::{publish_run, read_manifest, Manifest, PublishError, PublishRequest};
+use crate::publish::{
+    plan_append, publish_run, read_manifest, Manifest, PublishError, PublishRequest, SourceFile,
+};
 use crate::quality::{evaluate_files, score, QualityError, QualityReport};
-use crate::state::{self, ArrivedFile, PartitionState, PartitionStatus};
+use crate::state::{self, ArrivedFile, PartitionState, PartitionStatus, RunSources};
 use chrono::{Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -193,16 +197,18 @@ pub async fn on_object_created(
         known: svc.config.dataset_names(),
     })?;
     let full_key = key.to_key();
+    let now = Utc::now();
     let file = ArrivedFile {
         key: full_key.clone(),
         etag: etag.trim_matches('"').to_string(),
         size,
+        arrived_at: Some(now),
     };
     record_arrival(svc, &key.name, key.date, &file).await?;
     let mut started = Vec::new();
     let mut waiting = BTreeMap::new();
     for (pipeline, _) in svc.config.pipelines_of(&key.name) {
-        match date_readiness(svc, pipeline, key.date).await? {
+        match date_readiness(svc, pipeline, key.date, now).await? {
             DateReadiness {
                 run_id: Some(run_id),
                 ..
@@ -223,25 +229,34 @@ pub async fn on_object_created(
 
 /// Record one raw file in its partition's status. A re-delivered event for
 /// a file already recorded changes nothing: only a new file or a new version
-/// makes a new partition version.
+/// makes a new partition version. A marker (`_SUCCESS`, any name starting
+/// with `_` or `.`) is recorded as a marker: it is never data.
 async fn record_arrival(
     svc: &Services<'_>,
     dataset: &str,
     date: NaiveDate,
     file: &ArrivedFile,
 ) -> UseCaseResult<()> {
+    let marker = is_marker_name(file_name(&file.key));
     state::update_partition(svc.state, dataset, date, |s| {
-        if s.files.contains(file) {
+        let list = if marker { &mut s.markers } else { &mut s.files };
+        if list.iter().any(|f| f.same_version(file)) {
             return;
         }
-        s.files.retain(|f| f.key != file.key);
-        s.files.push(file.clone());
-        s.files.sort_by(|a, b| a.key.cmp(&b.key));
-        s.state = PartitionState::Arrived;
-        s.error = None;
+        list.retain(|f| f.key != file.key);
+        list.push(file.clone());
+        list.sort_by(|a, b| a.key.cmp(&b.key));
+        if !marker {
+            s.state = PartitionState::Arrived;
+            s.error = None;
+        }
     })
     .await?;
     Ok(())
+}
+
+fn file_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or_default()
 }
 
 /// Record raw files that are in the bucket but not in the status — their
@@ -253,27 +268,26 @@ pub async fn discover_arrivals(
     dataset: &str,
     date: NaiveDate,
 ) -> UseCaseResult<Vec<String>> {
-    let known = state::partition_status(svc.state, dataset, date)
+    let known: Vec<ArrivedFile> = state::partition_status(svc.state, dataset, date)
         .await?
-        .map(|s| s.files)
+        .map(|s| s.files.into_iter().chain(s.markers).collect())
         .unwrap_or_default();
     let mut recorded = Vec::new();
-    for o in svc
-        .objects
-        .list(&partition_prefix(Layer::Raw, dataset, date))
-        .await?
-    {
-        // Only data files directly in the partition: not staging or markers.
-        let name = o.key.rsplit('/').next().unwrap_or_default();
-        if name.is_empty() || name.starts_with('_') || name.starts_with('.') {
+    let prefix = partition_prefix(Layer::Raw, dataset, date);
+    for o in svc.objects.list(&prefix).await? {
+        // Only objects directly in the partition (data files and markers).
+        let name = file_name(&o.key);
+        if name.is_empty() || o.key[prefix.len()..].contains('/') {
             continue;
         }
         let file = ArrivedFile {
             key: o.key.clone(),
             etag: o.etag.trim_matches('"').to_string(),
             size: o.size,
+            // Its event was lost: the object's own time is when it came.
+            arrived_at: Some(o.last_modified),
         };
-        if !known.contains(&file) {
+        if !known.iter().any(|k| k.same_version(&file)) {
             record_arrival(svc, dataset, date, &file).await?;
             recorded.push(o.key);
         }
@@ -288,27 +302,75 @@ pub struct DateReadiness {
     pub pipeline: String,
     pub date: NaiveDate,
     pub ready: bool,
+    /// Datasets whose files for the date are not complete yet.
     pub missing: Vec<String>,
+    /// Per missing dataset, what it waits for.
+    #[serde(default)]
+    pub waiting_for: BTreeMap<String, String>,
+    /// Whether any data file of the pipeline's datasets arrived for the date.
+    #[serde(default)]
+    pub any_data: bool,
     /// A hash of the arrived files (key, ETag, size): one run per version.
     pub run_id: Option<String>,
+}
+
+/// Whether a dataset's files for a date are complete under its
+/// `complete_when` rule at `now`; if not, what it waits for.
+pub fn completion_pending(
+    ds: &DatasetConfig,
+    status: Option<&PartitionStatus>,
+    now: chrono::DateTime<Utc>,
+) -> Option<String> {
+    let files = status.map_or(&[][..], |s| s.files.as_slice());
+    if files.is_empty() {
+        return Some("no data file yet".into());
+    }
+    match ds.completion() {
+        Completion::AnyFile => None,
+        Completion::Marker(marker) => {
+            let arrived =
+                status.is_some_and(|s| s.markers.iter().any(|m| file_name(&m.key) == marker));
+            (!arrived).then(|| format!("marker {marker}"))
+        }
+        Completion::Quiet(quiet) => {
+            let newest = files.iter().filter_map(|f| f.arrived_at).max();
+            match newest {
+                Some(t) if t + quiet > now => Some(format!(
+                    "no new file until {} (quiet for {}s)",
+                    (t + quiet).format("%Y-%m-%dT%H:%M:%SZ"),
+                    quiet.num_seconds()
+                )),
+                _ => None,
+            }
+        }
+    }
 }
 
 pub async fn date_readiness(
     svc: &Services<'_>,
     pipeline: &str,
     date: NaiveDate,
+    now: chrono::DateTime<Utc>,
 ) -> UseCaseResult<DateReadiness> {
     let p = pipeline_config(svc.config, pipeline)?;
     let mut missing = Vec::new();
+    let mut waiting_for = BTreeMap::new();
+    let mut any_data = false;
     let mut fingerprint = Vec::new();
     for ds in &p.datasets {
-        match state::partition_status(svc.state, ds, date).await? {
-            Some(s) if !s.files.is_empty() => {
-                for f in &s.files {
+        let status = state::partition_status(svc.state, ds, date).await?;
+        let files = status.as_ref().map_or(&[][..], |s| s.files.as_slice());
+        any_data |= !files.is_empty();
+        match completion_pending(dataset(svc.config, ds)?, status.as_ref(), now) {
+            None => {
+                for f in files {
                     fingerprint.push(format!("{}\u{1f}{}\u{1f}{}", f.key, f.etag, f.size));
                 }
             }
-            _ => missing.push(ds.clone()),
+            Some(why) => {
+                missing.push(ds.clone());
+                waiting_for.insert(ds.clone(), why);
+            }
         }
     }
     // One execution per partition version: the name is derived from the
@@ -325,6 +387,8 @@ pub async fn date_readiness(
         date,
         ready: missing.is_empty(),
         missing,
+        waiting_for,
+        any_data,
         run_id,
     })
 }
@@ -410,19 +474,44 @@ async fn clean_inner(
 ) -> UseCaseResult<CleanSummary> {
     let plan = CleanPlan::compile(ds).map_err(CleanError::Plan)?;
     let prefix = partition_prefix(Layer::Raw, dataset_name, date);
+    // Data files directly in the partition; markers are never data.
     let raw: Vec<_> = svc
         .objects
         .list(&prefix)
         .await?
         .into_iter()
-        .filter(|o| !o.key.ends_with('/'))
+        .filter(|o| {
+            let rest = &o.key[prefix.len()..];
+            !rest.is_empty() && !rest.contains('/') && !is_marker_name(rest)
+        })
         .collect();
     if raw.is_empty() {
         return Err(UseCaseError::NoRawFiles { prefix });
     }
+    let source_of = |o: &crate::ports::ObjectMeta| SourceFile {
+        key: o.key.clone(),
+        etag: o.etag.trim_matches('"').to_string(),
+    };
+    let all_sources: Vec<SourceFile> = raw.iter().map(source_of).collect();
+    let sources = match ds.output_mode {
+        OutputMode::Append => {
+            let published = read_manifest(svc.objects, dataset_name, date).await?;
+            plan_append(&all_sources, published.as_ref())
+        }
+        _ => RunSources {
+            base_run: None,
+            cleaned: all_sources,
+            kept: vec![],
+        },
+    };
+    let raw: Vec<_> = raw
+        .into_iter()
+        .filter(|o| sources.cleaned.contains(&source_of(o)))
+        .collect();
     state::update_partition(svc.state, dataset_name, date, |s| {
         s.state = PartitionState::Running;
         s.run_id = Some(run_id.to_string());
+        s.sources = Some(sources.clone());
     })
     .await?;
     let scratch = scratch_dir(svc.scratch)?;
@@ -584,6 +673,7 @@ pub async fn publish_partition(
             key_columns: &ds.key,
             staged,
             staged_rows: status.clean.as_ref().map_or(0, |c| c.kept),
+            sources: status.sources.as_ref(),
         },
     )
     .await?;
@@ -639,10 +729,14 @@ async fn advance_pipeline_watermark(
     published: NaiveDate,
 ) -> UseCaseResult<Option<NaiveDate>> {
     let current = state::watermark(svc.state, pipeline).await?;
-    let mut reach = match &current {
-        Some(w) => w.date,
-        None if pipeline_complete(svc, pipeline, published).await? => published,
-        None => return Ok(None),
+    let initial = pipeline_config(svc.config, pipeline)?.initial_watermark();
+    let mut reach = match (&current, initial) {
+        (Some(w), _) => w.date,
+        // With a start_date the watermark begins the day before it: an
+        // earlier missing date holds it back like any gap.
+        (None, Some(before_start)) => before_start,
+        (None, None) if pipeline_complete(svc, pipeline, published).await? => published,
+        (None, None) => return Ok(None),
     };
     // Bounded walk: ten years of contiguous dates is far beyond any backlog.
     for _ in 0..3660 {
@@ -652,7 +746,9 @@ async fn advance_pipeline_watermark(
         }
         reach = next;
     }
-    if current.as_ref().is_some_and(|w| w.date >= reach) {
+    if current.as_ref().is_some_and(|w| w.date >= reach)
+        || (current.is_none() && Some(reach) == initial)
+    {
         return Ok(None);
     }
     let after = state::advance_watermark(svc.state, pipeline, reach).await?;
@@ -688,90 +784,136 @@ pub struct Deletion {
 /// belong to a run still in flight.
 const ORPHAN_GRACE_HOURS: i64 = 24;
 
-/// Delete partitions older than each layer's retention (objects, catalog
-/// partition, status → expired), and run prefixes that are neither the
-/// published run nor the one before it.
+/// Delete partitions older than each layer's retention, for every layer
+/// the system writes by date (datasets: raw, cleaned, rejects, quality;
+/// streams: stream, late, dlq, views; feature sets; labelings), and run
+/// prefixes that are neither the published run nor the one before it.
+/// What readers find through the catalog or a publication record is
+/// unpublished first (cleaned partitions: catalog partition, status →
+/// expired; views: catalog partition and the stream's publication).
 pub async fn retention_sweep(
     svc: &Services<'_>,
     today: NaiveDate,
     dry_run: bool,
 ) -> UseCaseResult<Vec<Deletion>> {
     let mut deletions = Vec::new();
-    for (name, ds) in &svc.config.datasets {
-        let retention: BTreeMap<Layer, u32> = ds.retention().into_iter().collect();
-        for layer in [Layer::Raw, Layer::Cleaned, Layer::Rejects, Layer::Quality] {
-            let objects = svc.objects.list(&dataset_prefix(layer, name)).await?;
-            let mut by_date: BTreeMap<NaiveDate, Vec<_>> = BTreeMap::new();
-            for o in objects {
-                if let Ok(k) = PartitionKey::parse(&o.key) {
-                    by_date.entry(k.date).or_default().push(o);
+    let targets = svc.config.retention_targets();
+    for name in svc.config.datasets.keys() {
+        // Every dataset layer is visited, for superseded runs, retention or not.
+        for layer in DATASET_LAYERS {
+            let days = targets
+                .iter()
+                .find(|t| t.layer == layer && &t.name == name)
+                .map(|t| t.days);
+            let target = RetentionTarget {
+                layer,
+                name: name.clone(),
+                days: days.unwrap_or(0),
+                stream: None,
+            };
+            sweep_prefix(svc, &target, days.is_some(), today, dry_run, &mut deletions).await?;
+        }
+    }
+    for target in targets
+        .iter()
+        .filter(|t| !DATASET_LAYERS.contains(&t.layer))
+    {
+        sweep_prefix(svc, target, true, today, dry_run, &mut deletions).await?;
+    }
+    Ok(deletions)
+}
+
+async fn sweep_prefix(
+    svc: &Services<'_>,
+    target: &RetentionTarget,
+    expires: bool,
+    today: NaiveDate,
+    dry_run: bool,
+    deletions: &mut Vec<Deletion>,
+) -> UseCaseResult<()> {
+    let (layer, name) = (target.layer, target.name.as_str());
+    let objects = svc.objects.list(&dataset_prefix(layer, name)).await?;
+    let mut by_date: BTreeMap<NaiveDate, Vec<_>> = BTreeMap::new();
+    for o in objects {
+        if let Ok(k) = PartitionKey::parse(&o.key) {
+            by_date.entry(k.date).or_default().push(o);
+        }
+    }
+    // Validated at load: days ≤ MAX_RETENTION_DAYS, so this cannot overflow.
+    let cutoff = expires.then(|| today - Duration::days(i64::from(target.days)));
+    for (date, objs) in by_date {
+        if cutoff.is_some_and(|c| date < c) {
+            deletions.push(Deletion {
+                dataset: name.to_string(),
+                layer: layer.to_string(),
+                date,
+                what: "partition past retention".into(),
+                objects: objs.len() as u64,
+                bytes: objs.iter().map(|o| o.size).sum(),
+            });
+            if !dry_run {
+                // Unpublish first so no reader is pointed at deleted files.
+                match layer {
+                    Layer::Cleaned => {
+                        svc.catalog.delete_partition(name, date).await?;
+                        state::update_partition(svc.state, name, date, |s| {
+                            s.state = PartitionState::Expired
+                        })
+                        .await?;
+                    }
+                    Layer::Views => {
+                        svc.catalog.delete_partition(name, date).await?;
+                        if let Some(stream) = &target.stream {
+                            svc.state
+                                .delete(
+                                    &crate::stream::views::views_pk(stream),
+                                    &date.to_string(),
+                                    crate::ports::Condition::Always,
+                                )
+                                .await?;
+                        }
+                    }
+                    _ => {}
+                }
+                for o in &objs {
+                    svc.objects.delete(&o.key).await?;
                 }
             }
-            let cutoff = retention
-                .get(&layer)
-                .map(|days| today - Duration::days(*days as i64));
-            for (date, objs) in by_date {
-                if cutoff.is_some_and(|c| date < c) {
-                    deletions.push(Deletion {
-                        dataset: name.clone(),
-                        layer: layer.to_string(),
-                        date,
-                        what: "partition past retention".into(),
-                        objects: objs.len() as u64,
-                        bytes: objs.iter().map(|o| o.size).sum(),
-                    });
-                    if !dry_run {
-                        // Unpublish first so no reader is pointed at deleted files.
-                        if layer == Layer::Cleaned {
-                            svc.catalog.delete_partition(name, date).await?;
-                            state::update_partition(svc.state, name, date, |s| {
-                                s.state = PartitionState::Expired
-                            })
-                            .await?;
-                        }
-                        for o in &objs {
-                            svc.objects.delete(&o.key).await?;
-                        }
-                    }
+            continue;
+        }
+        if matches!(layer, Layer::Cleaned | Layer::Rejects) {
+            let manifest = read_manifest(svc.objects, name, date).await?;
+            let keep: Vec<String> = manifest
+                .iter()
+                .flat_map(|m| std::iter::once(m.run_id.clone()).chain(m.previous_run.clone()))
+                .collect();
+            let mut runs: BTreeMap<String, Vec<_>> = BTreeMap::new();
+            for o in objs {
+                if let Some(run) = run_of_key(&o.key) {
+                    runs.entry(run.to_string()).or_default().push(o);
+                }
+            }
+            let grace = Utc::now() - Duration::hours(ORPHAN_GRACE_HOURS);
+            for (run, objs) in runs {
+                let newest = objs.iter().map(|o| o.last_modified).max();
+                if keep.contains(&run) || newest.is_none_or(|t| t > grace) {
                     continue;
                 }
-                if matches!(layer, Layer::Cleaned | Layer::Rejects) {
-                    let manifest = read_manifest(svc.objects, name, date).await?;
-                    let keep: Vec<String> = manifest
-                        .iter()
-                        .flat_map(|m| {
-                            std::iter::once(m.run_id.clone()).chain(m.previous_run.clone())
-                        })
-                        .collect();
-                    let mut runs: BTreeMap<String, Vec<_>> = BTreeMap::new();
-                    for o in objs {
-                        if let Some(run) = run_of_key(&o.key) {
-                            runs.entry(run.to_string()).or_default().push(o);
-                        }
-                    }
-                    let grace = Utc::now() - Duration::hours(ORPHAN_GRACE_HOURS);
-                    for (run, objs) in runs {
-                        let newest = objs.iter().map(|o| o.last_modified).max();
-                        if keep.contains(&run) || newest.is_none_or(|t| t > grace) {
-                            continue;
-                        }
-                        deletions.push(Deletion {
-                            dataset: name.clone(),
-                            layer: layer.to_string(),
-                            date,
-                            what: format!("superseded run {run}"),
-                            objects: objs.len() as u64,
-                            bytes: objs.iter().map(|o| o.size).sum(),
-                        });
-                        if !dry_run {
-                            for o in &objs {
-                                svc.objects.delete(&o.key).await?;
-                            }
-                        }
+                deletions.push(Deletion {
+                    dataset: name.to_string(),
+                    layer: layer.to_string(),
+                    date,
+                    what: format!("superseded run {run}"),
+                    objects: objs.len() as u64,
+                    bytes: objs.iter().map(|o| o.size).sum(),
+                });
+                if !dry_run {
+                    for o in &objs {
+                        svc.objects.delete(&o.key).await?;
                     }
                 }
             }
         }
     }
-    Ok(deletions)
+    Ok(())
 }

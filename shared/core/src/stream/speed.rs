@@ -420,13 +420,8 @@ pub fn archive_key(stream: &str, time_micros: i64, shard: &str, first_sequence: 
 /// `late/<stream>/date=D/hour=HH/<shard>-<first sequence>.jsonl`
 pub fn late_key(stream: &str, time_micros: i64, shard: &str, first_sequence: &str) -> String {
     format!(
-        "late/{stream}/date={}/hour={}/{shard}-{first_sequence}.jsonl",
-        date_of(time_micros).format("%Y-%m-%d"),
-        hour_prefix(Layer::Stream, stream, time_micros)
-            .rsplit("hour=")
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/')
+        "{}{shard}-{first_sequence}.jsonl",
+        hour_prefix(Layer::Late, stream, time_micros)
     )
 }
 

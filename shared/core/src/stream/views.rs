@@ -217,6 +217,7 @@ async fn publish_view(
         Err(PortError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
+    let rows = view.periods.values().map(|g| g.len() as u64).sum();
     let manifest = Manifest {
         dataset: view.view.clone(),
         date: view.date,
@@ -226,8 +227,10 @@ async fn publish_view(
             key: key.clone(),
             size: meta.size,
             etag: meta.etag.clone(),
+            sources: vec![],
+            rows: Some(rows),
         }],
-        rows: view.periods.values().map(|g| g.len() as u64).sum(),
+        rows,
         mode: "overwrite".into(),
         previous_run: previous.map(|p| p.run_id),
         published_at: now,
