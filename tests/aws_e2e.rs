@@ -20,6 +20,7 @@ use tributary_core::publish::read_manifest;
 use tributary_core::stream::serving::realtime_windows;
 use tributary_core::stream::speed::{dead_letters, StreamRecord};
 use tributary_core::stream::windows::total;
+use tributary_core::table_schema::{catalog_tables, file_columns, TableFormat};
 use tributary_core::usecases::{publish_partition, Services};
 use tributary_e2e::{date, FailingStore};
 use tributary_handlers::invoke;
@@ -47,6 +48,10 @@ column = "amount"
 min = 0.0
 min_exclusive = true
 reason = "nonpositive_amount"
+[[datasets.orders.derived]]
+name = "order_date"
+kind = "date_of"
+from = "ts"
 
 [pipelines.orders_daily]
 datasets = ["orders"]
@@ -79,7 +84,12 @@ required = true
 
 /// Every port on the emulator, with its bucket, table and Glue table made
 /// (Terraform's part on AWS).
-async fn aws_adapters(aws: &aws_config::SdkConfig, bucket: &str, machine_arn: &str) -> AwsAdapters {
+async fn aws_adapters(
+    aws: &aws_config::SdkConfig,
+    bucket: &str,
+    machine_arn: &str,
+    config: &Config,
+) -> AwsAdapters {
     let adapters = AwsAdapters {
         objects: S3ObjectStore::new(aws, bucket, true),
         state: DynamoStateStore::new(aws, "tributary-state"),
@@ -93,8 +103,80 @@ async fn aws_adapters(aws: &aws_config::SdkConfig, bucket: &str, machine_arn: &s
     };
     adapters.objects.ensure_bucket().await.unwrap();
     adapters.state.ensure_table().await.unwrap();
-    adapters.catalog.ensure_table("orders").await.unwrap();
+    for table in catalog_tables(config).unwrap() {
+        adapters.catalog.ensure_table(&table).await.unwrap();
+    }
     adapters
+}
+
+/// Every catalog table with a partition on `date`: the columns Glue holds
+/// for the partition (copied from its table, as Athena reads them) equal
+/// the columns of every file at its location. Returns the tables checked.
+async fn tables_match_their_files(
+    aws: &aws_config::SdkConfig,
+    adapters: &AwsAdapters,
+    config: &Config,
+    day: &str,
+) -> Vec<String> {
+    let glue = aws_sdk_glue::Client::new(aws);
+    let mut checked = Vec::new();
+    for table in catalog_tables(config).unwrap() {
+        let Some(partition) = adapters
+            .catalog
+            .get_partition(&table.name, date(day))
+            .await
+            .unwrap()
+        else {
+            continue;
+        };
+        let out = glue
+            .get_partition()
+            .database_name("tributary")
+            .table_name(&table.name)
+            .partition_values(day)
+            .send()
+            .await
+            .unwrap();
+        let mut glue_columns: Vec<(String, String)> = out
+            .partition()
+            .and_then(|p| p.storage_descriptor())
+            .map(|d| d.columns())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    c.name().to_string(),
+                    c.r#type().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        // JSON tables are matched by name, Parquet ones in order too.
+        let by_name = table.format == TableFormat::JsonLines;
+        if by_name {
+            glue_columns.sort();
+        }
+        let files = adapters.objects.list(&partition.location).await.unwrap();
+        assert!(
+            !files.is_empty(),
+            "{}: no files at {}",
+            table.name,
+            partition.location
+        );
+        for f in files {
+            let bytes = adapters.objects.get_bytes(&f.key).await.unwrap();
+            let mut in_file: Vec<(String, String)> = file_columns(&f.key, bytes)
+                .unwrap()
+                .into_iter()
+                .map(|(n, t)| (n, t.to_string()))
+                .collect();
+            if by_name {
+                in_file.sort();
+            }
+            assert_eq!(glue_columns, in_file, "{}: {}", table.name, f.key);
+        }
+        checked.push(table.name.clone());
+    }
+    checked
 }
 
 fn s3_event(bucket: &str, key: &str, etag: &str, size: u64) -> Value {
@@ -123,8 +205,8 @@ async fn a_raw_file_becomes_a_published_partition_on_emulated_aws() {
         .send()
         .await
         .unwrap();
-    let adapters = aws_adapters(&aws, bucket, machine.state_machine_arn()).await;
     let config = Config::parse(CONFIG, "pipeline.toml").unwrap();
+    let adapters = aws_adapters(&aws, bucket, machine.state_machine_arn(), &config).await;
     let svc = adapters.services(&config);
 
     // Upstream drops a file; S3 tells the object-created function.
@@ -212,6 +294,12 @@ async fn a_raw_file_becomes_a_published_partition_on_emulated_aws() {
         .await
         .unwrap();
     assert_eq!(watermark.map(|w| w.date), Some(date("2025-12-03")));
+    // Glue's columns for the partition are the Parquet file's, the
+    // derived ones included.
+    assert_eq!(
+        tables_match_their_files(&aws, &adapters, &config, "2025-12-03").await,
+        vec!["orders".to_string()]
+    );
 
     // A corrected file arrives, and its publish dies midway, after the new
     // run's files are written but before the manifest switches: readers of
@@ -327,13 +415,14 @@ async fn a_raw_file_becomes_a_published_partition_on_emulated_aws() {
 async fn kinesis_records_aggregate_exactly_once_on_emulated_aws() {
     let moto = Moto::start();
     let aws = moto.sdk_config().await;
+    let config = Config::parse(CONFIG, "pipeline.toml").unwrap();
     let adapters = aws_adapters(
         &aws,
         "tributary-data",
         "arn:aws:states:us-east-1:123456789012:stateMachine:unused",
+        &config,
     )
     .await;
-    let config = Config::parse(CONFIG, "pipeline.toml").unwrap();
     let svc = adapters.services(&config);
     let producer = KinesisProducer::new(&aws, "orders");
     producer.ensure_stream(2).await.unwrap();
@@ -411,6 +500,19 @@ async fn kinesis_records_aggregate_exactly_once_on_emulated_aws() {
                 .unwrap()
         ),
         once
+    );
+    // The day's batch views, published: Glue's columns are the rows' columns.
+    tributary_core::stream::views::build_views(
+        &svc,
+        "orders",
+        date("2025-12-03"),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tables_match_their_files(&aws, &adapters, &config, "2025-12-03").await,
+        vec!["hourly_sales".to_string(), "daily_sales".to_string()]
     );
     // Poison is kept in S3 with its payload, shard and sequence number.
     let letters = dead_letters(&svc, "orders").await.unwrap();

@@ -7,35 +7,30 @@
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::Path;
-use tributary_core::config::{ColumnType, Config};
-use tributary_core::stream::views::view_names;
-
-fn glue_type(t: ColumnType) -> &'static str {
-    match t {
-        ColumnType::String => "string",
-        ColumnType::Int => "bigint",
-        ColumnType::Float => "double",
-        ColumnType::Bool => "boolean",
-        ColumnType::Date => "date",
-        ColumnType::Timestamp => "timestamp",
-    }
-}
+use tributary_core::config::Config;
+use tributary_core::table_schema::catalog_tables;
 
 /// The variables, deterministic (sorted maps) so the committed file can be
 /// checked for drift.
-pub fn vars(config: &Config) -> Value {
+pub fn vars(config: &Config) -> Result<Value> {
     let mut tables = Map::new();
     let mut retention = Map::new();
-    for (name, ds) in &config.datasets {
-        let columns: Vec<Value> = ds
+    for t in catalog_tables(config).map_err(anyhow::Error::msg)? {
+        let columns: Vec<Value> = t
             .columns
             .iter()
-            .filter(|c| c.name != "date")
-            .map(|c| json!({"name": c.name, "type": glue_type(c.column_type)}))
+            .map(|(name, t)| json!({"name": name, "type": t}))
             .collect();
         tables.insert(
+            t.name.clone(),
+            json!({"layer": t.layer.prefix(), "format": t.format.name(), "columns": columns}),
+        );
+    }
+    let mut streams = Map::new();
+    for (name, stream) in &config.streams {
+        streams.insert(
             name.clone(),
-            json!({"layer": "cleaned", "format": "parquet", "columns": columns}),
+            json!({"serve_as": stream.serve_as.clone().unwrap_or_else(|| name.clone())}),
         );
     }
     // Every prefix with a retention (`<layer>/<name>/`): the lifecycle rules
@@ -48,44 +43,18 @@ pub fn vars(config: &Config) -> Value {
             layers.insert(target.layer.to_string(), json!(target.days));
         }
     }
-    let mut streams = Map::new();
-    for (name, stream) in &config.streams {
-        let (hourly, daily) = view_names(name, stream);
-        // Batch views are JSON documents (views/<view>/date=D/run=R/view.json).
-        for view in [hourly, daily] {
-            tables.insert(
-                view,
-                json!({"layer": "views", "format": "json", "columns": [
-                    {"name": "view", "type": "string"},
-                    {"name": "stream", "type": "string"},
-                    {"name": "granularity", "type": "string"},
-                    {"name": "dimensions", "type": "array<string>"},
-                    {"name": "measures", "type": "array<string>"},
-                    {"name": "periods", "type": "string"},
-                    {"name": "events", "type": "bigint"},
-                    {"name": "duplicates_dropped", "type": "bigint"},
-                    {"name": "run_id", "type": "string"},
-                    {"name": "built_at", "type": "string"},
-                ]}),
-            );
-        }
-        streams.insert(
-            name.clone(),
-            json!({"serve_as": stream.serve_as.clone().unwrap_or_else(|| name.clone())}),
-        );
-    }
     // Catchup runs per pipeline, at night in the pipeline's own time zone.
     let pipelines: Map<String, Value> = config
         .pipelines
         .iter()
         .map(|(name, p)| (name.clone(), json!({"timezone": p.timezone})))
         .collect();
-    json!({
+    Ok(json!({
         "glue_tables": tables,
         "retention_days": retention,
         "streams": streams,
         "pipelines": pipelines,
-    })
+    }))
 }
 
 pub fn run(config_path: Option<&Path>, out: Option<&Path>) -> Result<()> {
@@ -93,7 +62,7 @@ pub fn run(config_path: Option<&Path>, out: Option<&Path>) -> Result<()> {
         "pass --config pipeline.toml (the configuration the deployed functions will use)",
     )?;
     let config = Config::load(path)?;
-    let text = format!("{}\n", serde_json::to_string_pretty(&vars(&config))?);
+    let text = format!("{}\n", serde_json::to_string_pretty(&vars(&config)?)?);
     match out {
         Some(file) => {
             std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?
@@ -106,6 +75,7 @@ pub fn run(config_path: Option<&Path>, out: Option<&Path>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tributary_core::stream::views::view_names;
 
     /// Every lifecycle rule's prefix `<layer>/<name>/` is one the system
     /// writes: a dataset layer of a dataset, a stream layer of a stream, a
@@ -113,7 +83,7 @@ mod tests {
     #[test]
     fn lifecycle_rules_name_only_prefixes_the_system_writes() {
         let config = Config::parse(crate::sample::PIPELINE_TOML, "pipeline.toml").unwrap();
-        let v = vars(&config);
+        let v = vars(&config).unwrap();
         let mut rules = 0;
         for (name, layers) in v["retention_days"].as_object().unwrap() {
             for layer in layers.as_object().unwrap().keys() {

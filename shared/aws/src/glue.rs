@@ -11,6 +11,7 @@ use chrono::NaiveDate;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tributary_core::ports::{Catalog, CatalogPartition, PortError, PortResult};
+use tributary_core::table_schema::{TableDefinition, TableFormat};
 
 pub struct GlueCatalog {
     client: Client,
@@ -42,9 +43,10 @@ impl GlueCatalog {
             .to_string()
     }
 
-    /// For tests and bootstrap (Terraform owns them in an account): the
-    /// database and a Parquet table partitioned by `date`.
-    pub async fn ensure_table(&self, table: &str) -> PortResult<()> {
+    /// For tests and bootstrap (Terraform owns them in an account, from the
+    /// same definitions): the database and the table, partitioned by
+    /// `date`, with its columns and its files' SerDe.
+    pub async fn ensure_table(&self, table: &TableDefinition) -> PortResult<()> {
         let database = aws_sdk_glue::types::DatabaseInput::builder()
             .name(&self.database)
             .build()
@@ -73,14 +75,44 @@ impl GlueCatalog {
             .r#type("string")
             .build()
             .map_err(|e| PortError::permanent("building a column", "a bug", e))?;
+        let column = |name: &str, t: &str| {
+            Column::builder()
+                .name(name)
+                .r#type(t)
+                .build()
+                .map_err(|e| PortError::permanent("building a column", "a bug", e))
+        };
+        let columns = table
+            .columns
+            .iter()
+            .map(|(n, t)| column(n, t))
+            .collect::<PortResult<Vec<_>>>()?;
+        let (input_format, output_format, serde) = match table.format {
+            TableFormat::Parquet => (
+                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+            ),
+            TableFormat::JsonLines => (
+                "org.apache.hadoop.mapred.TextInputFormat",
+                "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                "org.openx.data.jsonserde.JsonSerDe",
+            ),
+        };
         let input = TableInput::builder()
-            .name(table)
+            .name(&table.name)
             .partition_keys(date)
             .storage_descriptor(
                 StorageDescriptor::builder()
-                    .location(self.url(&format!("cleaned/{table}/")))
-                    .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
-                    .output_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat")
+                    .location(self.url(&format!("{}/{}/", table.layer.prefix(), table.name)))
+                    .input_format(input_format)
+                    .output_format(output_format)
+                    .serde_info(
+                        aws_sdk_glue::types::SerDeInfo::builder()
+                            .serialization_library(serde)
+                            .build(),
+                    )
+                    .set_columns(Some(columns))
                     .build(),
             )
             .build()
@@ -101,7 +133,7 @@ impl GlueCatalog {
                 Ok(())
             }
             Err(e) => Err(port_error(
-                format!("creating table {table}"),
+                format!("creating table {}", table.name),
                 &self.database,
                 e,
             )),

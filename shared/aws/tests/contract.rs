@@ -498,7 +498,15 @@ async fn catalog_glue_on_moto() {
     let moto = moto();
     let config = sdk_config(&moto).await;
     let catalog = tributary_aws::GlueCatalog::new(&config, "tributary", "data-bucket");
-    catalog.ensure_table("orders").await.unwrap();
+    catalog
+        .ensure_table(&tributary_core::table_schema::TableDefinition {
+            name: "orders".into(),
+            layer: tributary_core::layout::Layer::Cleaned,
+            format: tributary_core::table_schema::TableFormat::Parquet,
+            columns: vec![("id".into(), "string")],
+        })
+        .await
+        .unwrap();
     catalog_contract(&catalog).await;
     // A table that was never created: a permanent error that says what to do.
     let missing = catalog

@@ -661,6 +661,19 @@ impl Config {
                 ));
             }
             let mut seen = std::collections::HashSet::new();
+            let partition_key = ds
+                .columns
+                .iter()
+                .map(|c| (&c.name, "columns"))
+                .chain(ds.derived.iter().map(|d| (&d.name, "derived")))
+                .find(|(n, _)| n.as_str() == "date");
+            if let Some((_, section)) = partition_key {
+                return Err(invalid(
+                    format!("datasets.{name}.{section}"),
+                    "\"date\" is the partition key of every catalog table, so no column may be named so".into(),
+                    "rename the column (for example order_date)".into(),
+                ));
+            }
             for (i, c) in ds.columns.iter().enumerate() {
                 if c.name.trim().is_empty() || !seen.insert(c.name.as_str()) {
                     return Err(invalid(
@@ -1130,6 +1143,21 @@ impl Config {
         }
         for d in &st.dimensions {
             need(at("dimensions"), d)?;
+            // A view row holds period_start, the dimensions, event_count and
+            // <measure>_sum/_min/_max; the partition key is date.
+            let taken = ["date", "period_start", "event_count"].contains(&d.as_str())
+                || st.measures.iter().any(|m| {
+                    ["sum", "min", "max"]
+                        .iter()
+                        .any(|a| *d == format!("{m}_{a}"))
+                });
+            if taken {
+                return Err(invalid(
+                    at("dimensions"),
+                    format!("{d:?} is also a column of the batch views (date, period_start, event_count, <measure>_sum/_min/_max)"),
+                    "rename the field".into(),
+                ));
+            }
         }
         for m in &st.measures {
             let f = need(at("measures"), m)?;

@@ -18,4 +18,5 @@ pub mod published;
 pub mod quality;
 pub mod state;
 pub mod stream;
+pub mod table_schema;
 pub mod usecases;

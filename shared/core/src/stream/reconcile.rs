@@ -104,7 +104,7 @@ pub async fn reconcile(
         .collect();
     for date in dates {
         let publication = &published[&date];
-        let view = read_view(svc, &publication.hourly_key).await?;
+        let view = read_view(svc, stream_config(svc, stream)?, &publication.hourly_key).await?;
         let realtime = realtime_windows(svc, stream, date).await?;
         let mut realtime_hours: BTreeMap<i64, f64> = BTreeMap::new();
         for (start, groups) in &realtime {
@@ -113,7 +113,7 @@ pub async fn reconcile(
                 .or_default() += total(groups).headline();
         }
         let mut batch_hours: BTreeMap<i64, f64> = BTreeMap::new();
-        for (start, groups) in &view.periods {
+        for (start, groups) in &view {
             if let Ok(t) = DateTime::parse_from_rfc3339(start) {
                 batch_hours.insert(t.timestamp_micros(), total(groups).headline());
             }

@@ -4,7 +4,10 @@
 //! count; the answer says which source served which segment, as of when.
 
 use super::speed::watermark;
-use super::views::{publications, read_view, BatchView, ViewPublication};
+use super::views::{publications, read_view, ViewPublication};
+
+/// A view's periods: period start → aggregates by dimension values.
+type ViewPeriods = std::collections::BTreeMap<String, super::windows::Groups>;
 use super::windows::{
     date_of, group_dims, merge_groups, merge_window_items, rfc3339, total, Aggregate, Groups,
     WindowItem,
@@ -135,7 +138,7 @@ pub fn parse_sales_query(
 /// published them: a new publication is seen on the next query.
 #[derive(Default)]
 pub struct ViewCache {
-    views: Mutex<HashMap<(String, NaiveDate, String), Arc<BatchView>>>,
+    views: Mutex<HashMap<(String, NaiveDate, String), Arc<ViewPeriods>>>,
 }
 
 impl ViewCache {
@@ -145,7 +148,7 @@ impl ViewCache {
         stream: &str,
         publication: &ViewPublication,
         granularity: Granularity,
-    ) -> UseCaseResult<Arc<BatchView>> {
+    ) -> UseCaseResult<Arc<ViewPeriods>> {
         let key = (
             format!("{stream}/{}", granularity.name()),
             publication.date,
@@ -158,7 +161,7 @@ impl ViewCache {
             Granularity::Day => &publication.daily_key,
             _ => &publication.hourly_key,
         };
-        let view = Arc::new(read_view(svc, object).await?);
+        let view = Arc::new(read_view(svc, stream_config(svc, stream)?, object).await?);
         if let Ok(mut m) = self.views.lock() {
             // Older runs of the same view and date are stale now.
             m.retain(|k, _| !(k.0 == key.0 && k.1 == key.1));
@@ -257,7 +260,6 @@ pub async fn sales(
             Some(p) => {
                 let view = cache.get(svc, stream, p, q.granularity).await?;
                 let a = view
-                    .periods
                     .get(&rfc3339(bucket))
                     .map(|groups| filtered(groups, &q.filters))
                     .unwrap_or_default();

@@ -6,16 +6,18 @@
 use super::events::from_value;
 use super::speed::ArchivedEvent;
 use super::stream_config;
-use super::windows::{date_of, merge_groups, rfc3339, window_start, Groups};
+use super::windows::{date_of, group_dims, merge_groups, rfc3339, window_start, Groups};
 use crate::config::StreamConfig;
 use crate::jsonl;
 use crate::layout::{manifest_key, partition_prefix, run_prefix, Layer};
 use crate::ports::{CatalogPartition, ObjectMeta, PortError};
 use crate::publish::{Manifest, ManifestFile};
 use crate::state;
+use crate::table_schema::VIEW_AGGREGATES;
 use crate::usecases::{Services, UseCaseError, UseCaseResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 
 /// The archive of one date, aggregated.
@@ -203,8 +205,9 @@ async fn publish_view(
     now: DateTime<Utc>,
 ) -> UseCaseResult<String> {
     let location = run_prefix(Layer::Views, &view.view, view.date, &view.run_id);
-    let key = format!("{location}view.json");
-    jsonl::put_json(svc.objects, &key, view).await?;
+    // One record per row (JSON Lines), as Athena's JSON SerDe reads them.
+    let key = format!("{location}view.jsonl");
+    jsonl::put(svc.objects, &key, &view_rows(view)).await?;
     let meta: ObjectMeta = svc.objects.head(&key).await?.ok_or_else(|| {
         PortError::transient(
             format!("publishing {key}"),
@@ -217,7 +220,7 @@ async fn publish_view(
         Err(PortError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
-    let rows = view.periods.values().map(|g| g.len() as u64).sum();
+    let rows: u64 = view.periods.values().map(|g| g.len() as u64).sum();
     let manifest = Manifest {
         dataset: view.view.clone(),
         date: view.date,
@@ -264,8 +267,81 @@ pub async fn publications(
     Ok(out)
 }
 
-pub async fn read_view(svc: &Services<'_>, key: &str) -> UseCaseResult<BatchView> {
-    let bytes = svc.objects.get_bytes(key).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| UseCaseError::BadRequest(format!("{key} is not a batch view: {e}")))
+/// A view's rows: one per period and dimension values, with the columns
+/// of [`view_columns`] in order.
+pub fn view_rows(view: &BatchView) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    let mut rows = Vec::new();
+    for (period, groups) in &view.periods {
+        for (group, aggregate) in groups {
+            let mut row = serde_json::Map::new();
+            row.insert("period_start".into(), json!(period));
+            for (d, value) in view.dimensions.iter().zip(group_dims(group)) {
+                row.insert(d.clone(), json!(value));
+            }
+            row.insert("event_count".into(), json!(aggregate.count));
+            for (i, m) in view.measures.iter().enumerate() {
+                for (name, values) in
+                    VIEW_AGGREGATES
+                        .iter()
+                        .zip([&aggregate.sum, &aggregate.min, &aggregate.max])
+                {
+                    row.insert(
+                        format!("{m}_{name}"),
+                        json!(values.get(i).copied().unwrap_or(0.0)),
+                    );
+                }
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// The periods of a published view (period start → aggregates by
+/// dimension values), read back from its rows.
+pub async fn read_view(
+    svc: &Services<'_>,
+    config: &StreamConfig,
+    key: &str,
+) -> UseCaseResult<BTreeMap<String, Groups>> {
+    let bad = |what: String| UseCaseError::BadRequest(format!("{key} is not a batch view: {what}"));
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = jsonl::get(svc.objects, key)
+        .await?
+        .ok_or_else(|| bad("no such object".into()))?;
+    let mut periods: BTreeMap<String, Groups> = BTreeMap::new();
+    for (n, row) in rows.iter().enumerate() {
+        let text = |c: &str| {
+            row.get(c)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("row {} has no string {c}", n + 1)))
+        };
+        let number = |c: &str| {
+            row.get(c)
+                .and_then(|v| v.as_f64())
+                .ok_or_else(|| bad(format!("row {} has no number {c}", n + 1)))
+        };
+        let dims = config
+            .dimensions
+            .iter()
+            .map(|d| text(d))
+            .collect::<UseCaseResult<Vec<_>>>()?;
+        let mut aggregate = super::windows::Aggregate {
+            count: row
+                .get("event_count")
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| bad(format!("row {} has no event_count", n + 1)))?,
+            ..Default::default()
+        };
+        for m in &config.measures {
+            aggregate.sum.push(number(&format!("{m}_sum"))?);
+            aggregate.min.push(number(&format!("{m}_min"))?);
+            aggregate.max.push(number(&format!("{m}_max"))?);
+        }
+        periods
+            .entry(text("period_start")?)
+            .or_default()
+            .insert(super::windows::group_key(&dims), aggregate);
+    }
+    Ok(periods)
 }
