@@ -268,12 +268,19 @@ async fn late_events_are_archived_mark_their_window_and_are_corrected_by_reconci
     assert!(report.corrected_windows > 0 && report.dirty_windows_cleared > 0);
     // Corrected: realtime now equals batch, and the next check says so.
     assert_eq!(realtime_total(&h).await, (113, 1121.0));
-    let next = reconcile::reconcile(&svc, "orders", None, chrono::Utc::now())
-        .await
-        .unwrap();
+    let next = reconcile::reconcile(
+        &svc,
+        "orders",
+        Some(vec![date("2025-12-03")]),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(next.max_deviation_pct, 0.0, "{next:?}");
     assert_eq!(next.corrected_windows, 0);
-    let history = reconcile::history(&svc, "orders").await.unwrap();
+    let history = reconcile::history(&svc, "orders", chrono::Utc::now())
+        .await
+        .unwrap();
     assert!(history.len() >= 2 * report.deviations.len());
 }
 
@@ -612,4 +619,128 @@ async fn a_deployed_stream_name_maps_to_its_configured_stream() {
         .unwrap();
     assert_eq!(response["streams"]["orders"]["aggregated"], 5, "{response}");
     assert_eq!(realtime_total(&h).await, (5, 10.0));
+}
+
+async fn build_views(h: &Harness, day: &str) {
+    invoke(
+        &h.services(),
+        "build-views",
+        json!({"stream": "orders", "date": day}),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn reconcile_checks_only_the_dates_that_changed_and_its_history_expires() {
+    let h = Harness::new(&config("reject"));
+    let records = put(
+        &h,
+        &[
+            order("A", "P1", 1.0, "2025-12-03T10:00:00Z"),
+            order("B", "P1", 2.0, "2025-12-04T10:00:00Z"),
+        ],
+    )
+    .await;
+    deliver(&h, &records).await;
+    build_views(&h, "2025-12-03").await;
+    build_views(&h, "2025-12-04").await;
+    let svc = h.services();
+    let now = chrono::Utc::now();
+    let first = reconcile::reconcile(&svc, "orders", None, now)
+        .await
+        .unwrap();
+    assert_eq!(first.dates, vec![date("2025-12-03"), date("2025-12-04")]);
+    let checks = reconcile::history(&svc, "orders", now).await.unwrap().len();
+    // Nothing changed: the next hourly run checks nothing and keeps nothing.
+    let idle = reconcile::reconcile(&svc, "orders", None, now)
+        .await
+        .unwrap();
+    assert!(idle.dates.is_empty(), "{idle:?}");
+    assert_eq!(
+        reconcile::history(&svc, "orders", now).await.unwrap().len(),
+        checks
+    );
+    // New events of 12-04 (a shard that was behind): only 12-04 is checked.
+    let more = put(&h, &[order("C", "P2", 4.0, "2025-12-04T11:00:00Z")]).await;
+    deliver(&h, &more).await;
+    let after = reconcile::reconcile(&svc, "orders", None, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(after.dates, vec![date("2025-12-04")], "{after:?}");
+    // Checks expire after reconcile_history (30 days by default); the
+    // retention sweep removes them where the store has no TTL.
+    let later = now + chrono::Duration::days(31);
+    assert!(reconcile::history(&svc, "orders", later)
+        .await
+        .unwrap()
+        .is_empty());
+    let swept = tributary_core::usecases::retention_sweep(&svc, later.date_naive(), false)
+        .await
+        .unwrap();
+    assert!(
+        swept.iter().any(|d| d.layer == "reconcile-history"),
+        "{swept:?}"
+    );
+    assert!(h
+        .adapters
+        .state
+        .query(&reconcile::history_pk("orders"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn late_data_for_a_built_day_makes_its_views_stale_until_rebuilt() {
+    let h = Harness::new(&config("reject"));
+    let records = put(&h, &[order("A", "P1", 1.0, "2025-12-03T10:00:00Z")]).await;
+    deliver(&h, &records).await;
+    build_views(&h, "2025-12-03").await;
+    let svc = h.services();
+    assert!(tributary_core::stream::views::stale_dates(&svc, "orders")
+        .await
+        .unwrap()
+        .is_empty());
+    // After the nightly build, an event of that day arrives.
+    let late = put(&h, &[order("L", "P1", 5.0, "2025-12-03T10:30:00Z")]).await;
+    deliver(&h, &late).await;
+    assert_eq!(
+        tributary_core::stream::views::stale_dates(&svc, "orders")
+            .await
+            .unwrap(),
+        vec![date("2025-12-03")]
+    );
+    // The next reconcile rebuilds the day's views first: batch counts it.
+    let report = reconcile::reconcile(&svc, "orders", None, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(report.views_rebuilt, vec![date("2025-12-03")], "{report:?}");
+    let config = h.config.streams["orders"].clone();
+    let params: Vec<(String, String)> = [
+        ("start", "2025-12-03"),
+        ("end", "2025-12-04"),
+        ("granularity", "day"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let answer = serving::sales(
+        &svc,
+        "orders",
+        &serving::parse_sales_query(&config, &params).unwrap(),
+        &ViewCache::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["total"]["count"], 2, "{answer}");
+    assert_eq!(answer["series"][0]["source"], "batch");
+    assert!(
+        answer.to_string().contains("late data"),
+        "the answer says the segment was rebuilt for late data: {answer}"
+    );
+    assert!(tributary_core::stream::views::stale_dates(&svc, "orders")
+        .await
+        .unwrap()
+        .is_empty());
 }

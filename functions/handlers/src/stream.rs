@@ -163,6 +163,10 @@ pub async fn build_views(svc: &Services<'_>, event: Value) -> Result<Value, Hand
                 &views::build_views(svc, stream, date, Utc::now()).await?,
             )?);
         }
+        // Views that late data made stale are rebuilt on every run.
+        for rebuilt in views::rebuild_stale_views(svc, stream, Utc::now()).await? {
+            built.push(to_json(&rebuilt)?);
+        }
     }
     Ok(json!({"built": built}))
 }

@@ -69,7 +69,8 @@ variable "retention_days" {
 variable "streams" {
   description = "Kinesis streams of the speed layer."
   type = map(object({
-    serve_as = string
+    serve_as                = string
+    deviation_threshold_pct = number
   }))
 }
 

@@ -62,14 +62,14 @@ resource "aws_cloudwatch_metric_alarm" "reconciliation_deviation" {
   for_each = var.streams
 
   alarm_name          = "${var.name_prefix}-${each.key}-deviation"
-  alarm_description   = "Realtime and batch numbers of ${each.key} disagree by more than 10 %: reconcile corrected realtime; look for lost or late data."
+  alarm_description   = "Realtime and batch numbers of ${each.key} disagree by more than ${each.value.deviation_threshold_pct} % (its deviation_threshold_pct): reconcile corrected realtime; look for lost or late data."
   namespace           = "tributary"
   metric_name         = "ReconcileDeviationPct"
   dimensions          = { stream = each.key }
   statistic           = "Maximum"
   period              = 3600
   evaluation_periods  = 1
-  threshold           = 10
+  threshold           = each.value.deviation_threshold_pct
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.notifications.arn]

@@ -32,9 +32,10 @@ variable "retention_days" {
 }
 
 variable "streams" {
-  description = "Kinesis streams of the speed layer, from `tributary infra vars`: stream => { serve_as }."
+  description = "Kinesis streams of the speed layer, from `tributary infra vars`: stream => { serve_as, deviation_threshold_pct }."
   type = map(object({
-    serve_as = string
+    serve_as                = string
+    deviation_threshold_pct = number
   }))
   default = {}
 }

@@ -30,7 +30,10 @@ pub fn vars(config: &Config) -> Result<Value> {
     for (name, stream) in &config.streams {
         streams.insert(
             name.clone(),
-            json!({"serve_as": stream.serve_as.clone().unwrap_or_else(|| name.clone())}),
+            json!({
+                "serve_as": stream.serve_as.clone().unwrap_or_else(|| name.clone()),
+                "deviation_threshold_pct": stream.deviation_threshold_pct,
+            }),
         );
     }
     // Every prefix with a retention (`<layer>/<name>/`): the lifecycle rules
@@ -105,6 +108,35 @@ mod tests {
         assert!(
             rules > 10,
             "the sample sets retention on every kind of layer"
+        );
+    }
+}
+
+#[cfg(test)]
+mod alarm_tests {
+    use super::*;
+
+    /// The deviation alarm fires above each stream's own threshold: the
+    /// vars carry it and the alarm reads it (not a fixed number).
+    #[test]
+    fn the_deviation_alarm_uses_each_streams_threshold() {
+        let text = crate::sample::PIPELINE_TOML.replace(
+            "deviation_threshold_pct = 10.0",
+            "deviation_threshold_pct = 7.5",
+        );
+        let config = Config::parse(&text, "pipeline.toml").unwrap();
+        let v = vars(&config).unwrap();
+        assert_eq!(v["streams"]["orders"]["deviation_threshold_pct"], 7.5);
+        assert_eq!(v["streams"]["clicks"]["deviation_threshold_pct"], 10.0);
+        let monitoring = include_str!("../../../infra/modules/tributary/monitoring.tf");
+        let alarm = monitoring
+            .split("resource \"aws_cloudwatch_metric_alarm\" \"reconciliation_deviation\"")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .expect("the deviation alarm");
+        assert!(
+            alarm.contains("threshold           = each.value.deviation_threshold_pct"),
+            "{alarm}"
         );
     }
 }

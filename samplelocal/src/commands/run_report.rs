@@ -258,7 +258,7 @@ fn deviation_trend(workspace: &Path) -> Result<String> {
     let mut out = String::new();
     for (stream, config) in &rt.config.streams {
         let checks: Vec<Deviation> = tokio
-            .block_on(history(&rt.services(), stream))?
+            .block_on(history(&rt.services(), stream, chrono::Utc::now()))?
             .into_iter()
             .filter(|d| d.granularity == "hour")
             .collect();

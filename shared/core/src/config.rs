@@ -396,6 +396,9 @@ pub struct StreamConfig {
     /// Reconciliation alerts above this deviation (percent).
     #[serde(default = "default_deviation_threshold")]
     pub deviation_threshold_pct: f64,
+    /// How long each reconciliation check is kept (the deviation trend).
+    #[serde(default = "default_reconcile_history")]
+    pub reconcile_history: String,
     /// Days to keep the archive (stream), late events (late), dead letters
     /// (dlq) and batch views (views); a layer not listed is kept forever.
     #[serde(default)]
@@ -412,6 +415,9 @@ fn default_allowed_lateness() -> String {
 }
 fn default_dedupe_horizon() -> String {
     "1h".into()
+}
+fn default_reconcile_history() -> String {
+    "30d".into()
 }
 fn default_deviation_threshold() -> f64 {
     10.0
@@ -492,6 +498,9 @@ impl StreamConfig {
     }
     pub fn dedupe_horizon_secs(&self) -> u64 {
         parse_duration_secs(&self.dedupe_horizon).unwrap_or(3600)
+    }
+    pub fn reconcile_history_secs(&self) -> u64 {
+        parse_duration_secs(&self.reconcile_history).unwrap_or(30 * 86_400)
     }
     pub fn field(&self, name: &str) -> Option<&ColumnConfig> {
         self.fields.iter().find(|f| f.name == name)
@@ -1175,6 +1184,17 @@ impl Config {
                 at("window"),
                 format!("{:?} is not a window size that divides an hour", st.window),
                 "use for example \"10s\", \"1m\", \"5m\" or \"1h\"".into(),
+            ));
+        }
+        let history = parse_duration_secs(&st.reconcile_history);
+        if !history.is_some_and(|h| (3600..=3660 * 86_400).contains(&h)) {
+            return Err(invalid(
+                at("reconcile_history"),
+                format!(
+                    "{:?} is not a duration of 1h to 3660d",
+                    st.reconcile_history
+                ),
+                "keep reconciliation checks for example \"30d\"".into(),
             ));
         }
         for (field, value) in [

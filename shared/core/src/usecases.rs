@@ -820,6 +820,35 @@ pub async fn retention_sweep(
     {
         sweep_prefix(svc, target, true, today, dry_run, &mut deletions).await?;
     }
+    // Reconciliation checks past their expiry (a store without TTL keeps them).
+    let as_of = today
+        .and_hms_opt(0, 0, 0)
+        .map_or_else(Utc::now, |t| t.and_utc());
+    for stream in svc.config.streams.keys() {
+        let expired = if dry_run {
+            let kept = crate::stream::reconcile::history(svc, stream, as_of)
+                .await?
+                .len();
+            let all = svc
+                .state
+                .query(&crate::stream::reconcile::history_pk(stream))
+                .await?
+                .len();
+            all.saturating_sub(kept) as u64
+        } else {
+            crate::stream::reconcile::prune_history(svc, stream, as_of).await?
+        };
+        if expired > 0 {
+            deletions.push(Deletion {
+                dataset: stream.clone(),
+                layer: "reconcile-history".into(),
+                date: today,
+                what: format!("{expired} reconciliation check(s) past reconcile_history"),
+                objects: expired,
+                bytes: 0,
+            });
+        }
+    }
     Ok(deletions)
 }
 

@@ -7,9 +7,11 @@
 
 use super::serving::realtime_windows;
 use super::speed::DirtyWindow;
-use super::views::{archive_aggregates, publications, read_view};
+use super::views::{
+    archive_aggregates, archive_changes, publications, read_view, rebuild_stale_views,
+};
 use super::windows::{
-    rfc3339, total, window_sk, window_start, Groups, WindowItem, SOURCE_RECONCILED,
+    date_of, rfc3339, total, window_sk, window_start, Groups, WindowItem, SOURCE_RECONCILED,
 };
 use super::{stream_config, stream_pk, windows_pk};
 use crate::ports::Condition;
@@ -30,12 +32,18 @@ pub struct Deviation {
     pub deviation_pct: f64,
     pub alert: bool,
     pub checked_at: DateTime<Utc>,
+    /// When the item expires (epoch seconds, the TTL attribute): history is
+    /// kept for the stream's `reconcile_history`.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReconcileReport {
     pub stream: String,
     pub threshold_pct: f64,
+    #[serde(skip)]
+    history_secs: i64,
     /// The figure compared: the first measure's sum, or the event count.
     pub compared: String,
     pub dates: Vec<NaiveDate>,
@@ -47,6 +55,9 @@ pub struct ReconcileReport {
     /// Of those, windows realtime did not have at all.
     pub backfilled_windows: u64,
     pub dirty_windows_cleared: u64,
+    /// Dates whose views late data had made stale, rebuilt before the check.
+    #[serde(default)]
+    pub views_rebuilt: Vec<NaiveDate>,
 }
 
 pub fn history_pk(stream: &str) -> String {
@@ -65,7 +76,21 @@ fn deviation_pct(batch: f64, realtime: f64) -> f64 {
     }
 }
 
-/// Reconcile `dates` (default: every date with published views).
+/// The last check of a date (`reconciled#<date>` in the stream's state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DateChecked {
+    date: NaiveDate,
+    checked_at: DateTime<Utc>,
+    /// The views' run the check compared against.
+    view_run: String,
+}
+
+const CHECKED_PREFIX: &str = "reconciled#";
+
+/// Reconcile `dates`, or by default only the dates that changed since
+/// their last check: never checked, new views, events archived since, or
+/// windows late data made dirty — so each hourly run does an hour's work.
+/// Views that late data made stale are rebuilt first.
 pub async fn reconcile(
     svc: &Services<'_>,
     stream: &str,
@@ -73,35 +98,53 @@ pub async fn reconcile(
     now: DateTime<Utc>,
 ) -> UseCaseResult<ReconcileReport> {
     let config = stream_config(svc, stream)?;
+    let rebuilt = rebuild_stale_views(svc, stream, now).await?;
     let published = publications(svc, stream).await?;
+    let stream_items = svc.state.query(&stream_pk(stream)).await?;
+    let checked: BTreeMap<NaiveDate, DateChecked> = stream_items
+        .iter()
+        .filter(|(sk, _)| sk.starts_with(CHECKED_PREFIX))
+        .filter_map(|(_, v)| serde_json::from_value::<DateChecked>(v.value.clone()).ok())
+        .map(|c| (c.date, c))
+        .collect();
+    let dirty: BTreeSet<i64> = stream_items
+        .iter()
+        .filter(|(sk, _)| sk.starts_with("dirty#"))
+        .filter_map(|(_, v)| serde_json::from_value::<DirtyWindow>(v.value.clone()).ok())
+        .filter_map(|d| DateTime::parse_from_rfc3339(&d.window_start).ok())
+        .map(|t| t.timestamp_micros())
+        .collect();
+    let archived = archive_changes(svc, stream).await?;
+    let changed = |date: &NaiveDate| {
+        let Some(last) = checked.get(date) else {
+            return true;
+        };
+        published
+            .get(date)
+            .is_some_and(|p| p.run_id != last.view_run)
+            || archived.get(date).is_some_and(|t| *t > last.checked_at)
+            || dirty.iter().any(|w| date_of(*w) == *date)
+    };
     let dates: Vec<NaiveDate> = match dates {
         Some(d) => d
             .into_iter()
             .filter(|d| published.contains_key(d))
             .collect(),
-        None => published.keys().copied().collect(),
+        None => published.keys().copied().filter(changed).collect(),
     };
     let mut report = ReconcileReport {
         stream: stream.to_string(),
         threshold_pct: config.deviation_threshold_pct,
+        history_secs: config.reconcile_history_secs() as i64,
         compared: config
             .measures
             .first()
             .map(|m| format!("sum of {m}"))
             .unwrap_or_else(|| "event count".into()),
         dates: dates.clone(),
+        views_rebuilt: rebuilt.iter().map(|b| b.date).collect(),
         ..Default::default()
     };
-    let dirty: BTreeSet<i64> = svc
-        .state
-        .query(&stream_pk(stream))
-        .await?
-        .into_iter()
-        .filter(|(sk, _)| sk.starts_with("dirty#"))
-        .filter_map(|(_, v)| serde_json::from_value::<DirtyWindow>(v.value).ok())
-        .filter_map(|d| DateTime::parse_from_rfc3339(&d.window_start).ok())
-        .map(|t| t.timestamp_micros())
-        .collect();
     for date in dates {
         let publication = &published[&date];
         let view = read_view(svc, stream_config(svc, stream)?, &publication.hourly_key).await?;
@@ -151,6 +194,19 @@ pub async fn reconcile(
             now,
         )
         .await?;
+        let check = DateChecked {
+            date,
+            checked_at: now,
+            view_run: publication.run_id.clone(),
+        };
+        svc.state
+            .put(
+                &stream_pk(stream),
+                &format!("{CHECKED_PREFIX}{date}"),
+                state::encode("a reconciliation check", &check)?,
+                Condition::Always,
+            )
+            .await?;
         if to_correct.is_empty() {
             continue;
         }
@@ -252,6 +308,7 @@ async fn record(
         deviation_pct: pct,
         alert,
         checked_at: now,
+        expires_at: Some(now.timestamp() + report.history_secs),
     };
     svc.state
         .put(
@@ -269,15 +326,40 @@ async fn record(
     Ok(pct)
 }
 
-/// Every check kept, oldest period first.
-pub async fn history(svc: &Services<'_>, stream: &str) -> UseCaseResult<Vec<Deviation>> {
+/// Every check kept and not expired at `now`, oldest period first.
+pub async fn history(
+    svc: &Services<'_>,
+    stream: &str,
+    now: DateTime<Utc>,
+) -> UseCaseResult<Vec<Deviation>> {
     Ok(svc
         .state
         .query(&history_pk(stream))
         .await?
         .into_iter()
+        .filter(|(_, v)| !crate::ports::expired(&v.value, now.timestamp()))
         .filter_map(|(_, v)| serde_json::from_value(v.value).ok())
         .collect())
+}
+
+/// Delete history items past their expiry. DynamoDB's TTL does this on
+/// AWS (within days); the daily retention sweep does it everywhere, so a
+/// store without TTL does not grow either. Returns how many went.
+pub async fn prune_history(
+    svc: &Services<'_>,
+    stream: &str,
+    now: DateTime<Utc>,
+) -> UseCaseResult<u64> {
+    let mut pruned = 0;
+    for (sk, v) in svc.state.query(&history_pk(stream)).await? {
+        if crate::ports::expired(&v.value, now.timestamp()) {
+            svc.state
+                .delete(&history_pk(stream), &sk, Condition::Always)
+                .await?;
+            pruned += 1;
+        }
+    }
+    Ok(pruned)
 }
 
 #[cfg(test)]

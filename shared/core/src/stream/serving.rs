@@ -266,7 +266,13 @@ pub async fn sales(
                 (
                     a,
                     "batch",
-                    json!({"published_at": p.published_at, "run_id": p.run_id}),
+                    match &p.rebuilt_for {
+                        // Say so when a segment's view was rebuilt for late data.
+                        Some(why) => {
+                            json!({"published_at": p.published_at, "run_id": p.run_id, "rebuilt_for": why})
+                        }
+                        None => json!({"published_at": p.published_at, "run_id": p.run_id}),
+                    },
                 )
             }
             None => {

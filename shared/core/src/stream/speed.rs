@@ -26,7 +26,7 @@ use crate::jsonl;
 use crate::layout::{partition_prefix, Layer};
 use crate::state;
 use crate::usecases::{Services, UseCaseResult};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -238,6 +238,11 @@ async fn shard_batch(
     for (key, lines) in &archive {
         jsonl::put(svc.objects, key, lines).await?;
     }
+    let archived_dates: std::collections::BTreeSet<NaiveDate> = valid
+        .iter()
+        .map(|(_, e, _)| date_of(e.time_micros))
+        .collect();
+    super::views::archive_changed(svc, stream, archived_dates, now).await?;
 
     // Claim event ids: the first record to claim an id owns it.
     let horizon = config.dedupe_horizon_secs() as i64;
@@ -518,6 +523,7 @@ pub async fn replay_dead_letters(
                 &[archived(&record, &value)],
             )
             .await?;
+            super::views::archive_changed(svc, stream, [date_of(event.time_micros)], now).await?;
             let start = window_start(event.time_micros, config.window_secs());
             state::update(
                 svc.state,

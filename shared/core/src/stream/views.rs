@@ -98,6 +98,92 @@ pub struct ViewPublication {
     pub published_at: DateTime<Utc>,
     pub hourly_key: String,
     pub daily_key: String,
+    /// Why this build replaced an earlier one (late data), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_for: Option<String>,
+}
+
+/// When the speed layer last archived events of a date (`archived#<date>`
+/// in the stream's state): views built before it miss those events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveChange {
+    pub date: NaiveDate,
+    pub changed_at: DateTime<Utc>,
+}
+
+const ARCHIVE_CHANGE_PREFIX: &str = "archived#";
+
+/// Record that events of these dates were archived at `now` (one write per
+/// date per batch): reconciliation and the view builds read it to find
+/// what changed.
+pub async fn archive_changed(
+    svc: &Services<'_>,
+    stream: &str,
+    dates: impl IntoIterator<Item = NaiveDate>,
+    now: DateTime<Utc>,
+) -> UseCaseResult<()> {
+    for date in dates {
+        let change = ArchiveChange {
+            date,
+            changed_at: now,
+        };
+        svc.state
+            .put(
+                &super::stream_pk(stream),
+                &format!("{ARCHIVE_CHANGE_PREFIX}{date}"),
+                state::encode("an archive change", &change)?,
+                crate::ports::Condition::Always,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// When each date's archive last changed.
+pub async fn archive_changes(
+    svc: &Services<'_>,
+    stream: &str,
+) -> UseCaseResult<BTreeMap<NaiveDate, DateTime<Utc>>> {
+    Ok(svc
+        .state
+        .query(&super::stream_pk(stream))
+        .await?
+        .into_iter()
+        .filter(|(sk, _)| sk.starts_with(ARCHIVE_CHANGE_PREFIX))
+        .filter_map(|(_, v)| serde_json::from_value::<ArchiveChange>(v.value).ok())
+        .map(|c| (c.date, c.changed_at))
+        .collect())
+}
+
+/// Published dates whose views were built before events of the date were
+/// archived (late events, or a shard that was behind): their views are
+/// stale until rebuilt.
+pub async fn stale_dates(svc: &Services<'_>, stream: &str) -> UseCaseResult<Vec<NaiveDate>> {
+    let changes = archive_changes(svc, stream).await?;
+    Ok(publications(svc, stream)
+        .await?
+        .into_iter()
+        .filter(|(date, p)| changes.get(date).is_some_and(|t| *t > p.published_at))
+        .map(|(date, _)| date)
+        .collect())
+}
+
+/// Why a stale view is rebuilt; the query answer repeats it.
+pub const REBUILT_FOR_LATE_DATA: &str =
+    "late data: events of this date arrived after its views were built";
+
+/// Rebuild the views of every stale date (`build-views` and `reconcile`
+/// do this first).
+pub async fn rebuild_stale_views(
+    svc: &Services<'_>,
+    stream: &str,
+    now: DateTime<Utc>,
+) -> UseCaseResult<Vec<ViewsBuilt>> {
+    let mut built = Vec::new();
+    for date in stale_dates(svc, stream).await? {
+        built.push(build(svc, stream, date, now, Some(REBUILT_FOR_LATE_DATA)).await?);
+    }
+    Ok(built)
 }
 
 pub fn views_pk(stream: &str) -> String {
@@ -119,6 +205,9 @@ pub struct ViewsBuilt {
     pub invalid: u64,
     pub hours: usize,
     pub views: Vec<String>,
+    /// Set when stale views were rebuilt, saying why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_for: Option<String>,
 }
 
 /// Build and publish the hourly and daily views of `date`.
@@ -127,6 +216,16 @@ pub async fn build_views(
     stream: &str,
     date: NaiveDate,
     now: DateTime<Utc>,
+) -> UseCaseResult<ViewsBuilt> {
+    build(svc, stream, date, now, None).await
+}
+
+async fn build(
+    svc: &Services<'_>,
+    stream: &str,
+    date: NaiveDate,
+    now: DateTime<Utc>,
+    rebuilt_for: Option<&str>,
 ) -> UseCaseResult<ViewsBuilt> {
     let config = stream_config(svc, stream)?;
     let archive = archive_aggregates(svc, stream, config, date).await?;
@@ -179,6 +278,7 @@ pub async fn build_views(
         published_at: now,
         hourly_key,
         daily_key,
+        rebuilt_for: rebuilt_for.map(str::to_string),
     };
     state::update(
         svc.state,
@@ -196,6 +296,7 @@ pub async fn build_views(
         invalid: archive.invalid,
         hours,
         views: vec![hourly_name, daily_name],
+        rebuilt_for: rebuilt_for.map(str::to_string),
     })
 }
 
