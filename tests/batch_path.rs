@@ -1091,3 +1091,117 @@ async fn retention_sweeps_every_layer_it_accepts() {
         .unwrap()
         .is_none());
 }
+
+const LABELED: &str = r#"
+[datasets.orders]
+[[datasets.orders.columns]]
+name = "id"
+type = "string"
+required = true
+[[datasets.orders.columns]]
+name = "status"
+type = "string"
+
+[pipelines.orders_daily]
+datasets = ["orders"]
+
+[labeling.returns]
+dataset = "orders"
+id_column = "id"
+default_label = "kept"
+default_confidence = 0.5
+accept_confidence = 0.8
+[[labeling.returns.rules]]
+label = "returned"
+column = "status"
+in = ["refunded"]
+confidence = 0.95
+"#;
+
+#[tokio::test]
+async fn a_label_review_confirms_only_the_page_the_reviewer_saw() {
+    use tributary_core::labeling::{self, ReviewAnswer, REVIEW_PAGE};
+    let h = Harness::new(LABELED);
+    let d = date("2025-12-03");
+    // 120 rows the rules are unsure of (default label, 0.5), 5 they know.
+    let mut body = String::from("id,status\n");
+    for i in 0..120 {
+        body.push_str(&format!("u{i:03},open\n"));
+    }
+    for i in 0..5 {
+        body.push_str(&format!("r{i},refunded\n"));
+    }
+    arrive(&h, "raw/orders/date=2025-12-03/a.csv", body.into_bytes()).await;
+    run_all(&h).await;
+    let svc = h.services();
+    let auto = labeling::auto_label(&svc, "returns", d, "L1")
+        .await
+        .unwrap();
+    assert_eq!((auto.rows, auto.low_confidence), (125, 120));
+
+    let asked = labeling::request_review(&svc, "token-1", "exec-1", "returns", d, "L1", 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (asked["pending"].as_u64(), asked["shown"].as_u64()),
+        (Some(120), Some(REVIEW_PAGE as u64))
+    );
+    let approval =
+        tributary_core::approvals::get(&h.adapters.state, asked["approval_id"].as_str().unwrap())
+            .await
+            .unwrap();
+    let shown = approval.summary["items"].as_array().unwrap();
+    assert_eq!(shown.len(), REVIEW_PAGE);
+    assert_eq!(
+        shown[0]["fields"]["status"], "open",
+        "the reviewer sees the row's content: {}",
+        shown[0]
+    );
+    let message = std::fs::read_to_string(h.dir.path().join("outbox.jsonl")).unwrap();
+    assert!(message.contains("status=open"), "{message}");
+
+    // A correction on the page and an approval: exactly the page is decided.
+    let answer = ReviewAnswer {
+        corrections: [("u000".to_string(), "returned".to_string())].into(),
+        ..Default::default()
+    };
+    let applied = labeling::apply_review(&svc, "returns", d, "L1", 1, &answer)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            applied.corrected,
+            applied.confirmed,
+            applied.remaining,
+            applied.next_round
+        ),
+        (1, REVIEW_PAGE - 1, 120 - REVIEW_PAGE, 1)
+    );
+    let pending = labeling::pending_review(&svc, "returns", d, "L1")
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 120 - REVIEW_PAGE);
+    let shown_ids: Vec<&str> = shown.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert!(pending.iter().all(|p| !shown_ids.contains(&p.id.as_str())));
+    // A correction for a pending id the reviewer was not shown is refused.
+    let unseen = ReviewAnswer {
+        corrections: [("u119".to_string(), "returned".to_string())].into(),
+        ..Default::default()
+    };
+    let err = labeling::apply_review(&svc, "returns", d, "L1", 1, &unseen)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("page"), "{err}");
+    // The merge marks what nobody reviewed as such.
+    let merged = labeling::merge(&svc, "returns", d, "L1").await.unwrap();
+    assert_eq!(
+        merged["by_source"]["rules-unreviewed"],
+        120 - REVIEW_PAGE,
+        "{merged}"
+    );
+    assert_eq!(
+        merged["by_source"]["human-confirmed"],
+        REVIEW_PAGE - 1,
+        "{merged}"
+    );
+}

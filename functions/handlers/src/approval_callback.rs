@@ -169,19 +169,44 @@ fn summary_table(a: &Approval) -> String {
         );
     }
     if a.summary["kind"] == "label_review" {
+        let items: Vec<&serde_json::Value> = a.summary["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        // The row's content: the columns the rules read, as the first item has them.
+        let columns: Vec<String> = items
+            .first()
+            .and_then(|i| i["fields"].as_object())
+            .map(|f| f.keys().cloned().collect())
+            .unwrap_or_default();
+        let head: String = columns
+            .iter()
+            .map(|c| format!("<th>{}</th>", html_escape(c)))
+            .collect();
         let mut rows = String::new();
-        for i in a.summary["items"].as_array().into_iter().flatten() {
+        for i in &items {
+            let cells: String = columns
+                .iter()
+                .map(|c| {
+                    format!(
+                        "<td>{}</td>",
+                        html_escape(i["fields"][c].as_str().unwrap_or("(null)"))
+                    )
+                })
+                .collect();
             rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+                "<tr><td>{}</td>{cells}<td>{}</td><td>{:.2}</td></tr>",
                 html_escape(i["id"].as_str().unwrap_or("?")),
                 html_escape(i["label"].as_str().unwrap_or("?")),
                 i["confidence"].as_f64().unwrap_or(0.0)
             ));
         }
         return format!(
-            "<p>{}</p><table><tr><th>id</th><th>proposed label</th><th>confidence</th></tr>{rows}</table>\
-             <p>{} label(s) pending in all; the request expires {}.</p>",
+            "<p>{}</p><table><tr><th>id</th>{head}<th>proposed label</th><th>confidence</th></tr>{rows}</table>\
+             <p>Approving confirms exactly these {} label(s); {} pending in all — the rest come in the next page. The request expires {}.</p>",
             html_escape(&a.purpose),
+            items.len(),
             a.summary["pending"],
             a.expires_at.format("%Y-%m-%d %H:%M UTC")
         );

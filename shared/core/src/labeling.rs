@@ -24,7 +24,15 @@ pub struct LabelItem {
     pub confidence: f64,
     /// rules, human, human-confirmed, external, rules-unreviewed
     pub source: String,
+    /// The row's values of the columns the rules read: what a reviewer
+    /// needs to judge the label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, Option<String>>,
 }
+
+/// How many pending labels one review round shows: a round is one page,
+/// and an approval confirms exactly the page it showed.
+pub const REVIEW_PAGE: usize = 50;
 
 fn labeling<'a>(svc: &'a Services<'_>, name: &str) -> UseCaseResult<&'a LabelingConfig> {
     svc.config.labeling.get(name).ok_or_else(|| {
@@ -126,11 +134,22 @@ pub async fn auto_label(
             continue;
         };
         let (label, confidence) = propose(config, row);
+        let fields = config
+            .rules
+            .iter()
+            .map(|r| {
+                (
+                    r.column.clone(),
+                    row.get(r.column.as_str()).cloned().flatten(),
+                )
+            })
+            .collect();
         items.push(LabelItem {
             id,
             label,
             confidence,
             source: "rules".into(),
+            fields,
         });
     }
     write_items(svc, &run_key(name, date, run_id, "auto"), &items).await?;
@@ -157,6 +176,22 @@ pub async fn auto_label(
         review_seconds: config.review_hours * 3600,
         max_rounds: config.max_rounds,
     })
+}
+
+/// The page a review round shows: the first [`REVIEW_PAGE`] pending labels
+/// (in id order, so the page asked about and the page answered are the
+/// same: only an applied review changes what is pending).
+pub async fn review_page(
+    svc: &Services<'_>,
+    name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<(Vec<LabelItem>, usize)> {
+    let mut pending = pending_review(svc, name, date, run_id).await?;
+    pending.sort_by(|a, b| a.id.cmp(&b.id));
+    let total = pending.len();
+    pending.truncate(REVIEW_PAGE);
+    Ok((pending, total))
 }
 
 /// Low-confidence labels nobody has decided on yet in this run.
@@ -192,11 +227,10 @@ pub async fn request_review(
     round: u32,
 ) -> UseCaseResult<Value> {
     let config = labeling(svc, name)?;
-    let pending = pending_review(svc, name, date, run_id).await?;
-    let shown: Vec<&LabelItem> = pending.iter().take(50).collect();
+    let (shown, pending) = review_page(svc, name, date, run_id).await?;
     let purpose = format!(
-        "review {} low-confidence {name} label(s) for {date} (round {round} of {})",
-        pending.len(),
+        "review {} of {pending} low-confidence {name} label(s) for {date} (round {round} of {})",
+        shown.len(),
         config.max_rounds
     );
     let (approval, links) = approvals::request(
@@ -207,7 +241,7 @@ pub async fn request_review(
             execution: execution.to_string(),
             purpose: purpose.clone(),
             summary: json!({"kind": "label_review", "labeling": name, "date": date, "run_id": run_id,
-                            "round": round, "pending": pending.len(), "items": shown}),
+                            "round": round, "pending": pending, "items": shown}),
             ttl: Duration::hours(config.review_hours as i64),
         },
         Utc::now(),
@@ -215,7 +249,20 @@ pub async fn request_review(
     .await?;
     let lines: Vec<String> = shown
         .iter()
-        .map(|i| format!("  {}: {} ({:.2})", i.id, i.label, i.confidence))
+        .map(|i| {
+            let fields: Vec<String> = i
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("null")))
+                .collect();
+            format!(
+                "  {}: {} ({:.2}) {}",
+                i.id,
+                i.label,
+                i.confidence,
+                fields.join(" ")
+            )
+        })
         .collect();
     svc.notifier
         .notify(
@@ -230,7 +277,7 @@ pub async fn request_review(
             ),
         )
         .await?;
-    Ok(json!({"approval_id": approval.id, "pending": pending.len()}))
+    Ok(json!({"approval_id": approval.id, "pending": pending, "shown": shown.len()}))
 }
 
 /// What a reviewer answered: corrections `{id: label}`, and whether they
@@ -261,27 +308,29 @@ pub async fn apply_review(
     round: u32,
     answer: &ReviewAnswer,
 ) -> UseCaseResult<ReviewApplied> {
-    let pending = pending_review(svc, name, date, run_id).await?;
+    // The reviewer saw one page: only its items are decided; the rest stay
+    // pending for the next round.
+    let (shown, pending) = review_page(svc, name, date, run_id).await?;
     let key = run_key(name, date, run_id, "human");
     let mut human = read_items(svc, &key).await?;
     let mut corrected = 0;
     for (id, label) in &answer.corrections {
-        if !pending.iter().any(|p| &p.id == id) {
+        let Some(item) = shown.iter().find(|p| &p.id == id) else {
             return Err(UseCaseError::BadRequest(format!(
-                "correction for {id:?}: no pending label has that id in {name} {date}"
+                "correction for {id:?}: no label on this review's page has that id in {name} {date}"
             )));
-        }
+        };
         human.push(LabelItem {
-            id: id.clone(),
             label: label.clone(),
             confidence: 1.0,
             source: "human".into(),
+            ..item.clone()
         });
         corrected += 1;
     }
     let mut confirmed = 0;
     if !answer.again {
-        for p in pending
+        for p in shown
             .iter()
             .filter(|p| !answer.corrections.contains_key(&p.id))
         {
@@ -297,8 +346,10 @@ pub async fn apply_review(
     Ok(ReviewApplied {
         corrected,
         confirmed,
-        remaining: pending.len() - corrected - confirmed,
-        next_round: round + 1,
+        remaining: pending - corrected - confirmed,
+        // A round is a look again at what is left; the next page of the
+        // same round is not a new round.
+        next_round: if answer.again { round + 1 } else { round },
     })
 }
 
@@ -338,14 +389,14 @@ pub async fn check_corrections(
             "this approval is not a label review".into(),
         ));
     };
-    let pending = pending_review(svc, name, date, run_id).await?;
+    let (shown, _) = review_page(svc, name, date, run_id).await?;
     let unknown: Vec<&String> = corrections
         .keys()
-        .filter(|id| !pending.iter().any(|p| &p.id == *id))
+        .filter(|id| !shown.iter().any(|p| &p.id == *id))
         .collect();
     if !unknown.is_empty() {
         return Err(UseCaseError::BadRequest(format!(
-            "corrections for {unknown:?}: no pending {name} label for {date} has that id; nothing was decided"
+            "corrections for {unknown:?}: no {name} label for {date} on this review's page has that id; nothing was decided"
         )));
     }
     Ok(())
@@ -380,6 +431,7 @@ async fn external_items(
                 label: label.trim().into(),
                 confidence: 1.0,
                 source: "external".into(),
+                fields: BTreeMap::new(),
             });
         }
     }
