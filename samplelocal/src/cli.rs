@@ -137,11 +137,12 @@ pub enum Command {
         /// Records per second (200/s); default: all at once.
         #[arg(long)]
         rate: Option<String>,
-        #[arg(long, default_value_t = 1)]
+        /// Shards of the stand-in stream, 1 to 500.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=500))]
         shards: u32,
-        /// Most records per invocation (the mapping's BatchSize).
-        #[arg(long, default_value_t = 100)]
-        batch_size: usize,
+        /// Most records per invocation (the mapping's BatchSize), 1 to 10000.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        batch_size: u64,
     },
     /// Poison records of the speed layer: list them, replay them after a fix.
     #[command(subcommand)]
@@ -367,6 +368,15 @@ pub enum BenchCommand {
 }
 
 impl Command {
+    /// Whether this command answers HTTP (its clients may hang up at any
+    /// time, which must not end it).
+    pub fn serves_http(&self) -> bool {
+        matches!(
+            self,
+            Command::Serve { .. } | Command::Demo { interactive: true }
+        )
+    }
+
     /// Whether this command may clean files, itself or through an execution
     /// it starts or resumes (an approval, a task token, a schedule tick):
     /// those start with the heap on huge pages. Commands that only read or
@@ -508,7 +518,8 @@ async fn run_async(cli: Cli) -> Result<()> {
                 batch_window,
                 rate: rate.as_deref(),
                 shards: *shards,
-                batch_size: *batch_size,
+                // Bounded by the parser above.
+                batch_size: *batch_size as usize,
             };
             commands::stream::replay(&open()?, options, cli.json).await
         }
@@ -548,6 +559,7 @@ async fn run_async(cli: Cli) -> Result<()> {
                 granularity,
                 filters,
                 recent: recent.as_deref(),
+                json: cli.json,
             };
             commands::stream::query(&open()?, options).await
         }

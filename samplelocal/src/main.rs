@@ -5,6 +5,9 @@ fn main() -> std::process::ExitCode {
     // the command decides the set-up (no thread exists yet).
     let cli = tributary::cli::Cli::parse();
     tributary_handlers::process::set_up(cli.command.workload());
+    if !cli.command.serves_http() {
+        tributary_handlers::process::end_quietly_when_output_closes();
+    }
     match tributary::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -57,6 +57,18 @@ fn low_quality_waits_for_a_person_who_approves_or_rejects() {
     assert_eq!(state_of(&ws, "user_events", "2025-12-04"), "held");
     let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
     let first = pending["pending"][0]["id"].as_str().unwrap().to_string();
+    // The text list: the request and the execution ARN on lines of their own.
+    let text = tributary(&ws, &["approvals", "list"]);
+    let listed = String::from_utf8_lossy(&text.stdout);
+    let purpose = pending["pending"][0]["purpose"].as_str().unwrap();
+    assert!(listed.lines().any(|l| l.trim() == purpose), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .filter(|l| l.contains("arn:aws:states"))
+            .all(|l| l.trim_start().starts_with("execution") && !l.contains(purpose)),
+        "{listed}"
+    );
     assert_eq!(
         pending["pending"][0]["summary"]["held"][0]["dataset"],
         "user_events"
@@ -862,4 +874,77 @@ fn base64(text: &str) -> String {
         }
     }
     out
+}
+
+/// A dataset complete after a quiet period: uploads start nothing; the
+/// scheduled catchup polls the date on the execution's (virtual) clock and
+/// starts one run once no file came for `quiet_for`.
+#[test]
+fn the_schedule_starts_a_date_once_its_files_have_gone_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        r#"
+[datasets.parts]
+complete_when = "quiet"
+quiet_for = "30m"
+[[datasets.parts.columns]]
+name = "id"
+type = "string"
+required = true
+
+[pipelines.parts_daily]
+datasets = ["parts"]
+start_date = 2025-12-03
+"#,
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    for hour in 0..2 {
+        let part = dir.path().join(format!("part-{hour}.csv"));
+        std::fs::write(&part, format!("id\nh{hour}\n")).unwrap();
+        let up = json_of(&tributary(
+            &ws,
+            &[
+                "--config",
+                cfg,
+                "--json",
+                "upload",
+                part.to_str().unwrap(),
+                "--dataset",
+                "parts",
+                "--date",
+                "2025-12-03",
+            ],
+        ));
+        assert_eq!(
+            up["runs"],
+            json!([]),
+            "an upload of a quiet dataset starts nothing: {up}"
+        );
+    }
+    let tick = json_of(&tributary(
+        &ws,
+        &[
+            "--config",
+            cfg,
+            "--json",
+            "schedule",
+            "tick",
+            "--at",
+            "2025-12-04T06:00:00Z",
+        ],
+    ));
+    let catchup = &tick["catchups"][0];
+    assert_eq!(
+        catchup["execution"]["output"]["report"]["started"],
+        json!(["2025-12-03"]),
+        "{tick}"
+    );
+    let runs = catchup["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{tick}");
+    assert_eq!(runs[0]["datasets"][0]["stats"]["files"], 2, "{tick}");
+    assert_eq!(runs[0]["datasets"][0]["state"], "published", "{tick}");
 }

@@ -53,6 +53,7 @@ fn the_demo_streams_reconciles_and_serves_sales() {
     let day = json_of(&tributary(
         &ws,
         &[
+            "--json",
             "query",
             "--start",
             "2025-12-03",
@@ -67,6 +68,7 @@ fn the_demo_streams_reconciles_and_serves_sales() {
     let minutes = json_of(&tributary(
         &ws,
         &[
+            "--json",
             "query",
             "--start",
             "2025-12-03T10:00:00Z",
@@ -79,8 +81,58 @@ fn the_demo_streams_reconciles_and_serves_sales() {
         ],
     ));
     assert_eq!(minutes["series"].as_array().unwrap().len(), 120);
-    let recent = json_of(&tributary(&ws, &["query", "--recent", "15m"]));
+    let recent = json_of(&tributary(&ws, &["--json", "query", "--recent", "15m"]));
     assert!(recent["count"].as_u64().unwrap() > 0, "{recent}");
+    // Without --json: a table, which source served each segment first.
+    let table = tributary(
+        &ws,
+        &[
+            "query",
+            "--start",
+            "2025-12-03",
+            "--end",
+            "2025-12-05",
+            "--granularity",
+            "day",
+        ],
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{text}");
+    assert!(
+        text.starts_with("segments:") && text.contains("batch") && text.contains("realtime"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sum amount") && text.contains("total"),
+        "{text}"
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "not JSON: {text}"
+    );
+    // A reader that goes away (`| head`) ends the command quietly.
+    for args in [
+        &[
+            "query",
+            "--start",
+            "2025-12-03T10:00:00Z",
+            "--end",
+            "2025-12-03T12:00:00Z",
+            "--granularity",
+            "minute",
+        ][..],
+        &["--json", "dlq", "list"][..],
+    ] {
+        let (status, stderr) = with_stdout_closed(&ws, args);
+        assert!(
+            status.success() || std::os::unix::process::ExitStatusExt::signal(&status) == Some(13),
+            "{args:?}: {status:?} {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
     let bad = tributary(
         &ws,
         &["query", "--start", "2025-12-04", "--end", "2025-12-03"],

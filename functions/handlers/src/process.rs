@@ -25,6 +25,23 @@ pub fn set_up(workload: Workload) {
     keep_freed_memory();
 }
 
+/// A command-line tool whose reader went away (`tributary query | head`)
+/// should end as Unix tools do: killed by SIGPIPE (status 141 in a shell),
+/// quietly. Rust ignores SIGPIPE, so every print would fail with EPIPE and
+/// `println!` panic instead. Not for processes that serve HTTP: a client
+/// closing its socket must not kill the server.
+#[cfg(unix)]
+pub fn end_quietly_when_output_closes() {
+    // SAFETY: restoring a signal's default disposition; called before any
+    // other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+pub fn end_quietly_when_output_closes() {}
+
 /// The cleaner frees and allocates batches of megabytes for every range;
 /// glibc hands such blocks back to the kernel at once, and the next range
 /// faults them in again (about a third of a clean's system time). Keeping

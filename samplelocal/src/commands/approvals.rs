@@ -22,13 +22,15 @@ pub async fn list(rt: &LocalRuntime, json_out: bool) -> Result<()> {
     if pending.is_empty() {
         println!("no approval requests are waiting");
     }
+    // One field a line: the request, then where it waits and until when.
     for a in &pending {
         println!(
-            "{}  {}\n    expires {}  execution {}",
+            "{}\n  {}\n  expires    {}\n  execution  {}\n  decide     tributary approvals approve|reject {}\n",
             a.id,
             a.purpose,
             a.expires_at.format("%Y-%m-%d %H:%M UTC"),
-            a.execution
+            a.execution,
+            a.id
         );
     }
     Ok(())

@@ -23,11 +23,20 @@ pub struct ReplayOptions<'a> {
     pub batch_size: usize,
 }
 
+/// The pacing a replay can keep: from one record every 1,000 seconds to a
+/// million a second (beyond, the schedule's arithmetic would overflow or
+/// mean "all at once", which is leaving `--rate` out).
+const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.001..=1_000_000.0;
+
 fn parse_rate(text: &str) -> Result<f64> {
     let n = text.trim().trim_end_matches("/s");
     match n.parse::<f64>() {
-        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
-        _ => bail!("--rate {text:?}: write records per second, for example 200/s"),
+        Ok(r) if RATE_RANGE.contains(&r) => Ok(r),
+        _ => bail!(
+            "--rate {text:?}: write records per second from {} to {}, for example 200/s (leave --rate out to replay all at once)",
+            RATE_RANGE.start(),
+            RATE_RANGE.end()
+        ),
     }
 }
 
@@ -372,6 +381,7 @@ fn encode(v: &str) -> String {
 }
 
 pub struct QueryOptions<'a> {
+    pub json: bool,
     pub name: &'a str,
     pub start: Option<&'a str>,
     pub end: Option<&'a str>,
@@ -416,5 +426,108 @@ pub async fn query(rt: &LocalRuntime, o: QueryOptions<'_>) -> Result<()> {
             body["error"].as_str().unwrap_or("no message")
         );
     }
-    print_json(&body)
+    if o.json {
+        return print_json(&body);
+    }
+    print!("{}", query_table(&body));
+    Ok(())
+}
+
+/// The query answer for people: which source served each segment (as of
+/// when), then the series, count and sums per period, and the total.
+fn query_table(answer: &Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let measures: Vec<String> = answer["total"]["sum"]
+        .as_object()
+        .or(answer["sum"].as_object())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let sums = |v: &Value| -> String {
+        measures
+            .iter()
+            .map(|m| match v["sum"][m].as_f64() {
+                Some(x) => format!(" {x:>14.2}"),
+                None => format!(" {:>14}", "-"),
+            })
+            .collect()
+    };
+    let count = |v: &Value| v["count"].as_u64().unwrap_or(0);
+    let header: String = measures
+        .iter()
+        .map(|m| format!(" {:>14}", format!("sum {m}")))
+        .collect();
+    if answer.get("series").is_none() {
+        // `--recent`: one sliding window.
+        let _ = writeln!(
+            out,
+            "{} {} .. {} (realtime, as of {})",
+            answer["window"].as_str().unwrap_or("?"),
+            answer["start"].as_str().unwrap_or("?"),
+            answer["end"].as_str().unwrap_or("?"),
+            answer["as_of"].as_str().unwrap_or("?")
+        );
+        let _ = writeln!(out, "{:<40} {:>8}{header}", "", "count");
+        let _ = writeln!(out, "{:<40} {:>8}{}", "all", count(answer), sums(answer));
+        for t in answer["top"].as_array().into_iter().flatten() {
+            let dims: Vec<String> = t["dimensions"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?")))
+                .collect();
+            let _ = writeln!(out, "{:<40} {:>8}{}", dims.join(" "), count(t), sums(t));
+        }
+        return out;
+    }
+    let _ = writeln!(out, "segments:");
+    for seg in answer["segments"].as_array().into_iter().flatten() {
+        let as_of = &seg["as_of"];
+        let detail = match seg["source"].as_str() {
+            Some("batch") => format!(
+                "views run {} published {}{}",
+                as_of["run_id"].as_str().unwrap_or("?"),
+                as_of["published_at"].as_str().unwrap_or("?"),
+                as_of["rebuilt_for"]
+                    .as_str()
+                    .map(|r| format!(", rebuilt for {r}"))
+                    .unwrap_or_default()
+            ),
+            _ => format!(
+                "newest event {}",
+                as_of["newest_event"].as_str().unwrap_or("none yet")
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "  {} .. {}  {:<8}  {detail}",
+            seg["start"].as_str().unwrap_or("?"),
+            seg["end"].as_str().unwrap_or("?"),
+            seg["source"].as_str().unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<22} {:<8} {:>8}{header}",
+        "period", "source", "count"
+    );
+    for point in answer["series"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:<22} {:<8} {:>8}{}",
+            point["start"].as_str().unwrap_or("?"),
+            point["source"].as_str().unwrap_or("?"),
+            count(point),
+            sums(point)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<22} {:<8} {:>8}{}",
+        "total",
+        "",
+        count(&answer["total"]),
+        sums(&answer["total"])
+    );
+    out
 }

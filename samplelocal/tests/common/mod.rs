@@ -17,6 +17,25 @@ pub fn tributary(ws: &Path, args: &[&str]) -> Output {
         .expect("run tributary")
 }
 
+/// Run a command whose stdout reader has already gone (as `| head` does
+/// once it has its lines): its exit status and stderr.
+pub fn with_stdout_closed(ws: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("--workspace")
+        .arg(ws)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tributary");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    (child.wait().expect("wait"), stderr)
+}
+
 /// Stdout as one JSON document, whatever the exit code.
 pub fn stdout_json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

@@ -431,6 +431,15 @@ pub const STREAM_LAYERS: [Layer; 4] = [Layer::Stream, Layer::Late, Layer::Dlq, L
 pub const FEATURE_LAYERS: [Layer; 1] = [Layer::Features];
 pub const LABELING_LAYERS: [Layer; 1] = [Layer::Labels];
 
+/// The longest a person can be waited for: a year (Step Functions' limit
+/// for a task token).
+pub const MAX_WAIT_HOURS: u64 = 8_760;
+
+/// Limits of the stream durations: the arithmetic on them (micro-seconds,
+/// epoch seconds) stays far from overflow, and they mean something.
+pub const MAX_ALLOWED_LATENESS_SECS: u64 = 7 * 86_400;
+pub const MAX_DEDUPE_HORIZON_SECS: u64 = 366 * 86_400;
+
 /// The longest retention accepted: a hundred years (date arithmetic on
 /// anything larger could overflow).
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
@@ -859,6 +868,17 @@ impl Config {
             )?;
         }
         for (name, p) in &self.pipelines {
+            let plausible =
+                NaiveDate::from_ymd_opt(1970, 1, 1).zip(NaiveDate::from_ymd_opt(9999, 12, 31));
+            if let (Some(d), Some((first, last))) = (p.start_date, plausible) {
+                if d < first || d > last {
+                    return Err(invalid(
+                        format!("pipelines.{name}.start_date"),
+                        format!("{d} is outside {first} to {last}"),
+                        "give the first date the pipeline owns".into(),
+                    ));
+                }
+            }
             if !valid_name(name) {
                 return Err(invalid(
                     format!("pipelines.{name}"),
@@ -1003,11 +1023,19 @@ impl Config {
                     ));
                 }
             }
-            if l.max_rounds == 0 || l.review_hours == 0 {
+            if l.max_rounds == 0 || l.max_rounds > 100 {
                 return Err(invalid(
                     at("max_rounds"),
-                    "max_rounds and review_hours must be at least 1".into(),
-                    "allow at least one review round of at least an hour".into(),
+                    format!("{} is not 1 to 100 review rounds", l.max_rounds),
+                    "allow at least one review round, for example 3".into(),
+                ));
+            }
+            // A task token waits at most a year on Step Functions.
+            if !(1..=MAX_WAIT_HOURS).contains(&l.review_hours) {
+                return Err(invalid(
+                    at("review_hours"),
+                    format!("{} is not 1 to {MAX_WAIT_HOURS} hours", l.review_hours),
+                    "give a person at least an hour and at most a year, for example 24".into(),
                 ));
             }
             for (i, r) in l.rules.iter().enumerate() {
@@ -1197,16 +1225,36 @@ impl Config {
                 "keep reconciliation checks for example \"30d\"".into(),
             ));
         }
-        for (field, value) in [
-            ("allowed_lateness", &st.allowed_lateness),
-            ("dedupe_horizon", &st.dedupe_horizon),
+        for (field, value, max, example) in [
+            (
+                "allowed_lateness",
+                &st.allowed_lateness,
+                MAX_ALLOWED_LATENESS_SECS,
+                "7d",
+            ),
+            (
+                "dedupe_horizon",
+                &st.dedupe_horizon,
+                MAX_DEDUPE_HORIZON_SECS,
+                "366d",
+            ),
         ] {
-            if parse_duration_secs(value).is_none() {
-                return Err(invalid(
-                    at(field),
-                    format!("{value:?} is not a duration"),
-                    "write a number and a unit: s, m, h or d (\"5m\")".into(),
-                ));
+            match parse_duration_secs(value) {
+                None => {
+                    return Err(invalid(
+                        at(field),
+                        format!("{value:?} is not a duration"),
+                        "write a number and a unit: s, m, h or d (\"5m\")".into(),
+                    ))
+                }
+                Some(secs) if secs > max => {
+                    return Err(invalid(
+                        at(field),
+                        format!("{value:?} is longer than {example}"),
+                        format!("use at most {example}"),
+                    ))
+                }
+                Some(_) => {}
             }
         }
         if let Some(serve) = &st.serve_as {
@@ -1339,5 +1387,46 @@ timezone = "Europe/Berlin"
             "{MINIMAL}\n[datasets.orders.retention_days]\nraw = 1000000000\n"
         ));
         assert!(e.contains("at most 36500"), "{e}");
+    }
+
+    #[test]
+    fn numbers_whose_arithmetic_could_overflow_are_refused_at_load() {
+        let stream = |field: &str| {
+            format!(
+                "{MINIMAL}\n[streams.s]\nevent_id = \"order_id\"\nevent_time = \"ts\"\n{field}\n[[streams.s.fields]]\nname = \"order_id\"\ntype = \"string\"\n[[streams.s.fields]]\nname = \"ts\"\ntype = \"timestamp\"\n"
+            )
+        };
+        for (field, named) in [
+            (
+                "allowed_lateness = \"99999999999d\"",
+                "streams.s.allowed_lateness",
+            ),
+            ("allowed_lateness = \"8d\"", "streams.s.allowed_lateness"),
+            ("dedupe_horizon = \"400d\"", "streams.s.dedupe_horizon"),
+            (
+                "reconcile_history = \"99999999999999999999d\"",
+                "streams.s.reconcile_history",
+            ),
+        ] {
+            let e = err(&stream(field));
+            assert!(e.contains(named) && e.contains("Fix:"), "{field}: {e}");
+        }
+        Config::parse(&stream("allowed_lateness = \"7d\""), "pipeline.toml").unwrap();
+        let labeling = |field: &str| {
+            format!(
+                "{MINIMAL}\n[labeling.l]\ndataset = \"orders\"\nid_column = \"order_id\"\ndefault_label = \"x\"\n{field}\n"
+            )
+        };
+        let e = err(&labeling("review_hours = 18446744073709551615"));
+        assert!(e.contains("labeling.l.review_hours"), "{e}");
+        let e = err(&labeling("review_hours = 8761"));
+        assert!(e.contains("labeling.l.review_hours"), "{e}");
+        let e = err(&labeling("max_rounds = 4000000000"));
+        assert!(e.contains("labeling.l.max_rounds"), "{e}");
+        let e = err(&MINIMAL.replace(
+            "timezone = \"Europe/Berlin\"",
+            "timezone = \"Europe/Berlin\"\nstart_date = \"1066-10-14\"",
+        ));
+        assert!(e.contains("pipelines.daily.start_date"), "{e}");
     }
 }
