@@ -292,12 +292,15 @@ pub trait IntrinsicEnv {
     fn random_u64(&mut self) -> u64;
 }
 
+/// Errors are (error name, message): an argument path that matches nothing
+/// is `States.Runtime`, as AWS reports it; a call that cannot be computed
+/// from its arguments is `States.IntrinsicFailure`.
 pub fn evaluate(
     call: &Intrinsic,
     input: &Value,
     context: &Value,
     env: &mut dyn IntrinsicEnv,
-) -> Result<Value, String> {
+) -> Result<Value, (&'static str, String)> {
     let mut args = Vec::with_capacity(call.args.len());
     for (i, a) in call.args.iter().enumerate() {
         args.push(match a {
@@ -308,16 +311,56 @@ pub fn evaluate(
             Arg::Literal(Value::String(s)) => Value::String(unescape(s)),
             Arg::Literal(v) => v.clone(),
             Arg::Path(p) => p.select(input, context).ok_or_else(|| {
-                format!(
-                    "{}: path '{}' matches nothing in the input",
-                    call.name,
-                    p.text()
+                (
+                    crate::errors::RUNTIME,
+                    format!(
+                        "The JSONPath '{}' specified as argument {} of {} could not be found in the {}",
+                        p.text(),
+                        i + 1,
+                        call.name,
+                        where_found(p.is_context(), input)
+                    ),
                 )
             })?,
             Arg::Call(inner) => evaluate(inner, input, context, env)?,
         });
     }
-    let name = call.name.as_str();
+    apply(call.name.as_str(), &args, env).map_err(|m| (crate::errors::INTRINSIC_FAILURE, m))
+}
+
+/// "input '<the input>'" (shortened, as AWS's causes quote it) or "context
+/// object".
+pub fn where_found(context: bool, input: &Value) -> String {
+    if context {
+        return "context object".into();
+    }
+    let text = input.to_string();
+    let cut = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .take_while(|i| *i <= 1000)
+        .last()
+        .unwrap_or(0);
+    if text.len() > 1000 {
+        format!("input '{}…'", &text[..cut])
+    } else {
+        format!("input '{text}'")
+    }
+}
+
+/// A States.MathAdd operand: an integer, or a number rounded half up.
+fn math_add_operand(name: &str, v: &Value, position: usize) -> Result<i64, String> {
+    if let Some(i) = v.as_i64() {
+        return Ok(i);
+    }
+    v.as_f64()
+        .map(|f| (f + 0.5).floor())
+        .filter(|f| f.abs() < 9.0e15)
+        .map(|f| f as i64)
+        .ok_or_else(|| format!("{name}: argument {position} must be a number, got {v}"))
+}
+
+fn apply(name: &str, args: &[Value], env: &mut dyn IntrinsicEnv) -> Result<Value, String> {
     let want_str = |i: usize| -> Result<&str, String> {
         args[i].as_str().ok_or_else(|| {
             format!(
@@ -393,7 +436,7 @@ pub fn evaluate(
         "States.StringToJson" => serde_json::from_str(want_str(0)?)
             .map_err(|e| format!("{name}: the string is not JSON: {e}"))?,
         "States.JsonToString" => Value::String(args[0].to_string()),
-        "States.Array" => Value::Array(args),
+        "States.Array" => Value::Array(args.to_vec()),
         "States.ArrayPartition" => {
             let items = want_array(0)?;
             let size = want_int(1)?;
@@ -507,8 +550,10 @@ pub fn evaluate(
             };
             json!(start + (r % (end - start) as u64) as i64)
         }
-        "States.MathAdd" => json!(want_int(0)?
-            .checked_add(want_int(1)?)
+        // AWS rounds a non-integer argument to the nearest integer, halves
+        // up as Java's Math.round does (1.5 → 2, -1.5 → -1), then adds.
+        "States.MathAdd" => json!(math_add_operand(name, &args[0], 1)?
+            .checked_add(math_add_operand(name, &args[1], 2)?)
             .ok_or_else(|| format!("{name}: the sum overflows"))?),
         "States.StringSplit" => {
             let s = want_str(0)?;
@@ -559,6 +604,40 @@ mod tests {
             &json!({"Execution": {"Name": "run-1"}}),
             &mut Fixed(7),
         )
+        .map_err(|(_, m)| m)
+    }
+
+    #[test]
+    fn math_add_rounds_fractions_half_up_as_aws_does() {
+        for (a, b, sum) in [
+            (json!(1.5), json!(1), 3),
+            (json!(1.4), json!(1), 2),
+            (json!(-1.5), json!(0), -1),
+            (json!(-1.6), json!(0), -2),
+            (json!(2.5), json!(2.5), 6),
+            (json!(111), json!(-1), 110),
+        ] {
+            assert_eq!(
+                eval("States.MathAdd($.a, $.b)", json!({"a": a, "b": b})),
+                Ok(json!(sum)),
+                "{a} + {b}"
+            );
+        }
+        let err = eval("States.MathAdd($.a, 1)", json!({"a": "3"})).unwrap_err();
+        assert!(err.contains("must be a number"), "{err}");
+    }
+
+    #[test]
+    fn an_argument_path_matching_nothing_is_a_runtime_error() {
+        let call = Intrinsic::parse("States.MathAdd($.a, 1)").unwrap();
+        let (name, message) =
+            evaluate(&call, &json!({"b": 1}), &json!({}), &mut Fixed(7)).unwrap_err();
+        assert_eq!(name, crate::errors::RUNTIME);
+        assert!(
+            message.contains("The JSONPath '$.a'")
+                && message.contains("could not be found in the input '{\"b\":1}'"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -725,7 +804,7 @@ mod tests {
                 "out of bounds",
             ),
             ("States.StringToJson($.s)", json!({"s": "{"}), "not JSON"),
-            ("States.MathAdd($.a, 1)", json!({}), "matches nothing"),
+            ("States.MathAdd($.a, 1)", json!({}), "could not be found"),
             ("States.ArrayRange(1, 5000, 1)", json!({}), "more than 1000"),
             (
                 "States.Format('{}', $.o)",

@@ -23,8 +23,9 @@ impl Dynamic {
         }
     }
 
-    /// Errors are (error name, message): a path that matches nothing is a
-    /// parameter-path failure, a failing intrinsic an intrinsic failure.
+    /// Errors are (error name, message): a path that matches nothing is
+    /// `States.Runtime` (which no Catch catches), as AWS reports it; a
+    /// failing intrinsic `States.IntrinsicFailure`.
     pub fn evaluate(
         &self,
         input: &Value,
@@ -34,20 +35,15 @@ impl Dynamic {
         match self {
             Dynamic::Path(p) => p.select(input, context).ok_or_else(|| {
                 (
-                    crate::errors::PARAMETER_PATH_FAILURE,
+                    crate::errors::RUNTIME,
                     format!(
-                        "the JSONPath '{}' could not be found in the {}",
+                        "The JSONPath '{}' could not be found in the {}",
                         p.text(),
-                        if p.is_context() {
-                            "context object"
-                        } else {
-                            "input"
-                        }
+                        intrinsics::where_found(p.is_context(), input)
                     ),
                 )
             }),
-            Dynamic::Intrinsic(call) => intrinsics::evaluate(call, input, context, env)
-                .map_err(|m| (crate::errors::INTRINSIC_FAILURE, m)),
+            Dynamic::Intrinsic(call) => intrinsics::evaluate(call, input, context, env),
         }
     }
 }
@@ -123,9 +119,19 @@ impl Template {
             Template::Object(fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for (k, t) in fields {
-                    let v = t
-                        .render(input, context, env)
-                        .map_err(|(name, m)| (name, format!("field '{k}': {m}")))?;
+                    let v = t.render(input, context, env).map_err(|(name, m)| match t {
+                        // AWS's words: "The JSONPath '$.x' specified for the
+                        // field 'k.$' could not be found in the input '…'".
+                        Template::Dynamic(Dynamic::Path(p)) => (
+                            name,
+                            format!(
+                                "The JSONPath '{}' specified for the field '{k}.$' could not be found in the {}",
+                                p.text(),
+                                intrinsics::where_found(p.is_context(), input)
+                            ),
+                        ),
+                        _ => (name, format!("field '{k}': {m}")),
+                    })?;
                     out.insert(k.clone(), v);
                 }
                 Value::Object(out)

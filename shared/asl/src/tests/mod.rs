@@ -216,9 +216,13 @@ fn parameters_path_failure_and_intrinsics_in_parameters() {
     state["Parameters"] = json!({"x.$": "$.missing"});
     let e = exec(single(state), json!({}), &mut Canned::default());
     assert_eq!(e.status, Status::Failed);
-    assert_eq!(e.error.as_deref(), Some("States.ParameterPathFailure"));
+    // As AWS reports it: States.Runtime, naming the path and the field.
+    assert_eq!(e.error.as_deref(), Some("States.Runtime"));
     assert!(
-        e.cause.as_deref().unwrap().contains("$.missing"),
+        e.cause
+            .as_deref()
+            .unwrap()
+            .contains("The JSONPath '$.missing' specified for the field 'x.$' could not be found in the input '{}'"),
         "{:?}",
         e.cause
     );
@@ -239,6 +243,75 @@ fn input_path_matching_nothing_is_an_uncatchable_runtime_error() {
     let e = exec(def, json!({}), &mut Canned::default().echo());
     assert_eq!(e.status, Status::Failed);
     assert_eq!(e.error.as_deref(), Some("States.Runtime"));
+}
+
+/// Every place a path is resolved fails the way AWS reports it:
+/// States.Runtime, which neither Retry nor a States.ALL Catch handles.
+#[test]
+fn a_path_matching_nothing_anywhere_is_an_uncatchable_runtime_error() {
+    let caught = |state: Value| {
+        if state.get("Catch").is_some() {
+            json!({"StartAt": "S", "States": {
+                "S": state,
+                "Caught": {"Type": "Pass", "End": true}
+            }})
+        } else {
+            json!({"StartAt": "S", "States": {"S": state}})
+        }
+    };
+    let catch_all = json!([{"ErrorEquals": ["States.ALL"], "Next": "Caught"}]);
+    let retry_all = json!([{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}]);
+    let cases = [
+        (
+            "ResultSelector",
+            json!({"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:F",
+                   "ResultSelector": {"v.$": "$.nope"}, "Retry": retry_all, "Catch": catch_all, "End": true}),
+            "specified for the field 'v.$'",
+        ),
+        (
+            "Parameters from the context object",
+            json!({"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:F",
+                   "Parameters": {"v.$": "$$.Execution.Nope"}, "Catch": catch_all, "End": true}),
+            "could not be found in the context object",
+        ),
+        (
+            "ItemSelector",
+            json!({"Type": "Map", "ItemsPath": "$.items",
+                   "ItemSelector": {"v.$": "$$.Map.Item.Value.nope"},
+                   "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
+                   "Catch": catch_all, "End": true}),
+            "specified for the field 'v.$'",
+        ),
+        (
+            "an intrinsic's argument",
+            json!({"Type": "Pass", "Parameters": {"v.$": "States.MathAdd($.nope, 1)"}, "End": true}),
+            "The JSONPath '$.nope'",
+        ),
+        (
+            "Fail ErrorPath",
+            json!({"Type": "Fail", "ErrorPath": "$.nope", "Cause": "x"}),
+            "The JSONPath '$.nope'",
+        ),
+        (
+            "Fail CausePath",
+            json!({"Type": "Fail", "Error": "E", "CausePath": "$.nope"}),
+            "The JSONPath '$.nope'",
+        ),
+    ];
+    for (what, state, fragment) in cases {
+        let e = exec(
+            caught(state),
+            json!({"items": [{"a": 1}]}),
+            &mut Canned::default().answer("S", vec![TaskOutcome::ok(json!({"x": 1}))]),
+        );
+        assert_eq!(e.status, Status::Failed, "{what}: {e:?}");
+        assert_eq!(e.error.as_deref(), Some("States.Runtime"), "{what}: {e:?}");
+        assert!(
+            e.cause.as_deref().unwrap_or_default().contains(fragment),
+            "{what}: {:?}",
+            e.cause
+        );
+    }
 }
 
 #[test]
