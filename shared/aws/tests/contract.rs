@@ -377,6 +377,56 @@ async fn state_store_contract(store: Arc<dyn StateStore>) {
         .unwrap();
     assert_eq!(w.date, d("2025-12-05"));
 
+    // Concurrent writers (tasks on a multi-thread runtime: separate threads,
+    // and for DynamoDB separate requests in flight): the larger value wins
+    // and a reader never sees the watermark move backwards.
+    let dates: Vec<_> = [7, 3, 9, 1, 8, 2, 6, 4, 5, 10, 12, 11]
+        .iter()
+        .map(|day| d(&format!("2025-11-{day:02}")))
+        .collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(w) = tributary_core::state::watermark(store.as_ref(), "race")
+                    .await
+                    .unwrap()
+                {
+                    seen.push(w.date);
+                }
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
+    let writers: Vec<_> = dates
+        .iter()
+        .map(|date| {
+            let (store, date) = (store.clone(), *date);
+            tokio::spawn(async move {
+                tributary_core::state::advance_watermark(store.as_ref(), "race", date)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    assert!(
+        seen.windows(2).all(|p| p[0] <= p[1]),
+        "the watermark moved backwards: {seen:?}"
+    );
+    let w = tributary_core::state::watermark(store.as_ref(), "race")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.date, d("2025-11-12"), "the largest value wins");
+
     // Put-if-absent claims with a TTL: held, then expired and reclaimed.
     let claim = |by: &str, expires: i64| {
         (
@@ -401,13 +451,13 @@ async fn state_store_contract(store: Arc<dyn StateStore>) {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn state_store_local() {
     let dir = tempfile::tempdir().unwrap();
     state_store_contract(Arc::new(FileStateStore::new(dir.path().to_path_buf()))).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn state_store_dynamodb_on_moto() {
     let moto = moto();
     let config = sdk_config(&moto).await;
