@@ -173,6 +173,11 @@ async fn keys_outside_the_layout_are_refused_with_a_reason() {
             "unsafe path segment",
         ),
         ("raw/orders/x.csv", "outside the bucket layout"),
+        // %FF decodes to a byte that is not UTF-8.
+        (
+            "raw/orders/date%3D2025-12-03/a%FF.csv",
+            "decoded bytes are not UTF-8",
+        ),
     ] {
         let err = usecases::on_object_created(&svc, key, "e", 1)
             .await
@@ -181,6 +186,12 @@ async fn keys_outside_the_layout_are_refused_with_a_reason() {
         assert_eq!(err.error_name(), "Tributary.BadInput");
         assert!(!err.retryable());
     }
+    // Nothing of any refused key was recorded or started.
+    assert!(state::all_partitions(&h.adapters.state, "orders")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(h.adapters.workflows.drain().is_empty());
     let ignored =
         usecases::on_object_created(&svc, "cleaned/orders/date=2025-12-03/x.parquet", "e", 1)
             .await

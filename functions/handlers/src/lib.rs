@@ -834,6 +834,54 @@ mod tests {
         assert!(err.message.contains("Object Deleted"));
     }
 
+    /// Malformed events are refused with a message that names what was
+    /// wrong (the tests read the message, not only the failure).
+    #[test]
+    fn malformed_events_say_what_is_wrong() {
+        let err = created_objects(&json!({"Records": "not a list"})).unwrap_err();
+        assert_eq!(err.error_type, "Tributary.BadEvent");
+        assert!(
+            err.message.contains("not an S3 notification") && err.message.contains("invalid type"),
+            "{}",
+            err.message
+        );
+        let err =
+            created_objects(&json!({"Records": [{"s3": {"object": {"size": 3}}}]})).unwrap_err();
+        assert!(
+            err.message.contains("missing field `bucket`"),
+            "{}",
+            err.message
+        );
+
+        let kinesis = json!({"Records": [{
+            "eventID": "shardId-000000000000:1", "eventSourceARN": "arn:aws:kinesis:us-east-1:1:stream/orders",
+            "kinesis": {"sequenceNumber": "1", "partitionKey": "k"}
+        }]});
+        let err = stream::kinesis_records(&kinesis).unwrap_err();
+        assert_eq!(err.message, "Records[0]: /kinesis/data is missing");
+        let err = stream::kinesis_records(&json!({"Records": {}})).unwrap_err();
+        assert!(
+            err.message.contains("Records[] is missing"),
+            "{}",
+            err.message
+        );
+
+        let err =
+            approval_callback::HttpRequest::from_event(&json!({"rawPath": "/x"})).unwrap_err();
+        assert!(
+            err.message
+                .contains("requestContext.http.method is missing"),
+            "{}",
+            err.message
+        );
+        let err = approval_callback::HttpRequest::from_event(&json!({
+            "requestContext": {"http": {"method": "POST"}},
+            "isBase64Encoded": true, "body": "%%% not base64"
+        }))
+        .unwrap_err();
+        assert_eq!(err.message, "the request body is not valid base64");
+    }
+
     #[test]
     fn partition_input_is_checked() {
         assert!(PartitionInput::parse(
