@@ -1216,3 +1216,74 @@ async fn a_label_review_confirms_only_the_page_the_reviewer_saw() {
         "{merged}"
     );
 }
+
+/// An approval link used after it expired decides nothing, through the
+/// approval-callback function on a clock the test sets: the page says it
+/// expired, the request stays undecided, no task token is answered, and
+/// the pending list no longer offers it.
+#[tokio::test]
+async fn an_expired_approval_link_decides_nothing() {
+    use tributary_core::approvals::{self, ApprovalRequest, ApprovalStatus};
+    use tributary_handlers::approval_callback::{handle, HttpRequest};
+    let h = Harness::new(&config("overwrite"));
+    let svc = h.services();
+    let t0 = chrono::Utc::now();
+    let (approval, links) = approvals::request(
+        &h.adapters.state,
+        &svc.links,
+        ApprovalRequest {
+            token: "token-1".into(),
+            execution: "exec-1".into(),
+            purpose: "publish orders".into(),
+            summary: json!({"pipeline": "orders_daily", "date": "2025-12-03", "run_id": "r", "held": []}),
+            ttl: chrono::Duration::hours(1),
+        },
+        t0,
+    )
+    .await
+    .unwrap();
+    let request = |method: &str| {
+        let url = &links.approve;
+        let path = &url[url.find("/approvals/").unwrap()..];
+        let (path, query) = path.split_once('?').unwrap();
+        HttpRequest::from_event(&json!({
+            "rawPath": path,
+            "rawQueryString": if method == "GET" { query } else { "" },
+            "body": if method == "POST" { format!("{query}&decider=Ana") } else { String::new() },
+            "requestContext": {"http": {"method": method}},
+        }))
+        .unwrap()
+    };
+    // Within the hour the link opens its confirmation page.
+    let open = handle(&svc, &request("GET"), t0 + chrono::Duration::minutes(30)).await;
+    assert_eq!(open["statusCode"], 200, "{open}");
+    // Two hours later: refused, and nothing is decided.
+    let later = t0 + chrono::Duration::hours(2);
+    for method in ["GET", "POST"] {
+        let answer = handle(&svc, &request(method), later).await;
+        assert_eq!(answer["statusCode"], 410, "{method}: {answer}");
+        assert!(
+            answer["body"].as_str().unwrap().contains("expired"),
+            "{answer}"
+        );
+    }
+    let stored = approvals::get(&h.adapters.state, &approval.id)
+        .await
+        .unwrap();
+    assert_eq!(stored.status, ApprovalStatus::Pending);
+    assert!(
+        h.adapters.callbacks.drain().is_empty(),
+        "no task token was answered"
+    );
+    assert!(approvals::pending(&h.adapters.state, later)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        approvals::pending(&h.adapters.state, t0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}

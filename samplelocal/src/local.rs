@@ -260,8 +260,16 @@ impl LocalRuntime {
         reason: Option<String>,
         details: Option<Value>,
     ) -> Result<Value> {
-        orchestration::decide_and_answer(&self.services(), id, decision, decider, reason, details)
-            .await?;
+        orchestration::decide_and_answer(
+            &self.services(),
+            id,
+            decision,
+            decider,
+            reason,
+            details,
+            chrono::Utc::now(),
+        )
+        .await?;
         let mut resumed = self.apply_callbacks()?;
         resumed
             .pop()

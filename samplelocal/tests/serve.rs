@@ -65,3 +65,54 @@ fn approval_links_show_then_decide_once() {
     ));
     assert_eq!(shown["output"]["approval"]["decider"], "Ana Lima (link)");
 }
+
+/// A link opened after its request expired, through `tributary serve` on
+/// the real clock: refused as expired (410), nothing decided, and the
+/// pending list and page no longer offer it.
+#[test]
+fn an_expired_link_decides_nothing_through_serve() {
+    use tributary_core::approvals::{self, ApprovalRequest, ApprovalStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    json_of(&tributary(&ws, &["--json", "demo"]));
+    let config = tributary_core::config::Config::load(&ws.join("pipeline.toml")).unwrap();
+    let adapters = tributary_local::Workspace::new(&ws).adapters();
+    let svc = adapters.services(&config);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (approval, links) = rt
+        .block_on(approvals::request(
+            &adapters.state,
+            &svc.links,
+            ApprovalRequest {
+                token: "token-of-nothing".into(),
+                execution: "exec-1".into(),
+                purpose: "publish orders 2025-12-09 (expires in a second)".into(),
+                summary: serde_json::json!({"pipeline": "orders_daily", "date": "2025-12-09", "run_id": "r", "held": []}),
+                ttl: chrono::Duration::seconds(1),
+            },
+            chrono::Utc::now(),
+        ))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let link = links.approve[links.approve.find("/approvals/").unwrap()..].to_string();
+    let (path, query) = link.split_once('?').unwrap();
+    let (server, addr) = serve(&ws);
+    let (status, page) = http(&addr, "GET", &link, "");
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("expired"), "{page}");
+    let (status, page) = http(&addr, "POST", path, &format!("{query}&decider=Ana"));
+    assert_eq!(status, 410, "{page}");
+    let (_, listing) = http(&addr, "GET", "/", "");
+    assert!(!listing.contains(&approval.id), "{listing}");
+    drop(server);
+    let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
+    assert!(!pending.to_string().contains(&approval.id), "{pending}");
+    let stored = rt
+        .block_on(approvals::get(&adapters.state, &approval.id))
+        .unwrap();
+    assert_eq!(
+        stored.status,
+        ApprovalStatus::Pending,
+        "nothing was decided"
+    );
+}

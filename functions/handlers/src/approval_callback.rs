@@ -256,8 +256,13 @@ fn link_params(
     Ok((decision, expires, signature))
 }
 
-/// Handle one request; the response is the function URL's response.
-pub async fn handle(svc: &Services<'_>, req: &HttpRequest) -> Value {
+/// Handle one request at `now` (the function passes the wall clock; tests
+/// pass their own); the response is the function URL's response.
+pub async fn handle(
+    svc: &Services<'_>,
+    req: &HttpRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
     let Some(id) = req
         .path
         .strip_prefix("/approvals/")
@@ -276,7 +281,7 @@ pub async fn handle(svc: &Services<'_>, req: &HttpRequest) -> Value {
     };
     let checked = link_params(params).and_then(|(decision, expires, signature)| {
         svc.links
-            .verify(id, decision, expires, &signature, chrono::Utc::now())
+            .verify(id, decision, expires, &signature, now)
             .map(|_| (decision, expires, signature))
     });
     let (decision, expires, signature) = match checked {
@@ -374,7 +379,7 @@ pub async fn handle(svc: &Services<'_>, req: &HttpRequest) -> Value {
             } else {
                 None
             };
-            match orchestration::decide_and_answer(svc, id, decision, &format!("{decider} (link)"), reason, details).await {
+            match orchestration::decide_and_answer(svc, id, decision, &format!("{decider} (link)"), reason, details, now).await {
                 Ok(a) => page(
                     200,
                     match decision {

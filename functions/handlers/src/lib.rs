@@ -136,7 +136,7 @@ pub async fn invoke(
         "retention-sweep" => retention_sweep(svc, event).await,
         "approval-callback" => {
             let request = approval_callback::HttpRequest::from_event(&event)?;
-            Ok(approval_callback::handle(svc, &request).await)
+            Ok(approval_callback::handle(svc, &request, chrono::Utc::now()).await)
         }
         other => Err(bad_event(format!(
             "unknown function {other:?}; known: {}",

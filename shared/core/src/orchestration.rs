@@ -155,8 +155,9 @@ pub async fn request_decision(
     })
 }
 
-/// A person decided (through a signed link or the CLI): record it once,
-/// then answer the task token so the waiting execution resumes.
+/// A person decided at `now` (through a signed link or the CLI): record it
+/// once, unless the request expired, then answer the task token so the
+/// waiting execution resumes.
 pub async fn decide_and_answer(
     svc: &Services<'_>,
     id: &str,
@@ -164,9 +165,9 @@ pub async fn decide_and_answer(
     decider: &str,
     reason: Option<String>,
     details: Option<serde_json::Value>,
+    now: DateTime<Utc>,
 ) -> UseCaseResult<approvals::Approval> {
-    let approval =
-        approvals::decide(svc.state, id, decision, decider, reason.clone(), Utc::now()).await?;
+    let approval = approvals::decide(svc.state, id, decision, decider, reason.clone(), now).await?;
     let answer = match decision {
         approvals::Decision::Approve => {
             // Details (a reviewer's corrections) ride along with the decision.
