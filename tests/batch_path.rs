@@ -846,6 +846,53 @@ async fn counts_balance_and_rejects_keep_their_rows() {
         .await
         .unwrap();
     assert_eq!(rejects.len(), 1);
+    // The rejects file holds each rejected row, with its reason and line.
+    let bytes = h.adapters.objects.get_bytes(&rejects[0].key).await.unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        use arrow_array::cast::AsArray;
+        use arrow_array::Array;
+        let batch = batch.unwrap();
+        let reasons = batch
+            .column_by_name("reject_reason")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let ids = batch
+            .column_by_name("id")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let lines = batch
+            .column_by_name("source_line")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .clone();
+        for i in 0..batch.num_rows() {
+            rows.push((
+                lines.value(i),
+                ids.is_null(i)
+                    .then(String::new)
+                    .unwrap_or_else(|| ids.value(i).to_string()),
+                reasons.value(i).to_string(),
+            ));
+        }
+    }
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            (4, "b".to_string(), "nonpositive_amount".to_string()),
+            (5, "c".to_string(), "bad_timestamp".to_string()),
+            (6, String::new(), "null_required".to_string()),
+        ]
+    );
 }
 
 #[tokio::test]

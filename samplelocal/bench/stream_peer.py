@@ -2,13 +2,17 @@
 in plain CPython (json, datetime), so the Rust figure has something measured
 in the same run to stand against.
 
-    python3 stream_peer.py EVENTS.jsonl   ->  one JSON line: events, seconds
+    python3 stream_peer.py EVENTS.jsonl   ->  one JSON line: events, seconds,
+    and what was computed (poison, windows, aggregated, amount_sum, digest)
+    so the bench can check both sides computed the same before comparing
+    their speed.
 """
 import json
 import sys
 import time
 from datetime import datetime
 
+MODULUS = (1 << 61) - 1
 REQUIRED = {"order_id": str, "user_id": int, "product_id": str, "amount": (int, float), "order_ts": str}
 
 
@@ -42,7 +46,17 @@ def main(path):
             a[2] = min(a[2], amount)
             a[3] = max(a[3], amount)
     seconds = time.perf_counter() - start
-    print(json.dumps({"events": len(lines), "poison": poison, "windows": len(windows), "seconds": seconds}))
+    # Outside the timing: a digest of every (minute, product, count), and
+    # the sums, to compare with the Rust side's aggregates.
+    digest = 0
+    for (minute, product), a in windows.items():
+        digest = (digest + a[0] * ((minute // 60) % 100003 + 1) * (int(product[1:]) + 1)) % MODULUS
+    print(json.dumps({
+        "events": len(lines), "poison": poison, "windows": len(windows),
+        "aggregated": sum(a[0] for a in windows.values()),
+        "amount_sum": sum(a[1] for a in windows.values()),
+        "digest": digest, "seconds": seconds,
+    }))
 
 
 if __name__ == "__main__":

@@ -372,3 +372,26 @@ fn catalog_tables_have_the_columns_of_the_files_written() {
         "the derived column is registered"
     );
 }
+
+/// `bench stream` reports a ratio against CPython only after both computed
+/// the same poison, aggregates, counts and sums.
+#[test]
+fn bench_stream_checks_the_peer_computed_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let out = json_of(&tributary(
+        &ws,
+        &[
+            "--json",
+            "bench",
+            "stream",
+            "--events",
+            "5000",
+            "--latency-events",
+            "100",
+        ],
+    ));
+    let t = &out["throughput"];
+    assert_eq!(t["same_results_as_cpython"], true, "{out}");
+    assert!(t["ratio_vs_cpython"].as_f64().unwrap() > 0.0, "{out}");
+}

@@ -649,6 +649,27 @@ fn features_publish_by_themselves_or_after_a_person_and_the_online_store_never_g
 
     // An older date published afterwards does not overwrite newer online
     // values (its windows are partly empty, so a person approves it first).
+    let online = || {
+        let store = tributary_local::Workspace::new(&ws).state_store();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let mut values = std::collections::BTreeMap::new();
+        for table in ["user", "item"] {
+            let pk = format!("online#shop_recent#{table}");
+            for (entity, item) in rt
+                .block_on(tributary_core::ports::StateStore::query(&store, &pk))
+                .unwrap()
+            {
+                values.insert(format!("{table}/{entity}"), item.value);
+            }
+        }
+        values
+    };
+    let newer = online();
+    assert!(!newer.is_empty());
+    assert!(
+        newer.values().all(|v| v["as_of"] == "2025-12-03"),
+        "{newer:?}"
+    );
     let older = json_of(&tributary(
         &ws,
         &["features", "--set", "shop_recent", "--date", "2025-12-02"],
@@ -661,6 +682,23 @@ fn features_publish_by_themselves_or_after_a_person_and_the_online_store_never_g
     assert!(
         counts["online_updates"].as_u64().unwrap() < total,
         "{counts}"
+    );
+    // Read back: every entity the newer date wrote keeps its values; only
+    // entities it did not have got the older date's.
+    let after = online();
+    for (entity, value) in &newer {
+        assert_eq!(
+            after.get(entity),
+            Some(value),
+            "{entity} went back to an older date"
+        );
+    }
+    assert!(
+        after
+            .iter()
+            .filter(|(e, _)| !newer.contains_key(*e))
+            .all(|(_, v)| v["as_of"] == "2025-12-02"),
+        "{after:?}"
     );
 
     // 30-day windows over three days of data: quality is low, a person decides.

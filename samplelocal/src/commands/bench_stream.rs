@@ -56,6 +56,53 @@ fn events(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// What the throughput run computed, in the peer's terms: poison, the
+/// (minute, product) aggregates, their event count and amount sum, and a
+/// digest of every (minute, product, count).
+fn aggregates_of(windows: &BTreeMap<i64, Groups>, poison: u64) -> Value {
+    const MODULUS: u128 = (1 << 61) - 1;
+    let (mut groups, mut aggregated, mut amount, mut digest) = (0u64, 0u64, 0.0f64, 0u128);
+    for (start, by_product) in windows {
+        let minute_index = (*start / 60_000_000) as u128;
+        for (key, a) in by_product {
+            let product: u128 = tributary_core::stream::windows::group_dims(key)
+                .first()
+                .and_then(|p| p.get(1..)?.parse().ok())
+                .unwrap_or(0);
+            groups += 1;
+            aggregated += a.count;
+            amount += a.sum.first().copied().unwrap_or(0.0);
+            digest =
+                (digest + a.count as u128 * (minute_index % 100_003 + 1) * (product + 1)) % MODULUS;
+        }
+    }
+    json!({"poison": poison, "windows": groups, "aggregated": aggregated,
+           "amount_sum": amount, "digest": digest as u64})
+}
+
+/// A speed ratio means something only if both sides computed the same:
+/// poison, aggregates, counts and sums (floats summed in another order may
+/// differ in the last bits).
+fn check_same_results(ours: &Value, peer: &Value) -> Result<()> {
+    for field in ["poison", "windows", "aggregated", "digest"] {
+        anyhow::ensure!(
+            ours[field].as_u64().is_some() && ours[field] == peer[field],
+            "the peer computed something else: {field} is {} here and {} in CPython (ours {ours}, peer {peer}); no ratio is reported",
+            ours[field],
+            peer[field]
+        );
+    }
+    let (a, b) = (
+        ours["amount_sum"].as_f64().unwrap_or(f64::NAN),
+        peer["amount_sum"].as_f64().unwrap_or(f64::NAN),
+    );
+    anyhow::ensure!(
+        (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+        "the peer computed something else: amount sum {a} here, {b} in CPython; no ratio is reported"
+    );
+    Ok(())
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
     sorted.get(i).copied().unwrap_or(0.0)
@@ -104,6 +151,7 @@ pub fn run(args: &BenchStreamArgs, json_out: bool) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr)
             )
         })?;
+        check_same_results(&aggregates_of(&windows, poison), &v)?;
         v["seconds"].as_f64().map(|s| args.events as f64 / s)
     };
 
@@ -174,6 +222,7 @@ pub fn run(args: &BenchStreamArgs, json_out: bool) -> Result<()> {
     let report = json!({
         "throughput": {
             "events": args.events, "poison": poison, "windows": windows.len(),
+            "same_results_as_cpython": peer.is_some(),
             "tributary_events_per_s": ours_rate.round(),
             "cpython_events_per_s": peer.map(f64::round),
             "ratio_vs_cpython": peer.map(|p| (ours_rate / p * 10.0).round() / 10.0),
@@ -207,4 +256,29 @@ pub fn run(args: &BenchStreamArgs, json_out: bool) -> Result<()> {
         report["query_one_day_ms"]["p50"], report["query_one_day_ms"]["p99"]
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check refuses a peer that computed anything else.
+    #[test]
+    fn a_ratio_needs_the_same_results_on_both_sides() {
+        let ours =
+            json!({"poison": 1, "windows": 3, "aggregated": 10, "amount_sum": 12.5, "digest": 77});
+        assert!(check_same_results(&ours, &ours).is_ok());
+        for (field, other) in [
+            ("poison", json!(0)),
+            ("windows", json!(4)),
+            ("aggregated", json!(9)),
+            ("digest", json!(78)),
+            ("amount_sum", json!(12.6)),
+        ] {
+            let mut peer = ours.clone();
+            peer[field] = other;
+            let err = check_same_results(&ours, &peer).unwrap_err().to_string();
+            assert!(err.contains("computed something else"), "{field}: {err}");
+        }
+    }
 }

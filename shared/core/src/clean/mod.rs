@@ -138,6 +138,10 @@ pub struct CleanStats {
     pub bytes: u64,
     /// Columns present in a file but not in the dataset, dropped, per file.
     pub dropped_columns: BTreeMap<String, Vec<String>>,
+    /// The byte ranges the files were parsed in (a file whose cut fell in a
+    /// quoted line break counts as one): how far the clean could spread.
+    #[serde(default)]
+    pub ranges: u64,
 }
 
 impl CleanStats {
@@ -216,6 +220,7 @@ pub fn clean_files(
     stats.files = file_stats.files;
     stats.bytes = file_stats.bytes;
     stats.dropped_columns = file_stats.dropped_columns;
+    stats.ranges = ranges.len() as u64;
     debug_assert!(stats.balanced(), "{stats:?}");
     Ok(stats)
 }

@@ -335,6 +335,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn a_read_span_gives_its_pages_back_and_leaves_its_neighbours_whole() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
@@ -366,15 +367,20 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
     /// Whether this file system frees blocks on punch-hole (tmpfs, ext4 and
-    /// xfs do).
+    /// xfs do), asked of the kernel directly, not through the code under
+    /// test: a `punch_hole` that did nothing must fail the test, not skip it.
     fn punch_hole_works(dir: &Path) -> bool {
+        use rustix::fs::FallocateFlags;
         use std::os::unix::fs::MetadataExt;
         let mut probe = tempfile::tempfile_in(dir).unwrap();
         probe.write_all(&[1u8; 1 << 16]).unwrap();
+        probe.sync_all().unwrap();
         let before = probe.metadata().unwrap().blocks();
-        punch_hole(&probe, 0, 1 << 16);
-        probe.metadata().unwrap().blocks() < before
+        let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        rustix::fs::fallocate(&probe, flags, 0, 1 << 16).is_ok()
+            && probe.metadata().unwrap().blocks() < before
     }
 
     #[test]
