@@ -29,7 +29,12 @@ pub fn hive_type(t: &DataType) -> Option<&'static str> {
 /// (the cleaner's kept schema, which every published Parquet file has).
 pub fn dataset_columns(ds: &DatasetConfig) -> Result<Vec<TableColumn>, String> {
     let plan = CleanPlan::compile(ds).map_err(|e| e.to_string())?;
-    plan.kept_schema()
+    arrow_columns(&plan.kept_schema())
+}
+
+/// An Arrow schema's columns with their Hive types, in order.
+fn arrow_columns(schema: &arrow_schema::Schema) -> Result<Vec<TableColumn>, String> {
+    schema
         .fields()
         .iter()
         .map(|f| {
@@ -121,16 +126,7 @@ pub fn file_columns(key: &str, bytes: Vec<u8>) -> Result<Vec<TableColumn>, Strin
             bytes::Bytes::from(bytes),
         )
         .map_err(|e| format!("{key}: {e}"))?;
-        return builder
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| {
-                hive_type(f.data_type())
-                    .map(|t| (f.name().clone(), t))
-                    .ok_or_else(|| format!("{key}: column {} has no catalog type", f.name()))
-            })
-            .collect();
+        return arrow_columns(builder.schema()).map_err(|e| format!("{key}: {e}"));
     }
     let mut columns: Vec<TableColumn> = Vec::new();
     for (n, line) in String::from_utf8_lossy(&bytes).lines().enumerate() {
