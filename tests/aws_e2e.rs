@@ -14,14 +14,16 @@ use tributary_aws::{
 };
 use tributary_core::config::Config;
 use tributary_core::layout::encode_event_key;
+use tributary_core::partition::publish_partition;
 use tributary_core::ports::StreamProducer;
+use tributary_core::ports::StreamRecord;
 use tributary_core::ports::{Catalog, ObjectStore};
 use tributary_core::publish::read_manifest;
+use tributary_core::services::Services;
 use tributary_core::stream::serving::realtime_windows;
-use tributary_core::stream::speed::{dead_letters, StreamRecord};
+use tributary_core::stream::speed::dead_letters;
 use tributary_core::stream::windows::total;
 use tributary_core::table_schema::{catalog_tables, file_columns, TableFormat};
-use tributary_core::usecases::{publish_partition, Services};
 use tributary_e2e::{date, FailingStore};
 use tributary_handlers::invoke;
 use tributary_local::kinesis::event_source_mapping_event;

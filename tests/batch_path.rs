@@ -3,11 +3,13 @@
 //! interrupted publish, watermarks, approval, retention.
 
 use serde_json::json;
+use tributary_core::error::UseCaseError;
 use tributary_core::layout::encode_event_key;
+use tributary_core::partition::{self, ArrivalOutcome};
 use tributary_core::ports::ObjectStore;
 use tributary_core::publish::read_manifest;
+use tributary_core::retention;
 use tributary_core::state::{self, PartitionState};
-use tributary_core::usecases::{self, ArrivalOutcome, UseCaseError};
 use tributary_e2e::{date, FailingStore, Harness};
 
 const CONFIG: &str = r#"
@@ -70,12 +72,12 @@ fn csv(rows: &[(&str, f64, &str)]) -> Vec<u8> {
 /// Put a raw file and deliver its (URL-encoded) S3 event.
 async fn arrive(h: &Harness, key: &str, body: Vec<u8>) -> ArrivalOutcome {
     let meta = h.adapters.objects.put_bytes(key, body).await.expect("put");
-    usecases::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
+    partition::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
         .await
         .expect("arrival")
 }
 
-async fn run_all(h: &Harness) -> Vec<usecases::DatasetRunReport> {
+async fn run_all(h: &Harness) -> Vec<partition::DatasetRunReport> {
     let mut reports = Vec::new();
     for run in h.adapters.workflows.drain() {
         let d = date(run.input["date"].as_str().expect("date"));
@@ -114,7 +116,7 @@ async fn data_ready_waits_for_every_dataset_and_duplicate_events_start_nothing()
     // S3 delivers at least once: the same event again starts nothing new.
     let meta = h.adapters.objects.head(key).await.unwrap().unwrap();
     let again =
-        usecases::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
+        partition::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
             .await
             .unwrap();
     let ArrivalOutcome::Recorded { started, .. } = again else {
@@ -131,7 +133,7 @@ async fn data_ready_waits_for_every_dataset_and_duplicate_events_start_nothing()
     )
     .await
     .unwrap();
-    usecases::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
+    partition::on_object_created(&h.services(), &encode_event_key(key), &meta.etag, meta.size)
         .await
         .unwrap();
     let st = state::partition_status(&h.adapters.state, "orders", date("2025-12-03"))
@@ -179,7 +181,7 @@ async fn keys_outside_the_layout_are_refused_with_a_reason() {
             "decoded bytes are not UTF-8",
         ),
     ] {
-        let err = usecases::on_object_created(&svc, key, "e", 1)
+        let err = partition::on_object_created(&svc, key, "e", 1)
             .await
             .unwrap_err();
         assert!(err.to_string().contains(needle), "{key}: {err}");
@@ -193,7 +195,7 @@ async fn keys_outside_the_layout_are_refused_with_a_reason() {
         .is_empty());
     assert!(h.adapters.workflows.drain().is_empty());
     let ignored =
-        usecases::on_object_created(&svc, "cleaned/orders/date=2025-12-03/x.parquet", "e", 1)
+        partition::on_object_created(&svc, "cleaned/orders/date=2025-12-03/x.parquet", "e", 1)
             .await
             .unwrap();
     assert!(matches!(ignored, ArrivalOutcome::Ignored { .. }));
@@ -269,7 +271,7 @@ async fn append_publishes_every_raw_files_rows_exactly_once() {
         .await
         .unwrap()
         .unwrap();
-    usecases::on_object_created(
+    partition::on_object_created(
         &h.services(),
         &encode_event_key("raw/orders/date=2025-12-03/b.csv"),
         &meta.etag,
@@ -402,7 +404,7 @@ async fn hourly_parts_start_one_run_when_the_marker_arrives() {
         assert!(started.is_empty(), "hour {hour} started a run");
         assert_eq!(waiting["orders_daily"], vec!["orders".to_string()]);
     }
-    let readiness = usecases::date_readiness(
+    let readiness = partition::date_readiness(
         &h.services(),
         "orders_daily",
         date("2025-12-03"),
@@ -449,12 +451,12 @@ async fn a_quiet_period_makes_a_date_complete() {
     let now = chrono::Utc::now();
     let svc = h.services();
     let soon =
-        usecases::date_readiness(&svc, "orders_daily", d, now + chrono::Duration::minutes(29))
+        partition::date_readiness(&svc, "orders_daily", d, now + chrono::Duration::minutes(29))
             .await
             .unwrap();
     assert!(!soon.ready, "{soon:?}");
     let later =
-        usecases::date_readiness(&svc, "orders_daily", d, now + chrono::Duration::minutes(31))
+        partition::date_readiness(&svc, "orders_daily", d, now + chrono::Duration::minutes(31))
             .await
             .unwrap();
     assert!(later.ready && later.run_id.is_some(), "{later:?}");
@@ -560,10 +562,10 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
         h.adapters.workflows.drain();
         let run_id = &started[0].run_id;
         let svc = h.services();
-        usecases::clean_partition(&svc, "orders", d, run_id)
+        partition::clean_partition(&svc, "orders", d, run_id)
             .await
             .unwrap();
-        usecases::validate_partition(&svc, "orders", d, run_id)
+        partition::validate_partition(&svc, "orders", d, run_id)
             .await
             .unwrap();
         let failing = FailingStore {
@@ -571,7 +573,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
             fail_on,
         };
         let err =
-            usecases::publish_partition(&h.services_with(&failing), "orders", d, run_id, false)
+            partition::publish_partition(&h.services_with(&failing), "orders", d, run_id, false)
                 .await
                 .unwrap_err();
         assert!(err.retryable(), "{mode}: {err}");
@@ -593,7 +595,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
             .unwrap();
         assert_eq!(cat.location, before.location, "{mode}");
         // The retry (Step Functions Retry on Tributary.Retryable) completes it.
-        usecases::publish_partition(&svc, "orders", d, run_id, false)
+        partition::publish_partition(&svc, "orders", d, run_id, false)
             .await
             .unwrap();
         let after = read_manifest(&h.adapters.objects, "orders", d)
@@ -603,7 +605,7 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
         assert_eq!(after.run_id, *run_id);
         assert_eq!(after.previous_run.as_deref(), Some(before.run_id.as_str()));
         // Publishing the same run again is a no-op.
-        let again = usecases::publish_partition(&svc, "orders", d, run_id, false)
+        let again = partition::publish_partition(&svc, "orders", d, run_id, false)
             .await
             .unwrap();
         assert_eq!(again.manifest, after);
@@ -629,7 +631,7 @@ async fn held_partitions_publish_only_when_approved() {
         .unwrap()
         .unwrap();
     let run_id = status.run_id.clone().unwrap();
-    let err = usecases::publish_partition(&h.services(), "orders", d, &run_id, false)
+    let err = partition::publish_partition(&h.services(), "orders", d, &run_id, false)
         .await
         .unwrap_err();
     assert!(matches!(err, UseCaseError::WrongState { .. }), "{err}");
@@ -637,7 +639,7 @@ async fn held_partitions_publish_only_when_approved() {
         .await
         .unwrap()
         .is_none());
-    usecases::publish_partition(&h.services(), "orders", d, &run_id, true)
+    partition::publish_partition(&h.services(), "orders", d, &run_id, true)
         .await
         .unwrap();
     let status = state::partition_status(&h.adapters.state, "orders", d)
@@ -908,7 +910,7 @@ async fn retention_deletes_expired_partitions_from_storage_catalog_and_state() {
     }
     run_all(&h).await;
     let today = date("2025-12-05");
-    let planned = usecases::retention_sweep(&h.services(), today, true)
+    let planned = retention::retention_sweep(&h.services(), today, true)
         .await
         .unwrap();
     let layers: Vec<(String, String)> = planned
@@ -933,7 +935,7 @@ async fn retention_deletes_expired_partitions_from_storage_catalog_and_state() {
             .is_some(),
         "dry run deletes nothing"
     );
-    usecases::retention_sweep(&h.services(), today, false)
+    retention::retention_sweep(&h.services(), today, false)
         .await
         .unwrap();
     assert!(h
@@ -1112,7 +1114,7 @@ async fn retention_sweeps_every_layer_it_accepts() {
         .await
         .unwrap();
     let today = date("2025-03-02");
-    let planned = usecases::retention_sweep(&h.services(), today, true)
+    let planned = retention::retention_sweep(&h.services(), today, true)
         .await
         .unwrap();
     let mut layers: Vec<&str> = planned.iter().map(|d| d.layer.as_str()).collect();
@@ -1122,7 +1124,7 @@ async fn retention_sweeps_every_layer_it_accepts() {
         vec!["dlq", "labels", "late", "raw", "stream", "views", "views"],
         "{planned:?}"
     );
-    usecases::retention_sweep(&h.services(), today, false)
+    retention::retention_sweep(&h.services(), today, false)
         .await
         .unwrap();
     for k in keys {

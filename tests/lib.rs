@@ -9,12 +9,13 @@ use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::Path;
 use tributary_core::config::Config;
+use tributary_core::error::{UseCaseError, UseCaseResult};
+use tributary_core::partition::{
+    clean_partition, publish_partition, validate_partition, DatasetRunReport,
+};
 use tributary_core::ports::{ObjectMeta, ObjectStore, PortError, PortResult};
 use tributary_core::publish::read_manifest;
-use tributary_core::usecases::{
-    clean_partition, publish_partition, validate_partition, DatasetRunReport, Services,
-    UseCaseError, UseCaseResult,
-};
+use tributary_core::services::Services;
 use tributary_local::{LocalAdapters, Workspace};
 
 pub struct Harness {

@@ -3,11 +3,11 @@
 //! delivered more than once, with poison, duplicates and late events.
 
 use serde_json::{json, Value};
+use tributary_core::ports::StreamRecord;
 use tributary_core::ports::{ObjectStore, StateStore};
 use tributary_core::stream::reconcile;
 use tributary_core::stream::serving::{self, realtime_windows, ViewCache};
 use tributary_core::stream::speed;
-use tributary_core::stream::speed::StreamRecord;
 use tributary_core::stream::windows::total;
 use tributary_e2e::{date, Harness};
 use tributary_handlers::invoke;
@@ -468,7 +468,7 @@ async fn dlq_replay_after_fixing_the_schema_recovers_each_record_once() {
     assert_eq!(deliver(&strict, &records).await["dlq"], 2);
     // The fix: naive timestamps are UTC. Same workspace, new config.
     let fixed = tributary_core::config::Config::parse(&config("assume_utc"), "fixed.toml").unwrap();
-    let svc = tributary_core::usecases::Services {
+    let svc = tributary_core::services::Services {
         config: &fixed,
         ..strict.services()
     };
@@ -578,7 +578,7 @@ async fn a_transient_failure_answers_with_a_partial_batch_response_and_the_retry
             window_puts: Default::default(),
             fail_at,
         };
-        let svc = tributary_core::usecases::Services {
+        let svc = tributary_core::services::Services {
             state: &throttled,
             ..h.services()
         };
@@ -675,7 +675,7 @@ async fn reconcile_checks_only_the_dates_that_changed_and_its_history_expires() 
         .await
         .unwrap()
         .is_empty());
-    let swept = tributary_core::usecases::retention_sweep(&svc, later.date_naive(), false)
+    let swept = tributary_core::retention::retention_sweep(&svc, later.date_naive(), false)
         .await
         .unwrap();
     assert!(

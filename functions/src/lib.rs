@@ -13,7 +13,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;
 use tributary_core::config::Config;
-use tributary_core::usecases::Services;
+use tributary_core::services::Services;
 use tributary_local::{LocalAdapters, Workspace};
 
 enum Adapters {

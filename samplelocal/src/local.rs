@@ -11,9 +11,10 @@ use tributary_core::approvals;
 use tributary_core::config::Config;
 use tributary_core::layout::{encode_event_key, parse_date, partition_prefix, Layer};
 use tributary_core::orchestration;
+use tributary_core::partition::DatasetRunReport;
 use tributary_core::ports::TaskAnswer;
 use tributary_core::ports::{ObjectMeta, ObjectStore};
-use tributary_core::usecases::{DatasetRunReport, Services};
+use tributary_core::services::Services;
 use tributary_local::{LocalAdapters, Workspace};
 
 /// Marks a folder as a tributary workspace, so `demo` may reset it.

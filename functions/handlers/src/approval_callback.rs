@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use tributary_core::approvals::{self, Approval, ApprovalError, Decision};
+use tributary_core::error::UseCaseError;
 use tributary_core::orchestration;
-use tributary_core::usecases::{Services, UseCaseError};
+use tributary_core::services::Services;
 
 use crate::HandlerError;
 

@@ -6,13 +6,16 @@ use aws_lambda_events::event::s3::S3Event;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tributary_core::error::UseCaseError;
 use tributary_core::features;
 use tributary_core::inference;
 use tributary_core::labeling;
 use tributary_core::layout::parse_date;
 use tributary_core::model;
 use tributary_core::orchestration;
-use tributary_core::usecases::{self, Services, UseCaseError};
+use tributary_core::partition;
+use tributary_core::retention;
+use tributary_core::services::Services;
 
 /// The functions, by the name their binary and Terraform resource use.
 pub mod approval_callback;
@@ -223,7 +226,7 @@ pub fn created_objects(event: &Value) -> Result<Vec<CreatedObject>, HandlerError
 pub async fn object_created(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let mut outcomes = Vec::new();
     for o in created_objects(&event)? {
-        let outcome = usecases::on_object_created(svc, &o.encoded_key, &o.etag, o.size).await?;
+        let outcome = partition::on_object_created(svc, &o.encoded_key, &o.etag, o.size).await?;
         outcomes.push(outcome);
     }
     Ok(json!({ "objects": outcomes }))
@@ -265,17 +268,17 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, HandlerError>
 
 pub async fn clean_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let (i, date) = PartitionInput::parse(event)?;
-    to_json(&usecases::clean_partition(svc, &i.dataset, date, &i.run_id).await?)
+    to_json(&partition::clean_partition(svc, &i.dataset, date, &i.run_id).await?)
 }
 
 pub async fn validate_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let (i, date) = PartitionInput::parse(event)?;
-    to_json(&usecases::validate_partition(svc, &i.dataset, date, &i.run_id).await?)
+    to_json(&partition::validate_partition(svc, &i.dataset, date, &i.run_id).await?)
 }
 
 pub async fn publish_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let (i, date) = PartitionInput::parse(event)?;
-    to_json(&usecases::publish_partition(svc, &i.dataset, date, &i.run_id, i.approved).await?)
+    to_json(&partition::publish_partition(svc, &i.dataset, date, &i.run_id, i.approved).await?)
 }
 
 /// `{pipeline, date, run_id}`: what every run-level step receives.
@@ -449,10 +452,10 @@ pub async fn check_date(svc: &Services<'_>, event: Value) -> Result<Value, Handl
     let date = run_date(&i.date)?;
     let plan = orchestration::plan_partition(svc, &i.pipeline, date, "check")?;
     for ds in &plan.datasets {
-        usecases::discover_arrivals(svc, ds, date).await?;
+        partition::discover_arrivals(svc, ds, date).await?;
     }
     let now = i.now.unwrap_or_else(chrono::Utc::now);
-    to_json(&usecases::date_readiness(svc, &i.pipeline, date, now).await?)
+    to_json(&partition::date_readiness(svc, &i.pipeline, date, now).await?)
 }
 
 pub async fn start_partition_run(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
@@ -507,7 +510,7 @@ pub async fn retention_sweep(svc: &Services<'_>, event: Value) -> Result<Value, 
         Some(d) => run_date(d)?,
         None => chrono::Utc::now().date_naive(),
     };
-    let deletions = usecases::retention_sweep(svc, today, i.dry_run).await?;
+    let deletions = retention::retention_sweep(svc, today, i.dry_run).await?;
     Ok(json!({"today": today, "dry_run": i.dry_run, "deletions": to_json(&deletions)?}))
 }
 

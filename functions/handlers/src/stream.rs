@@ -8,10 +8,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::LazyLock;
+use tributary_core::error::UseCaseError;
+use tributary_core::ports::StreamRecord;
+use tributary_core::services::Services;
 use tributary_core::stream::serving::{self, ViewCache};
-use tributary_core::stream::speed::{self, StreamRecord};
+use tributary_core::stream::speed;
 use tributary_core::stream::{reconcile, views};
-use tributary_core::usecases::{Services, UseCaseError};
 
 /// Batch views survive between warm invocations of the query API.
 static VIEW_CACHE: LazyLock<ViewCache> = LazyLock::new(ViewCache::default);

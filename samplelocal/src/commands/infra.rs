@@ -78,7 +78,6 @@ pub fn run(config_path: Option<&Path>, out: Option<&Path>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tributary_core::stream::views::view_names;
 
     /// Every lifecycle rule's prefix `<layer>/<name>/` is one the system
     /// writes: a dataset layer of a dataset, a stream layer of a stream, a
@@ -95,7 +94,7 @@ mod tests {
                     "raw" | "cleaned" | "rejects" | "quality" => config.datasets.contains_key(name),
                     "stream" | "late" | "dlq" => config.streams.contains_key(name),
                     "views" => config.streams.iter().any(|(s, st)| {
-                        let (hourly, daily) = view_names(s, st);
+                        let (hourly, daily) = st.view_names(s);
                         *name == hourly || *name == daily
                     }),
                     "features" => config.features.contains_key(name),

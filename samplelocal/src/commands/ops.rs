@@ -7,8 +7,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use tributary_core::layout::parse_date;
+use tributary_core::retention;
 use tributary_core::state::{self, PartitionState};
-use tributary_core::usecases;
 
 use super::report::{print_json, runs_table};
 
@@ -198,7 +198,7 @@ pub async fn retention(
         Some(t) => parse_date(t).with_context(|| format!("--today {t:?} is not YYYY-MM-DD"))?,
         None => Utc::now().date_naive(),
     };
-    let deletions = usecases::retention_sweep(&rt.services(), today, dry_run).await?;
+    let deletions = retention::retention_sweep(&rt.services(), today, dry_run).await?;
     if json_out {
         return print_json(&json!({ "today": today, "dry_run": dry_run, "deletions": deletions }));
     }

@@ -1,7 +1,7 @@
 //! Output helpers shared by the commands.
 
 use anyhow::Result;
-use tributary_core::usecases::DatasetRunReport;
+use tributary_core::partition::DatasetRunReport;
 
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);

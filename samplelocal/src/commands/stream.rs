@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tributary_core::config::{parse_duration_secs, StreamConfig};
-use tributary_core::stream::speed::StreamRecord;
+use tributary_core::ports::StreamRecord;
 use tributary_local::kinesis::KinesisStandIn;
 
 pub struct ReplayOptions<'a> {

@@ -8,7 +8,7 @@ use crate::{
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tributary_core::config::Config;
-use tributary_core::usecases::Services;
+use tributary_core::services::Services;
 
 pub struct AwsAdapters {
     pub objects: S3ObjectStore,

@@ -8,8 +8,8 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamSt
 use aws_sdk_kinesis::Client;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
+use tributary_core::ports::StreamRecord;
 use tributary_core::ports::{check_stream_records, PortError, PortResult, StreamProducer};
-use tributary_core::stream::speed::StreamRecord;
 
 /// PutRecords takes at most 500 records and 5 MiB per call.
 const MAX_RECORDS_PER_CALL: usize = 500;

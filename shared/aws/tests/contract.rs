@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use tributary_aws::emulator::Moto;
 use tributary_aws::{DynamoStateStore, KinesisProducer, S3ObjectStore};
+use tributary_core::ports::StreamRecord;
 use tributary_core::ports::{
     Catalog, Condition, ObjectStore, PortError, StateStore, StreamProducer, TransactWrite,
     WorkflowStarter,
 };
 use tributary_core::stream::sequence_cmp;
-use tributary_core::stream::speed::StreamRecord;
 use tributary_local::kinesis::{shard_id, KinesisStandIn};
 use tributary_local::{FileStateStore, FsObjectStore};
 

@@ -514,6 +514,13 @@ impl StreamConfig {
     pub fn field(&self, name: &str) -> Option<&ColumnConfig> {
         self.fields.iter().find(|f| f.name == name)
     }
+
+    /// The stream's batch views, hourly and daily: `hourly_<serve_as>` and
+    /// `daily_<serve_as>` (the stream's own name without serve_as).
+    pub fn view_names(&self, stream: &str) -> (String, String) {
+        let name = self.serve_as.as_deref().unwrap_or(stream);
+        (format!("hourly_{name}"), format!("daily_{name}"))
+    }
 }
 
 /// A feature set (scenarios 1 and 5): user, item and behaviour features over
@@ -1119,7 +1126,7 @@ impl Config {
         for (name, st) in &self.streams {
             for (layer, days) in typed_retention(&st.retention_days) {
                 if layer == Layer::Views {
-                    let (hourly, daily) = crate::stream::views::view_names(name, st);
+                    let (hourly, daily) = st.view_names(name);
                     out.push(target(layer, &hourly, days, Some(name)));
                     out.push(target(layer, &daily, days, Some(name)));
                 } else {

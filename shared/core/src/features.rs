@@ -10,10 +10,11 @@
 //! `online#<set>#item`), never replacing newer values with older ones.
 
 use crate::config::FeatureSetConfig;
+use crate::error::{UseCaseError, UseCaseResult};
 use crate::layout::{partition_prefix, Layer};
 use crate::ports::PortError;
 use crate::published::{self, TextRow};
-use crate::usecases::{Services, UseCaseError, UseCaseResult};
+use crate::services::Services;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};

@@ -8,9 +8,10 @@
 //! started_at, restarts, processed, errors, last_event_ts}; recommendations
 //! under `reco#<set>/<user>`.
 
+use crate::error::{UseCaseError, UseCaseResult};
 use crate::layout::Layer;
 use crate::model::Model;
-use crate::usecases::{Services, UseCaseError, UseCaseResult};
+use crate::services::Services;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

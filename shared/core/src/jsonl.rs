@@ -1,7 +1,7 @@
 //! JSON-lines objects in the bucket: labels, features and their stages.
 
+use crate::error::{UseCaseError, UseCaseResult};
 use crate::ports::{ObjectStore, PortError};
-use crate::usecases::{UseCaseError, UseCaseResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -10,8 +10,9 @@
 
 use crate::approvals::{self, ApprovalRequest};
 use crate::config::{LabelRule, LabelingConfig};
+use crate::error::{UseCaseError, UseCaseResult};
 use crate::layout::{partition_prefix, Layer};
-use crate::usecases::{Services, UseCaseError, UseCaseResult};
+use crate::services::Services;
 use chrono::{Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -14,11 +14,12 @@
 //! `models/<set>/version=V/`. Activation is a conditional write in the
 //! state store, so two deployments cannot interleave.
 
+use crate::error::{UseCaseError, UseCaseResult};
 use crate::features::parse_ts;
 use crate::layout::{partition_prefix, Layer};
 use crate::ports::PortError;
 use crate::published;
-use crate::usecases::{Services, UseCaseError, UseCaseResult};
+use crate::services::Services;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

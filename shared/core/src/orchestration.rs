@@ -4,10 +4,12 @@
 //! alerting, and the per-dataset report of a pipeline date.
 
 use crate::approvals::{self, ApprovalLinks, ApprovalRequest};
+use crate::error::{UseCaseError, UseCaseResult};
+use crate::partition::DatasetRunReport;
 use crate::ports::TaskAnswer;
 use crate::quality::QualityReport;
+use crate::services::{pipeline_config, Services};
 use crate::state::{self, PartitionState};
-use crate::usecases::{pipeline_config, DatasetRunReport, Services, UseCaseError, UseCaseResult};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -442,7 +444,7 @@ pub async fn start_partition_run(
     requested_by: &str,
     now: DateTime<Utc>,
 ) -> UseCaseResult<CatchupStart> {
-    let readiness = crate::usecases::date_readiness(svc, pipeline, date, now).await?;
+    let readiness = crate::partition::date_readiness(svc, pipeline, date, now).await?;
     let Some(run_id) = readiness.run_id else {
         return Err(UseCaseError::WrongState {
             dataset: readiness.missing.join(", "),
@@ -483,7 +485,7 @@ pub async fn start_partition_run(
         );
         format!("r{:08x}", digest as u32)
     });
-    let started = crate::usecases::start_run(svc, pipeline, date, &run_id, tag.as_deref()).await?;
+    let started = crate::partition::start_run(svc, pipeline, date, &run_id, tag.as_deref()).await?;
     Ok(CatchupStart {
         pipeline: pipeline.to_string(),
         date,

@@ -268,6 +268,17 @@ pub trait WorkflowStarter: Send + Sync {
     async fn start(&self, execution_name: &str, input: serde_json::Value) -> PortResult<bool>;
 }
 
+/// A Kinesis record as the event source mapping hands it over (what a
+/// `StreamProducer` put, read back with its shard and sequence number).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRecord {
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    pub arrival: DateTime<Utc>,
+}
+
 /// Putting records on a Kinesis stream (PutRecords), for replays, tools and
 /// tests. Each record lands on the shard its partition key hashes to and
 /// gets that shard's next sequence number; the result is in input order,
@@ -276,10 +287,7 @@ pub trait WorkflowStarter: Send + Sync {
 pub trait StreamProducer: Send + Sync {
     /// `records` are (partition key, data). A record the stream refuses
     /// (too large, empty key) fails the call before anything is sent.
-    async fn put_records(
-        &self,
-        records: Vec<(String, Vec<u8>)>,
-    ) -> PortResult<Vec<crate::stream::speed::StreamRecord>>;
+    async fn put_records(&self, records: Vec<(String, Vec<u8>)>) -> PortResult<Vec<StreamRecord>>;
 }
 
 /// Kinesis' limits on one record: a partition key of 1 to 256 characters,

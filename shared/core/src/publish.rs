@@ -18,8 +18,8 @@
 //! prefix and adds its own (each manifest file names the raw files it holds);
 //! `merge` rewrites previous rows whose key reappears (upsert) into one file.
 
-use crate::clean::dedupe::KeyPacker;
 use crate::config::OutputMode;
+use crate::keys::KeyPacker;
 use crate::layout::{manifest_key, run_prefix, Layer};
 use crate::ports::{ObjectMeta, ObjectStore, PortError};
 use arrow_array::{BooleanArray, RecordBatch};
@@ -66,6 +66,21 @@ pub struct Manifest {
     pub mode: String,
     pub previous_run: Option<String>,
     pub published_at: DateTime<Utc>,
+}
+
+/// What a run cleaned and, in append mode, which published files it keeps
+/// (decided when it is cleaned, applied when it is published), so every raw
+/// file's rows are published exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSources {
+    /// The published run the plan was made against.
+    pub base_run: Option<String>,
+    /// Raw files the run cleaned. Append mode: new ones, new versions of a
+    /// name, and the other sources of a published file that held a replaced
+    /// one; other modes: every data file of the date.
+    pub cleaned: Vec<SourceFile>,
+    /// Append mode: published files carried over unchanged.
+    pub kept: Vec<ManifestFile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +151,7 @@ pub struct PublishRequest<'a> {
     /// What the run cleaned into its staged files and, in append mode,
     /// which published files it keeps (None: a run cleaned by a version
     /// that did not record it; append then keeps every published file).
-    pub sources: Option<&'a crate::state::RunSources>,
+    pub sources: Option<&'a RunSources>,
 }
 
 /// Build the run's final file set for the output mode and switch the
@@ -172,7 +187,7 @@ pub async fn publish_run(
         let plan = match (req.sources, &previous) {
             (Some(plan), _) => Some(plan),
             (None, Some(prev)) => {
-                legacy_keep = crate::state::RunSources {
+                legacy_keep = RunSources {
                     base_run: Some(prev.run_id.clone()),
                     cleaned: vec![],
                     kept: prev.files.clone(),
@@ -248,7 +263,7 @@ pub async fn publish_run(
 /// forced re-run) the date is rebuilt from raw, keeping only published
 /// files whose raw files are gone (deleted by retention). Files of
 /// manifests that did not record their sources are rebuilt from raw.
-pub fn plan_append(raw: &[SourceFile], previous: Option<&Manifest>) -> crate::state::RunSources {
+pub fn plan_append(raw: &[SourceFile], previous: Option<&Manifest>) -> RunSources {
     let current = |key: &str| raw.iter().find(|r| r.key == key);
     let published = previous.map_or(&[][..], |m| m.files.as_slice());
     let unchanged = |f: &ManifestFile| {
@@ -264,7 +279,7 @@ pub fn plan_append(raw: &[SourceFile], previous: Option<&Manifest>) -> crate::st
         kept.retain(|f| f.sources.iter().all(|s| current(&s.key).is_none()));
         cleaned = raw.to_vec();
     }
-    crate::state::RunSources {
+    RunSources {
         base_run: previous.map(|m| m.run_id.clone()),
         cleaned,
         kept,

@@ -2,9 +2,10 @@
 //! through its manifest, never by listing a prefix (which could catch a
 //! half-written run).
 
+use crate::error::{UseCaseError, UseCaseResult};
 use crate::ports::PortError;
 use crate::publish::read_manifest;
-use crate::usecases::{scratch_dir, Services, UseCaseError, UseCaseResult};
+use crate::services::{scratch_dir, Services};
 use arrow_array::Array;
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;

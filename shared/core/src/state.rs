@@ -60,21 +60,6 @@ impl ArrivedFile {
     }
 }
 
-/// What a run cleaned and, in append mode, which published files it keeps
-/// (decided when it is cleaned, applied when it is published), so every raw
-/// file's rows are published exactly once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunSources {
-    /// The published run the plan was made against.
-    pub base_run: Option<String>,
-    /// Raw files the run cleaned. Append mode: new ones, new versions of a
-    /// name, and the other sources of a published file that held a replaced
-    /// one; other modes: every data file of the date.
-    pub cleaned: Vec<crate::publish::SourceFile>,
-    /// Append mode: published files carried over unchanged.
-    pub kept: Vec<crate::publish::ManifestFile>,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionStatus {
     pub dataset: String,
@@ -94,7 +79,7 @@ pub struct PartitionStatus {
     pub error: Option<String>,
     /// Set by the clean of the current run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<RunSources>,
+    pub sources: Option<crate::publish::RunSources>,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -103,7 +103,7 @@ pub fn catalog_tables(config: &Config) -> Result<Vec<TableDefinition>, String> {
         });
     }
     for (name, stream) in &config.streams {
-        let (hourly, daily) = crate::stream::views::view_names(name, stream);
+        let (hourly, daily) = stream.view_names(name);
         for view in [hourly, daily] {
             tables.push(TableDefinition {
                 name: view,

@@ -10,9 +10,9 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
+use tributary_core::ports::StreamRecord;
 use tributary_core::ports::{check_stream_records, PortResult, StateStore, StreamProducer};
 use tributary_core::state;
-use tributary_core::stream::speed::StreamRecord;
 
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "000000000000";

@@ -20,7 +20,7 @@ pub use workflows::{QueuedRun, QueuedWorkflows};
 
 use std::path::PathBuf;
 use tributary_core::config::Config;
-use tributary_core::usecases::Services;
+use tributary_core::services::Services;
 
 /// `tributary serve`'s default address.
 pub const DEFAULT_APPROVAL_BASE_URL: &str = "http://127.0.0.1:8765";

@@ -18,12 +18,12 @@ mod encode;
 pub mod plan;
 mod records;
 mod spill;
-pub mod temporal;
 
 pub use plan::{CleanPlan, Rejection};
 
+use crate::keys::KeyPacker;
 use builders::{KeptBuilders, RejectBuilders};
-use dedupe::{row_id, Candidates, KeyPacker};
+use dedupe::{row_id, Candidates};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;

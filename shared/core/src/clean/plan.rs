@@ -1,8 +1,8 @@
 //! A dataset's cleaning rules compiled once into what the row loop needs, and
 //! the row evaluation itself: trim → null → required → types → value rules.
 
-use crate::clean::temporal::{parse_date_days, parse_timestamp_micros, utc_day_of_micros};
 use crate::config::{ColumnType, DatasetConfig, DerivedKind, NaiveTimestamps};
+use crate::timestamps::{parse_date_days, parse_timestamp_micros, utc_day_of_micros};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use std::sync::Arc;
 

@@ -2,8 +2,8 @@
 //! stream's schema. A record that fails is poison, with a reason that says
 //! which field was wrong and how.
 
-use crate::clean::temporal::parse_timestamp_micros;
 use crate::config::{ColumnConfig, ColumnType, NaiveTimestamps, StreamConfig};
+use crate::timestamps::parse_timestamp_micros;
 use serde_json::Value;
 
 /// What the aggregates need of an event.

@@ -11,7 +11,8 @@ pub mod views;
 pub mod windows;
 
 use crate::config::StreamConfig;
-use crate::usecases::{Services, UseCaseError, UseCaseResult};
+use crate::error::{UseCaseError, UseCaseResult};
+use crate::services::Services;
 
 /// The stream's configuration, or an error listing the known ones.
 pub fn stream_config<'a>(svc: &Services<'a>, stream: &str) -> UseCaseResult<&'a StreamConfig> {

@@ -14,9 +14,10 @@ use super::windows::{
     date_of, rfc3339, total, window_sk, window_start, Groups, WindowItem, SOURCE_RECONCILED,
 };
 use super::{stream_config, stream_pk, windows_pk};
+use crate::error::UseCaseResult;
 use crate::ports::Condition;
+use crate::services::Services;
 use crate::state;
-use crate::usecases::{Services, UseCaseResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

@@ -14,7 +14,8 @@ use super::windows::{
 };
 use super::{stream_config, windows_pk};
 use crate::config::StreamConfig;
-use crate::usecases::{Services, UseCaseError, UseCaseResult};
+use crate::error::{UseCaseError, UseCaseResult};
+use crate::services::Services;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};

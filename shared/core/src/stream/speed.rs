@@ -22,24 +22,16 @@ use super::events::{decode, StreamEvent};
 use super::windows::{date_of, rfc3339, window_sk, window_start, WindowItem};
 use super::{dedupe_pk, sequence_cmp, stream_config, stream_pk, windows_pk};
 use crate::config::StreamConfig;
+use crate::error::UseCaseResult;
 use crate::jsonl;
 use crate::layout::{partition_prefix, Layer};
+use crate::ports::StreamRecord;
+use crate::services::Services;
 use crate::state;
-use crate::usecases::{Services, UseCaseResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-/// A Kinesis record as the event source mapping hands it over.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamRecord {
-    pub shard_id: String,
-    pub sequence_number: String,
-    pub partition_key: String,
-    pub data: Vec<u8>,
-    pub arrival: DateTime<Utc>,
-}
 
 /// What happened to a batch. `input` = `aggregated` + `dlq` + `late` +
 /// `duplicates` + `redelivered`.

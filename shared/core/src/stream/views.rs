@@ -8,13 +8,14 @@ use super::speed::ArchivedEvent;
 use super::stream_config;
 use super::windows::{date_of, group_dims, merge_groups, rfc3339, window_start, Groups};
 use crate::config::StreamConfig;
+use crate::error::{UseCaseError, UseCaseResult};
 use crate::jsonl;
 use crate::layout::{manifest_key, partition_prefix, run_prefix, Layer};
 use crate::ports::{CatalogPartition, ObjectMeta, PortError};
 use crate::publish::{Manifest, ManifestFile};
+use crate::services::Services;
 use crate::state;
 use crate::table_schema::VIEW_AGGREGATES;
-use crate::usecases::{Services, UseCaseError, UseCaseResult};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -190,11 +191,6 @@ pub fn views_pk(stream: &str) -> String {
     format!("views#{stream}")
 }
 
-pub fn view_names(stream: &str, config: &StreamConfig) -> (String, String) {
-    let name = config.serve_as.as_deref().unwrap_or(stream);
-    (format!("hourly_{name}"), format!("daily_{name}"))
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ViewsBuilt {
     pub stream: String,
@@ -230,7 +226,7 @@ async fn build(
     let config = stream_config(svc, stream)?;
     let archive = archive_aggregates(svc, stream, config, date).await?;
     let run_id = now.format("%Y%m%dT%H%M%S%6fZ").to_string();
-    let (hourly_name, daily_name) = view_names(stream, config);
+    let (hourly_name, daily_name) = config.view_names(stream);
     let mut hourly: BTreeMap<String, Groups> = BTreeMap::new();
     let mut daily: Groups = Groups::new();
     for (start, groups) in &archive.windows {

@@ -1,0 +1,189 @@
+//! The retention sweep: partitions past each layer's retention, superseded
+//! runs, and expired reconciliation checks.
+
+use crate::config::{RetentionTarget, DATASET_LAYERS};
+use crate::error::UseCaseResult;
+use crate::layout::{dataset_prefix, run_of_key, Layer, PartitionKey};
+use crate::publish::read_manifest;
+use crate::services::Services;
+use crate::state::{self, PartitionState};
+use chrono::{Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Deletion {
+    pub dataset: String,
+    pub layer: String,
+    pub date: NaiveDate,
+    pub what: String,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// How long a run prefix that no manifest points to is left alone: it may
+/// belong to a run still in flight.
+const ORPHAN_GRACE_HOURS: i64 = 24;
+
+/// Delete partitions older than each layer's retention, for every layer
+/// the system writes by date (datasets: raw, cleaned, rejects, quality;
+/// streams: stream, late, dlq, views; feature sets; labelings), and run
+/// prefixes that are neither the published run nor the one before it.
+/// What readers find through the catalog or a publication record is
+/// unpublished first (cleaned partitions: catalog partition, status →
+/// expired; views: catalog partition and the stream's publication).
+pub async fn retention_sweep(
+    svc: &Services<'_>,
+    today: NaiveDate,
+    dry_run: bool,
+) -> UseCaseResult<Vec<Deletion>> {
+    let mut deletions = Vec::new();
+    let targets = svc.config.retention_targets();
+    for name in svc.config.datasets.keys() {
+        // Every dataset layer is visited, for superseded runs, retention or not.
+        for layer in DATASET_LAYERS {
+            let days = targets
+                .iter()
+                .find(|t| t.layer == layer && &t.name == name)
+                .map(|t| t.days);
+            let target = RetentionTarget {
+                layer,
+                name: name.clone(),
+                days: days.unwrap_or(0),
+                stream: None,
+            };
+            sweep_prefix(svc, &target, days.is_some(), today, dry_run, &mut deletions).await?;
+        }
+    }
+    for target in targets
+        .iter()
+        .filter(|t| !DATASET_LAYERS.contains(&t.layer))
+    {
+        sweep_prefix(svc, target, true, today, dry_run, &mut deletions).await?;
+    }
+    // Reconciliation checks past their expiry (a store without TTL keeps them).
+    let as_of = today
+        .and_hms_opt(0, 0, 0)
+        .map_or_else(Utc::now, |t| t.and_utc());
+    for stream in svc.config.streams.keys() {
+        let expired = if dry_run {
+            let kept = crate::stream::reconcile::history(svc, stream, as_of)
+                .await?
+                .len();
+            let all = svc
+                .state
+                .query(&crate::stream::reconcile::history_pk(stream))
+                .await?
+                .len();
+            all.saturating_sub(kept) as u64
+        } else {
+            crate::stream::reconcile::prune_history(svc, stream, as_of).await?
+        };
+        if expired > 0 {
+            deletions.push(Deletion {
+                dataset: stream.clone(),
+                layer: "reconcile-history".into(),
+                date: today,
+                what: format!("{expired} reconciliation check(s) past reconcile_history"),
+                objects: expired,
+                bytes: 0,
+            });
+        }
+    }
+    Ok(deletions)
+}
+
+async fn sweep_prefix(
+    svc: &Services<'_>,
+    target: &RetentionTarget,
+    expires: bool,
+    today: NaiveDate,
+    dry_run: bool,
+    deletions: &mut Vec<Deletion>,
+) -> UseCaseResult<()> {
+    let (layer, name) = (target.layer, target.name.as_str());
+    let objects = svc.objects.list(&dataset_prefix(layer, name)).await?;
+    let mut by_date: BTreeMap<NaiveDate, Vec<_>> = BTreeMap::new();
+    for o in objects {
+        if let Ok(k) = PartitionKey::parse(&o.key) {
+            by_date.entry(k.date).or_default().push(o);
+        }
+    }
+    // Validated at load: days ≤ MAX_RETENTION_DAYS, so this cannot overflow.
+    let cutoff = expires.then(|| today - Duration::days(i64::from(target.days)));
+    for (date, objs) in by_date {
+        if cutoff.is_some_and(|c| date < c) {
+            deletions.push(Deletion {
+                dataset: name.to_string(),
+                layer: layer.to_string(),
+                date,
+                what: "partition past retention".into(),
+                objects: objs.len() as u64,
+                bytes: objs.iter().map(|o| o.size).sum(),
+            });
+            if !dry_run {
+                // Unpublish first so no reader is pointed at deleted files.
+                match layer {
+                    Layer::Cleaned => {
+                        svc.catalog.delete_partition(name, date).await?;
+                        state::update_partition(svc.state, name, date, |s| {
+                            s.state = PartitionState::Expired
+                        })
+                        .await?;
+                    }
+                    Layer::Views => {
+                        svc.catalog.delete_partition(name, date).await?;
+                        if let Some(stream) = &target.stream {
+                            svc.state
+                                .delete(
+                                    &crate::stream::views::views_pk(stream),
+                                    &date.to_string(),
+                                    crate::ports::Condition::Always,
+                                )
+                                .await?;
+                        }
+                    }
+                    _ => {}
+                }
+                for o in &objs {
+                    svc.objects.delete(&o.key).await?;
+                }
+            }
+            continue;
+        }
+        if matches!(layer, Layer::Cleaned | Layer::Rejects) {
+            let manifest = read_manifest(svc.objects, name, date).await?;
+            let keep: Vec<String> = manifest
+                .iter()
+                .flat_map(|m| std::iter::once(m.run_id.clone()).chain(m.previous_run.clone()))
+                .collect();
+            let mut runs: BTreeMap<String, Vec<_>> = BTreeMap::new();
+            for o in objs {
+                if let Some(run) = run_of_key(&o.key) {
+                    runs.entry(run.to_string()).or_default().push(o);
+                }
+            }
+            let grace = Utc::now() - Duration::hours(ORPHAN_GRACE_HOURS);
+            for (run, objs) in runs {
+                let newest = objs.iter().map(|o| o.last_modified).max();
+                if keep.contains(&run) || newest.is_none_or(|t| t > grace) {
+                    continue;
+                }
+                deletions.push(Deletion {
+                    dataset: name.to_string(),
+                    layer: layer.to_string(),
+                    date,
+                    what: format!("superseded run {run}"),
+                    objects: objs.len() as u64,
+                    bytes: objs.iter().map(|o| o.size).sum(),
+                });
+                if !dry_run {
+                    for o in &objs {
+                        svc.objects.delete(&o.key).await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
