@@ -335,14 +335,8 @@ pub fn where_found(context: bool, input: &Value) -> String {
         return "context object".into();
     }
     let text = input.to_string();
-    let cut = text
-        .char_indices()
-        .map(|(i, _)| i)
-        .take_while(|i| *i <= 1000)
-        .last()
-        .unwrap_or(0);
     if text.len() > 1000 {
-        format!("input '{}…'", &text[..cut])
+        format!("input '{}…'", &text[..text.floor_char_boundary(1000)])
     } else {
         format!("input '{text}'")
     }

@@ -538,11 +538,13 @@ pub async fn report_catchup(
             Some("no_data") => ("no_data", Some(format!("still missing {}", r["missing"]))),
             _ => (
                 "failed",
-                r["reason"]
-                    .as_str()
-                    .or(r["error"]["Cause"].as_str())
-                    .map(str::to_string)
-                    .or(Some("?".into())),
+                Some(
+                    r["reason"]
+                        .as_str()
+                        .or(r["error"]["Cause"].as_str())
+                        .unwrap_or("?")
+                        .to_string(),
+                ),
             ),
         };
         if let Some(why) = why {

@@ -132,6 +132,26 @@ fn file_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or_default()
 }
 
+/// The objects directly in a raw partition (data files and markers; not
+/// anything in a folder below it).
+async fn raw_partition_objects(
+    svc: &Services<'_>,
+    dataset: &str,
+    date: NaiveDate,
+) -> UseCaseResult<Vec<crate::ports::ObjectMeta>> {
+    let prefix = partition_prefix(Layer::Raw, dataset, date);
+    Ok(svc
+        .objects
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter(|o| {
+            let rest = &o.key[prefix.len()..];
+            !rest.is_empty() && !rest.contains('/')
+        })
+        .collect())
+}
+
 /// Record raw files that are in the bucket but not in the status — their
 /// S3 events were lost, or arrived before the pipeline existed. Catchup
 /// calls this before deciding whether a date is ready. Returns the keys
@@ -146,13 +166,7 @@ pub async fn discover_arrivals(
         .map(|s| s.files.into_iter().chain(s.markers).collect())
         .unwrap_or_default();
     let mut recorded = Vec::new();
-    let prefix = partition_prefix(Layer::Raw, dataset, date);
-    for o in svc.objects.list(&prefix).await? {
-        // Only objects directly in the partition (data files and markers).
-        let name = file_name(&o.key);
-        if name.is_empty() || o.key[prefix.len()..].contains('/') {
-            continue;
-        }
+    for o in raw_partition_objects(svc, dataset, date).await? {
         let file = ArrivedFile {
             key: o.key.clone(),
             etag: o.etag.trim_matches('"').to_string(),
@@ -346,20 +360,16 @@ async fn clean_inner(
     run_id: &str,
 ) -> UseCaseResult<CleanSummary> {
     let plan = CleanPlan::compile(ds).map_err(CleanError::Plan)?;
-    let prefix = partition_prefix(Layer::Raw, dataset_name, date);
-    // Data files directly in the partition; markers are never data.
-    let raw: Vec<_> = svc
-        .objects
-        .list(&prefix)
+    // Markers are never data.
+    let raw: Vec<_> = raw_partition_objects(svc, dataset_name, date)
         .await?
         .into_iter()
-        .filter(|o| {
-            let rest = &o.key[prefix.len()..];
-            !rest.is_empty() && !rest.contains('/') && !is_marker_name(rest)
-        })
+        .filter(|o| !is_marker_name(file_name(&o.key)))
         .collect();
     if raw.is_empty() {
-        return Err(UseCaseError::NoRawFiles { prefix });
+        return Err(UseCaseError::NoRawFiles {
+            prefix: partition_prefix(Layer::Raw, dataset_name, date),
+        });
     }
     let source_of = |o: &crate::ports::ObjectMeta| SourceFile {
         key: o.key.clone(),

@@ -183,35 +183,29 @@ pub async fn publish_run(
     };
     let cleaned_sources = req.sources.map(|s| s.cleaned.clone()).unwrap_or_default();
     if req.mode == OutputMode::Append {
-        let legacy_keep;
-        let plan = match (req.sources, &previous) {
-            (Some(plan), _) => Some(plan),
-            (None, Some(prev)) => {
-                legacy_keep = RunSources {
-                    base_run: Some(prev.run_id.clone()),
-                    cleaned: vec![],
-                    kept: prev.files.clone(),
-                };
-                Some(&legacy_keep)
+        // The published files the run keeps: its plan's, checked against
+        // what is published now; a run cleaned without a plan keeps all.
+        let kept = match (req.sources, &previous) {
+            (Some(plan), _) => {
+                let current = previous.as_ref().map(|p| p.run_id.clone());
+                if plan.base_run != current {
+                    return Err(PublishError::Superseded {
+                        dataset: req.dataset.to_string(),
+                        date: req.date,
+                        planned_against: plan.base_run.clone(),
+                        published: current,
+                    });
+                }
+                plan.kept.as_slice()
             }
-            (None, None) => None,
+            (None, Some(prev)) => prev.files.as_slice(),
+            (None, None) => &[],
         };
-        if let Some(plan) = plan {
-            let current = previous.as_ref().map(|p| p.run_id.clone());
-            if plan.base_run != current {
-                return Err(PublishError::Superseded {
-                    dataset: req.dataset.to_string(),
-                    date: req.date,
-                    planned_against: plan.base_run.clone(),
-                    published: current,
-                });
-            }
-            for (i, f) in plan.kept.iter().enumerate() {
-                let dest = format!("{location}prev-{i:04}-{}", file_name(&f.key));
-                let meta = objects.copy(&f.key, &dest).await?;
-                rows += f.rows.unwrap_or(0);
-                files.push(published(meta, f.sources.clone(), f.rows));
-            }
+        for (i, f) in kept.iter().enumerate() {
+            let dest = format!("{location}prev-{i:04}-{}", file_name(&f.key));
+            let meta = objects.copy(&f.key, &dest).await?;
+            rows += f.rows.unwrap_or(0);
+            files.push(published(meta, f.sources.clone(), f.rows));
         }
     }
     match (req.mode, &previous) {

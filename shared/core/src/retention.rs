@@ -39,46 +39,40 @@ pub async fn retention_sweep(
 ) -> UseCaseResult<Vec<Deletion>> {
     let mut deletions = Vec::new();
     let targets = svc.config.retention_targets();
+    // Validated at load: days ≤ MAX_RETENTION_DAYS, so this cannot overflow.
+    let cutoff = |t: &RetentionTarget| today - Duration::days(i64::from(t.days));
     for name in svc.config.datasets.keys() {
         // Every dataset layer is visited, for superseded runs, retention or not.
         for layer in DATASET_LAYERS {
-            let days = targets
+            let expiry = targets
                 .iter()
                 .find(|t| t.layer == layer && &t.name == name)
-                .map(|t| t.days);
-            let target = RetentionTarget {
-                layer,
-                name: name.clone(),
-                days: days.unwrap_or(0),
-                stream: None,
-            };
-            sweep_prefix(svc, &target, days.is_some(), today, dry_run, &mut deletions).await?;
+                .map(cutoff);
+            sweep_prefix(svc, layer, name, None, expiry, dry_run, &mut deletions).await?;
         }
     }
-    for target in targets
+    for t in targets
         .iter()
         .filter(|t| !DATASET_LAYERS.contains(&t.layer))
     {
-        sweep_prefix(svc, target, true, today, dry_run, &mut deletions).await?;
+        let stream = t.stream.as_deref();
+        sweep_prefix(
+            svc,
+            t.layer,
+            &t.name,
+            stream,
+            Some(cutoff(t)),
+            dry_run,
+            &mut deletions,
+        )
+        .await?;
     }
     // Reconciliation checks past their expiry (a store without TTL keeps them).
     let as_of = today
         .and_hms_opt(0, 0, 0)
         .map_or_else(Utc::now, |t| t.and_utc());
     for stream in svc.config.streams.keys() {
-        let expired = if dry_run {
-            let kept = crate::stream::reconcile::history(svc, stream, as_of)
-                .await?
-                .len();
-            let all = svc
-                .state
-                .query(&crate::stream::reconcile::history_pk(stream))
-                .await?
-                .len();
-            all.saturating_sub(kept) as u64
-        } else {
-            crate::stream::reconcile::prune_history(svc, stream, as_of).await?
-        };
+        let expired = crate::stream::reconcile::prune_history(svc, stream, as_of, dry_run).await?;
         if expired > 0 {
             deletions.push(Deletion {
                 dataset: stream.clone(),
@@ -93,15 +87,18 @@ pub async fn retention_sweep(
     Ok(deletions)
 }
 
+/// One prefix `<layer>/<name>/`: partitions dated before `expiry` go, and
+/// for cleaned and rejects, runs neither published nor the one before.
+/// `stream`: the stream whose publications views of this name are.
 async fn sweep_prefix(
     svc: &Services<'_>,
-    target: &RetentionTarget,
-    expires: bool,
-    today: NaiveDate,
+    layer: Layer,
+    name: &str,
+    stream: Option<&str>,
+    expiry: Option<NaiveDate>,
     dry_run: bool,
     deletions: &mut Vec<Deletion>,
 ) -> UseCaseResult<()> {
-    let (layer, name) = (target.layer, target.name.as_str());
     let objects = svc.objects.list(&dataset_prefix(layer, name)).await?;
     let mut by_date: BTreeMap<NaiveDate, Vec<_>> = BTreeMap::new();
     for o in objects {
@@ -109,10 +106,8 @@ async fn sweep_prefix(
             by_date.entry(k.date).or_default().push(o);
         }
     }
-    // Validated at load: days ≤ MAX_RETENTION_DAYS, so this cannot overflow.
-    let cutoff = expires.then(|| today - Duration::days(i64::from(target.days)));
     for (date, objs) in by_date {
-        if cutoff.is_some_and(|c| date < c) {
+        if expiry.is_some_and(|c| date < c) {
             deletions.push(Deletion {
                 dataset: name.to_string(),
                 layer: layer.to_string(),
@@ -133,7 +128,7 @@ async fn sweep_prefix(
                     }
                     Layer::Views => {
                         svc.catalog.delete_partition(name, date).await?;
-                        if let Some(stream) = &target.stream {
+                        if let Some(stream) = stream {
                             svc.state
                                 .delete(
                                     &crate::stream::views::views_pk(stream),

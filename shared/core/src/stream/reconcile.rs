@@ -8,7 +8,8 @@
 use super::serving::realtime_windows;
 use super::speed::DirtyWindow;
 use super::views::{
-    archive_aggregates, archive_changes, publications, read_view, rebuild_stale_views,
+    archive_aggregates, archive_changes_in, publications, read_view, rebuild_for_late_data,
+    stale_among,
 };
 use super::windows::{
     date_of, rfc3339, total, window_sk, window_start, Groups, WindowItem, SOURCE_RECONCILED,
@@ -99,9 +100,15 @@ pub async fn reconcile(
     now: DateTime<Utc>,
 ) -> UseCaseResult<ReconcileReport> {
     let config = stream_config(svc, stream)?;
-    let rebuilt = rebuild_stale_views(svc, stream, now).await?;
-    let published = publications(svc, stream).await?;
+    // One read of the stream's state: archive changes, checks, dirty windows.
     let stream_items = svc.state.query(&stream_pk(stream)).await?;
+    let archived = archive_changes_in(&stream_items);
+    let mut published = publications(svc, stream).await?;
+    let rebuilt =
+        rebuild_for_late_data(svc, stream, &stale_among(&archived, &published), now).await?;
+    if !rebuilt.is_empty() {
+        published = publications(svc, stream).await?;
+    }
     let checked: BTreeMap<NaiveDate, DateChecked> = stream_items
         .iter()
         .filter(|(sk, _)| sk.starts_with(CHECKED_PREFIX))
@@ -115,7 +122,7 @@ pub async fn reconcile(
         .filter_map(|d| DateTime::parse_from_rfc3339(&d.window_start).ok())
         .map(|t| t.timestamp_micros())
         .collect();
-    let archived = archive_changes(svc, stream).await?;
+    let dirty_dates: BTreeSet<NaiveDate> = dirty.iter().map(|w| date_of(*w)).collect();
     let changed = |date: &NaiveDate| {
         let Some(last) = checked.get(date) else {
             return true;
@@ -124,7 +131,7 @@ pub async fn reconcile(
             .get(date)
             .is_some_and(|p| p.run_id != last.view_run)
             || archived.get(date).is_some_and(|t| *t > last.checked_at)
-            || dirty.iter().any(|w| date_of(*w) == *date)
+            || dirty_dates.contains(date)
     };
     let dates: Vec<NaiveDate> = match dates {
         Some(d) => d
@@ -148,7 +155,7 @@ pub async fn reconcile(
     };
     for date in dates {
         let publication = &published[&date];
-        let view = read_view(svc, stream_config(svc, stream)?, &publication.hourly_key).await?;
+        let view = read_view(svc, config, &publication.hourly_key).await?;
         let realtime = realtime_windows(svc, stream, date).await?;
         let mut realtime_hours: BTreeMap<i64, f64> = BTreeMap::new();
         for (start, groups) in &realtime {
@@ -343,20 +350,24 @@ pub async fn history(
         .collect())
 }
 
-/// Delete history items past their expiry. DynamoDB's TTL does this on
-/// AWS (within days); the daily retention sweep does it everywhere, so a
-/// store without TTL does not grow either. Returns how many went.
+/// Delete history items past their expiry (or, `dry_run`, count them).
+/// DynamoDB's TTL does this on AWS (within days); the daily retention sweep
+/// does it everywhere, so a store without TTL does not grow either.
+/// Returns how many are (or would be) gone.
 pub async fn prune_history(
     svc: &Services<'_>,
     stream: &str,
     now: DateTime<Utc>,
+    dry_run: bool,
 ) -> UseCaseResult<u64> {
     let mut pruned = 0;
     for (sk, v) in svc.state.query(&history_pk(stream)).await? {
         if crate::ports::expired(&v.value, now.timestamp()) {
-            svc.state
-                .delete(&history_pk(stream), &sk, Condition::Always)
-                .await?;
+            if !dry_run {
+                svc.state
+                    .delete(&history_pk(stream), &sk, Condition::Always)
+                    .await?;
+            }
             pruned += 1;
         }
     }

@@ -145,44 +145,70 @@ pub async fn archive_changes(
     svc: &Services<'_>,
     stream: &str,
 ) -> UseCaseResult<BTreeMap<NaiveDate, DateTime<Utc>>> {
-    Ok(svc
-        .state
-        .query(&super::stream_pk(stream))
-        .await?
-        .into_iter()
+    Ok(archive_changes_in(
+        &svc.state.query(&super::stream_pk(stream)).await?,
+    ))
+}
+
+/// The archive changes among a stream's state items (`archived#<date>`).
+pub fn archive_changes_in(
+    items: &[(String, crate::ports::Versioned)],
+) -> BTreeMap<NaiveDate, DateTime<Utc>> {
+    items
+        .iter()
         .filter(|(sk, _)| sk.starts_with(ARCHIVE_CHANGE_PREFIX))
-        .filter_map(|(_, v)| serde_json::from_value::<ArchiveChange>(v.value).ok())
+        .filter_map(|(_, v)| serde_json::from_value::<ArchiveChange>(v.value.clone()).ok())
         .map(|c| (c.date, c.changed_at))
-        .collect())
+        .collect()
 }
 
 /// Published dates whose views were built before events of the date were
 /// archived (late events, or a shard that was behind): their views are
 /// stale until rebuilt.
 pub async fn stale_dates(svc: &Services<'_>, stream: &str) -> UseCaseResult<Vec<NaiveDate>> {
-    let changes = archive_changes(svc, stream).await?;
-    Ok(publications(svc, stream)
-        .await?
-        .into_iter()
+    Ok(stale_among(
+        &archive_changes(svc, stream).await?,
+        &publications(svc, stream).await?,
+    ))
+}
+
+/// [`stale_dates`] from what the caller has read already.
+pub fn stale_among(
+    changes: &BTreeMap<NaiveDate, DateTime<Utc>>,
+    published: &BTreeMap<NaiveDate, ViewPublication>,
+) -> Vec<NaiveDate> {
+    published
+        .iter()
         .filter(|(date, p)| changes.get(date).is_some_and(|t| *t > p.published_at))
-        .map(|(date, _)| date)
-        .collect())
+        .map(|(date, _)| *date)
+        .collect()
 }
 
 /// Why a stale view is rebuilt; the query answer repeats it.
 pub const REBUILT_FOR_LATE_DATA: &str =
     "late data: events of this date arrived after its views were built";
 
-/// Rebuild the views of every stale date (`build-views` and `reconcile`
-/// do this first).
+/// Rebuild the views of every stale date (`build-views` does this after
+/// the dates it was asked for).
 pub async fn rebuild_stale_views(
     svc: &Services<'_>,
     stream: &str,
     now: DateTime<Utc>,
 ) -> UseCaseResult<Vec<ViewsBuilt>> {
+    let stale = stale_dates(svc, stream).await?;
+    rebuild_for_late_data(svc, stream, &stale, now).await
+}
+
+/// Rebuild the views of `dates`, saying late data is why.
+pub async fn rebuild_for_late_data(
+    svc: &Services<'_>,
+    stream: &str,
+    dates: &[NaiveDate],
+    now: DateTime<Utc>,
+) -> UseCaseResult<Vec<ViewsBuilt>> {
     let mut built = Vec::new();
-    for date in stale_dates(svc, stream).await? {
-        built.push(build(svc, stream, date, now, Some(REBUILT_FOR_LATE_DATA)).await?);
+    for date in dates {
+        built.push(build(svc, stream, *date, now, Some(REBUILT_FOR_LATE_DATA)).await?);
     }
     Ok(built)
 }
