@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tributary_asl::{Callback, Failure, Host, RunOptions, TaskCall, TaskOutcome};
-use tributary_aws::emulator::Moto;
 use tributary_aws::SfnCallbacks;
 use tributary_core::ports::{TaskAnswer, TaskCallbacks};
+use tributary_testing::Moto;
 
 /// `${clean_partition_function}` → `tributary-clean-partition`: what
 /// Terraform's templatefile does with the deployed names.

@@ -6,7 +6,6 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use tributary_aws::emulator::Moto;
 use tributary_aws::KinesisProducer;
 use tributary_aws::{
     AwsAdapters, DynamoStateStore, GlueCatalog, S3ObjectStore, SfnCallbacks, SfnWorkflows,
@@ -27,6 +26,7 @@ use tributary_core::table_schema::{catalog_tables, file_columns, TableFormat};
 use tributary_e2e::{date, FailingStore};
 use tributary_handlers::invoke;
 use tributary_local::kinesis::event_source_mapping_event;
+use tributary_testing::Moto;
 
 const CONFIG: &str = r#"
 [datasets.orders]

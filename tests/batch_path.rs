@@ -1273,7 +1273,8 @@ async fn a_label_review_confirms_only_the_page_the_reviewer_saw() {
 #[tokio::test]
 async fn an_expired_approval_link_decides_nothing() {
     use tributary_core::approvals::{self, ApprovalRequest, ApprovalStatus};
-    use tributary_handlers::approval_callback::{handle, HttpRequest};
+    use tributary_handlers::approval_callback::handle;
+    use tributary_handlers::http::HttpRequest;
     let h = Harness::new(&config("overwrite"));
     let svc = h.services();
     let t0 = chrono::Utc::now();

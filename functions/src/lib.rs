@@ -74,10 +74,14 @@ impl Runtime {
     }
 }
 
-/// A Lambda binary's `main`: the process set-up the CLI has too, then the
+/// A Lambda binary's `main`, given the binary's name (`CARGO_BIN_NAME`):
+/// its function in the table, the process set-up the CLI has too, the
 /// async runtime, then [`serve`].
-pub fn main(function: &'static str) -> Result<()> {
-    tributary_handlers::process::set_up(tributary_handlers::workload_of(function));
+pub fn main(binary: &str) -> Result<()> {
+    let function = tributary_handlers::function(binary).with_context(|| {
+        format!("the binary {binary} is no function of tributary_handlers::FUNCTIONS")
+    })?;
+    tributary_process::set_up(function.workload);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,7 +90,7 @@ pub fn main(function: &'static str) -> Result<()> {
 }
 
 /// Serve one function from `tributary-handlers` on the Lambda runtime API.
-pub async fn serve(function: &'static str) -> Result<()> {
+pub async fn serve(function: &'static tributary_handlers::Function) -> Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_target(false)
@@ -96,7 +100,7 @@ pub async fn serve(function: &'static str) -> Result<()> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let runtime = runtime.clone();
         async move {
-            tributary_handlers::invoke(&runtime.services(), function, event.payload)
+            (function.handler)(&runtime.services(), event.payload)
                 .await
                 .map_err(|e| Diagnostic {
                     error_type: e.error_type,
@@ -106,4 +110,31 @@ pub async fn serve(function: &'static str) -> Result<()> {
     }))
     .await
     .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every function of the table has its binary and every binary is a
+    /// function of the table (a binary's function is its name).
+    #[test]
+    fn one_binary_per_function() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
+        let mut binaries = BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.contains("tributary_functions::main(env!(\"CARGO_BIN_NAME\"))"),
+                "{} must serve the function of its own name",
+                path.display()
+            );
+            binaries.insert(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+        let functions: BTreeSet<String> = tributary_handlers::function_names()
+            .map(String::from)
+            .collect();
+        assert_eq!(binaries, functions);
+    }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::commands;
 use crate::local::LocalRuntime;
-use tributary_handlers::process::Workload;
+use tributary_process::Workload;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -223,6 +223,9 @@ pub enum InfraCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The function table, one function per line: name and workload (what
+    /// Terraform's local.functions and the SAM template must deploy).
+    Functions,
 }
 
 #[derive(Subcommand, Debug)]
@@ -445,6 +448,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Infra(InfraCommand::Vars { out }) => {
             return commands::infra::run(config, out.as_deref())
+        }
+        Command::Infra(InfraCommand::Functions) => {
+            for f in tributary_handlers::FUNCTIONS {
+                println!("{}\t{:?}", f.name, f.workload);
+            }
+            return Ok(());
         }
         Command::TaskHeartbeat { token } => {
             return asl::answer(ws, config, token, asl::Answer::Heartbeat)

@@ -18,8 +18,7 @@ fn embedded(text: &str, file: &str) -> Result<String> {
 }
 
 pub fn function_vars() -> BTreeMap<String, String> {
-    tributary_handlers::FUNCTIONS
-        .iter()
+    tributary_handlers::function_names()
         .map(|f| {
             (
                 format!("{}_function", f.replace('-', "_")),

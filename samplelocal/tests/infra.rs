@@ -26,6 +26,12 @@ fn tool(relative: &str) -> PathBuf {
 
 /// One check on a checkout (or a broken copy): (passed, everything printed).
 fn check(name: &str, root: &Path) -> (bool, String) {
+    let table: Vec<&str> = tributary_handlers::function_names().collect();
+    check_with_functions(name, root, &table)
+}
+
+/// [`check`] with the function table given (to plant a function in it).
+fn check_with_functions(name: &str, root: &Path, functions: &[&str]) -> (bool, String) {
     let mut command = Command::new(tool("infra-venv/bin/python"));
     command
         .arg(repo().join("scripts/infra/check.py"))
@@ -44,6 +50,9 @@ fn check(name: &str, root: &Path) -> (bool, String) {
             command
                 .arg("--checkov")
                 .arg(tool("checkov-venv/bin/checkov"));
+        }
+        "references" => {
+            command.arg("--functions").arg(functions.join(","));
         }
         _ => {}
     }
@@ -88,7 +97,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// What the checks read, copied so a mistake can be planted.
 fn copy_of_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for part in ["infra", "statemachines", "functions/src/bin"] {
+    for part in ["infra", "statemachines"] {
         copy_dir(&repo().join(part), &dir.path().join(part));
     }
     std::fs::create_dir_all(dir.path().join("samplelocal")).unwrap();
@@ -108,7 +117,17 @@ fn plant(root: &Path, file: &str, from: &str, to: &str) {
 }
 
 fn assert_fails(check_name: &str, root: &Path, expected: &[&str]) {
-    let (passed, output) = check(check_name, root);
+    let table: Vec<&str> = tributary_handlers::function_names().collect();
+    assert_fails_with_functions(check_name, root, &table, expected)
+}
+
+fn assert_fails_with_functions(
+    check_name: &str,
+    root: &Path,
+    functions: &[&str],
+    expected: &[&str],
+) {
+    let (passed, output) = check_with_functions(check_name, root, functions);
     assert!(
         !passed,
         "{check_name} missed the planted mistake:\n{output}"
@@ -211,7 +230,7 @@ fn references_catch_undeclared_names_and_missing_functions() {
     );
 
     // A Task naming a function that is not deployed, a state machine file
-    // that is gone, and a binary that no Lambda deploys.
+    // that is gone, and a function of the table that no Lambda deploys.
     let copy = copy_of_repo();
     plant(
         copy.path(),
@@ -220,19 +239,17 @@ fn references_catch_undeclared_names_and_missing_functions() {
         "${merge_label_function}",
     );
     std::fs::remove_file(copy.path().join("statemachines/catchup.asl.json")).unwrap();
-    std::fs::write(
-        copy.path().join("functions/src/bin/orphan-job.rs"),
-        "fn main() {}\n",
-    )
-    .unwrap();
-    assert_fails(
+    let mut table: Vec<&str> = tributary_handlers::function_names().collect();
+    table.push("orphan-job");
+    assert_fails_with_functions(
         "references",
         copy.path(),
+        &table,
         &[
             "no function merge-label is deployed",
             "statemachines/catchup.asl.json does not exist",
-            "functions/src/bin/orphan-job.rs is not deployed",
-            "orphan-job.rs has no function in the SAM template",
+            "function orphan-job of the function table is not deployed",
+            "function orphan-job of the function table has no function in the SAM template",
         ],
     );
 }

@@ -7,8 +7,10 @@ is checked every other way available).
     check.py references every var/local/module/data/resource reference is
                         declared; every file()/templatefile() path exists and
                         its placeholders are supplied; every Lambda in infra/
-                        is a binary in functions/src/bin and the other way
-                        round; every Task of statemachines/ names a function
+                        and in the SAM template is a function of the table
+                        (--functions: tributary_handlers::FUNCTIONS) and the
+                        other way round; every Task of statemachines/ names a
+                        function
     check.py checkov    checkov with the skip list in infra/.checkov.yaml
                         (each entry justified there): any failed check or
                         parsing error fails
@@ -177,9 +179,8 @@ def literal_set(value):
     return set(re.findall(r'\\?"([A-Za-z0-9_-]+)\\?"', text))
 
 
-def check_references(repo):
+def check_references(repo, table):
     problems = Problems()
-    bins = {p.stem for p in (repo / "functions" / "src" / "bin").glob("*.rs")}
     asl_dir = repo / "statemachines"
     for directory, files in modules(repo).items():
         d = declared(files)
@@ -213,10 +214,10 @@ def check_references(repo):
         if isinstance(functions, dict):
             deployed = {unquote(k) for k in functions if not k.startswith("__")}
             where = f"{next(iter(files)).parent.relative_to(repo)}/locals.tf:{line_of(directory / 'locals.tf', 'functions = {')}"
-            for f in sorted(deployed - bins):
-                problems.add(where, f"function {f} has no binary functions/src/bin/{f}.rs, so no zip {f}.zip will be built")
-            for f in sorted(bins - deployed):
-                problems.add(where, f"functions/src/bin/{f}.rs is not deployed: add it to local.functions")
+            for f in sorted(deployed - table):
+                problems.add(where, f"function {f} is not in the function table (tributary_handlers::FUNCTIONS), so no zip {f}.zip will be built")
+            for f in sorted(table - deployed):
+                problems.add(where, f"function {f} of the function table is not deployed: add it to local.functions")
             machines = locals_values.get("state_machines")
             if machines is not None:
                 names = literal_set(machines)
@@ -242,10 +243,10 @@ def check_references(repo):
     template = repo / "samplelocal" / "template.yaml"
     if template.exists():
         zips = set(re.findall(r"CodeUri: \.\./dist/lambda/([a-z0-9-]+)\.zip", template.read_text()))
-        for f in sorted(zips - bins):
-            problems.add(f"samplelocal/template.yaml:{line_of(template, f + '.zip')}", f"function {f} has no binary functions/src/bin/{f}.rs")
-        for f in sorted(bins - zips):
-            problems.add("samplelocal/template.yaml", f"functions/src/bin/{f}.rs has no function in the SAM template")
+        for f in sorted(zips - table):
+            problems.add(f"samplelocal/template.yaml:{line_of(template, f + '.zip')}", f"function {f} is not in the function table (tributary_handlers::FUNCTIONS)")
+        for f in sorted(table - zips):
+            problems.add("samplelocal/template.yaml", f"function {f} of the function table has no function in the SAM template")
     # Literal file paths (relative to their module) exist.
     for directory, files in modules(repo).items():
         for tf, parsed in files.items():
@@ -448,12 +449,16 @@ def main():
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[2])
     parser.add_argument("--jsii", type=Path, help="the .jsii of @cdktf/provider-aws (schema)")
     parser.add_argument("--schema-cache", type=Path, help="where the extracted schema is kept")
+    parser.add_argument("--functions", help="references: the function table's names, comma-separated (`tributary infra functions | cut -f1 | paste -sd,`)")
     args = parser.parse_args()
     repo = args.repo.resolve()
     if args.check == "fmt":
         return check_fmt(repo).report("fmt")
     if args.check == "references":
-        return check_references(repo).report("references")
+        if not args.functions:
+            print("references: pass --functions with the function table's names (`tributary infra functions | cut -f1 | paste -sd,`)", file=sys.stderr)
+            return 2
+        return check_references(repo, {f for f in args.functions.split(",") if f}).report("references")
     if args.check == "checkov":
         checkov = args.checkov or Path(sys.executable).parent / "checkov"
         return check_checkov(repo, checkov).report("checkov")

@@ -2,7 +2,9 @@
 //! build-views (schedule or backfill), query-api (function URL), reconcile
 //! (hourly schedule), replay-dlq.
 
-use crate::{approval_callback, bad_event, parse_run, to_json, HandlerError};
+use crate::error::{bad_event, HandlerError};
+use crate::http::{json_response, HttpRequest};
+use crate::wire::{decode, encode, parse_day};
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -111,7 +113,7 @@ pub async fn stream_aggregate(svc: &Services<'_>, event: Value) -> Result<Value,
                 .iter()
                 .map(|(_, seq)| json!({"itemIdentifier": seq})),
         );
-        outcomes.insert(stream, to_json(&outcome)?);
+        outcomes.insert(stream, encode(&outcome)?);
     }
     Ok(json!({"batchItemFailures": failures, "streams": outcomes}))
 }
@@ -127,7 +129,7 @@ struct ViewsInput {
 }
 
 fn dates_of(i: &ViewsInput) -> Result<Vec<NaiveDate>, HandlerError> {
-    let parse = |d: &str| crate::run_date(d);
+    let parse = parse_day;
     match (&i.date, &i.start, &i.end, &i.time) {
         (Some(d), _, _, _) => Ok(vec![parse(d)?]),
         (None, Some(s), Some(e), _) => {
@@ -157,17 +159,17 @@ fn streams_of<'a>(svc: &'a Services<'_>, stream: &'a Option<String>) -> Vec<&'a 
 
 /// Build and publish batch views for a date or a range (backfill).
 pub async fn build_views(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let input: ViewsInput = parse_run(event, "{stream, date} or {stream, start, end}")?;
+    let input: ViewsInput = decode(event, "{stream, date} or {stream, start, end}")?;
     let mut built = Vec::new();
     for stream in streams_of(svc, &input.stream) {
         for date in dates_of(&input)? {
-            built.push(to_json(
+            built.push(encode(
                 &views::build_views(svc, stream, date, Utc::now()).await?,
             )?);
         }
         // Views that late data made stale are rebuilt on every run.
         for rebuilt in views::rebuild_stale_views(svc, stream, Utc::now()).await? {
-            built.push(to_json(&rebuilt)?);
+            built.push(encode(&rebuilt)?);
         }
     }
     Ok(json!({"built": built}))
@@ -176,7 +178,7 @@ pub async fn build_views(svc: &Services<'_>, event: Value) -> Result<Value, Hand
 /// The hourly reconciliation. Logs one CloudWatch embedded-metric line per
 /// stream (`ReconcileDeviationPct`), which the deviation alarm watches.
 pub async fn reconcile_streams(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let input: ViewsInput = parse_run(event, "{stream?, date?}")?;
+    let input: ViewsInput = decode(event, "{stream?, date?}")?;
     let dates = match (&input.date, &input.start) {
         (None, None) => None,
         _ => Some(dates_of(&input)?),
@@ -196,7 +198,7 @@ pub async fn reconcile_streams(svc: &Services<'_>, event: Value) -> Result<Value
                 "ReconcileCorrectedWindows": report.corrected_windows,
             })
         );
-        reports.push(to_json(&report)?);
+        reports.push(encode(&report)?);
     }
     Ok(json!({"reports": reports}))
 }
@@ -207,28 +209,23 @@ struct ReplayInput {
 }
 
 pub async fn replay_dlq(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let input: ReplayInput = parse_run(event, "{stream}")?;
-    to_json(&speed::replay_dead_letters(svc, &input.stream, Utc::now()).await?)
-}
-
-fn http_json(status: u16, body: &Value) -> Value {
-    json!({"statusCode": status, "headers": {"content-type": "application/json"},
-           "body": body.to_string()})
+    let input: ReplayInput = decode(event, "{stream}")?;
+    encode(&speed::replay_dead_letters(svc, &input.stream, Utc::now()).await?)
 }
 
 /// The query API behind a function URL: `GET /<name>?start&end&granularity`
 /// and `GET /<name>/recent?window=`. Bad parameters are a 400 that says
 /// what was wrong; the answer is JSON either way.
 pub async fn query_api(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let request = approval_callback::HttpRequest::from_event(&event)?;
+    let request = HttpRequest::from_event(&event)?;
     if request.method != "GET" {
-        return Ok(http_json(405, &json!({"error": "use GET"})));
+        return Ok(json_response(405, &json!({"error": "use GET"})));
     }
     let path = request.path.trim_matches('/');
     let (name, recent) = match path.split_once('/') {
         Some((name, "recent")) => (name, true),
         Some(_) => {
-            return Ok(http_json(
+            return Ok(json_response(
                 404,
                 &json!({"error": format!("no such path /{path}")}),
             ))
@@ -242,7 +239,7 @@ pub async fn query_api(svc: &Services<'_>, event: Value) -> Result<Value, Handle
             .iter()
             .map(|(n, s)| format!("/{}", s.serve_as.as_deref().unwrap_or(n)))
             .collect();
-        return Ok(http_json(
+        return Ok(json_response(
             404,
             &json!({"error": format!("nothing is served at /{name}; try {}", known.join(", "))}),
         ));
@@ -262,11 +259,34 @@ pub async fn query_api(svc: &Services<'_>, event: Value) -> Result<Value, Handle
         }
     };
     Ok(match answer {
-        Ok(body) => http_json(200, &body),
-        Err(UseCaseError::BadRequest(message)) => http_json(400, &json!({"error": message})),
+        Ok(body) => json_response(200, &body),
+        Err(UseCaseError::BadRequest(message)) => json_response(400, &json!({"error": message})),
         Err(e) => {
             let status = if e.retryable() { 503 } else { 500 };
-            http_json(status, &json!({"error": e.to_string()}))
+            json_response(status, &json!({"error": e.to_string()}))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Malformed events are refused with a message that names what was
+    /// wrong (the tests read the message, not only the failure).
+    #[test]
+    fn malformed_kinesis_events_say_what_is_wrong() {
+        let kinesis = json!({"Records": [{
+            "eventID": "shardId-000000000000:1", "eventSourceARN": "arn:aws:kinesis:us-east-1:1:stream/orders",
+            "kinesis": {"sequenceNumber": "1", "partitionKey": "k"}
+        }]});
+        let err = kinesis_records(&kinesis).unwrap_err();
+        assert_eq!(err.message, "Records[0]: /kinesis/data is missing");
+        let err = kinesis_records(&json!({"Records": {}})).unwrap_err();
+        assert!(
+            err.message.contains("Records[] is missing"),
+            "{}",
+            err.message
+        );
+    }
 }

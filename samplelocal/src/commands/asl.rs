@@ -166,10 +166,7 @@ fn canned_outcome(v: &Value) -> Result<Value, Failure> {
 fn known_function(function: &str) -> Option<&'static str> {
     let name = function.rsplit(':').next().unwrap_or(function);
     let name = name.strip_prefix("tributary-").unwrap_or(name);
-    tributary_handlers::FUNCTIONS
-        .iter()
-        .copied()
-        .find(|f| *f == name)
+    tributary_handlers::function(name).map(|f| f.name)
 }
 
 impl Host for CliHost<'_> {

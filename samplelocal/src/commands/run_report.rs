@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use tributary_asl::definition::{Kind, StateMachine};
-use tributary_handlers::approval_callback::html_escape;
+use tributary_handlers::http::html_escape;
 
 /// Successor states of each state, with the field that leads there.
 fn edges(machine: &StateMachine) -> BTreeMap<&str, Vec<(&str, &str)>> {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use tributary_core::approvals::{self, Decision};
-use tributary_handlers::approval_callback::html_escape;
+use tributary_handlers::http::html_escape;
 
 const MAX_BODY: usize = 64 * 1024;
 

@@ -18,6 +18,11 @@ pub struct Intrinsic {
 }
 
 /// (name, min args, max args)
+/// Standard base64 (RFC 4648) with canonical padding, as
+/// States.Base64Encode/Decode use it.
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
 const FUNCTIONS: &[(&str, usize, usize)] = &[
     ("States.Format", 1, usize::MAX),
     ("States.StringToJson", 1, 1),
@@ -492,11 +497,12 @@ fn apply(name: &str, args: &[Value], env: &mut dyn IntrinsicEnv) -> Result<Value
             if s.chars().count() > 10_000 {
                 return Err(format!("{name}: input longer than 10,000 characters"));
             }
-            Value::String(crate::base64::encode(s.as_bytes()))
+            Value::String(BASE64.encode(s.as_bytes()))
         }
         "States.Base64Decode" => {
-            let bytes = crate::base64::decode(want_str(0)?)
-                .ok_or_else(|| format!("{name}: the input is not valid base64"))?;
+            let bytes = BASE64
+                .decode(want_str(0)?)
+                .map_err(|_| format!("{name}: the input is not valid base64"))?;
             Value::String(
                 String::from_utf8(bytes)
                     .map_err(|_| format!("{name}: the decoded bytes are not UTF-8 text"))?,
@@ -582,6 +588,21 @@ fn apply(name: &str, args: &[Value], env: &mut dyn IntrinsicEnv) -> Result<Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_round_trips_and_rejects_garbage() {
+        let call = |name: &str, arg: &str| eval(&format!("{name}($.a)"), json!({"a": arg}));
+        for s in ["", "f", "fo", "foo", "foob", "fooba", "foobar", "é ü 中"] {
+            let encoded = call("States.Base64Encode", s).unwrap();
+            let decoded = call("States.Base64Decode", encoded.as_str().unwrap()).unwrap();
+            assert_eq!(decoded, s);
+        }
+        assert_eq!(call("States.Base64Encode", "foobar").unwrap(), "Zm9vYmFy");
+        assert_eq!(call("States.Base64Encode", "fo").unwrap(), "Zm8=");
+        for garbage in ["Zm8", "Z=m8", "Zm8*"] {
+            assert!(call("States.Base64Decode", garbage).is_err(), "{garbage}");
+        }
+    }
 
     struct Fixed(u64);
     impl IntrinsicEnv for Fixed {

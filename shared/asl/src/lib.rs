@@ -4,7 +4,6 @@
 //! deploys run here, so every branch, retry, timeout and approval path can
 //! be tested on a laptop, deterministically.
 
-mod base64;
 pub mod choice;
 pub mod definition;
 pub mod engine;

@@ -4,7 +4,6 @@
 
 mod adapters;
 mod dynamodb;
-pub mod emulator;
 mod glue;
 mod kinesis;
 mod s3;

@@ -3,7 +3,6 @@
 //! emulator on 127.0.0.1, installed by `scripts/test.sh` into `.tools/`).
 
 use std::sync::Arc;
-use tributary_aws::emulator::Moto;
 use tributary_aws::{DynamoStateStore, KinesisProducer, S3ObjectStore};
 use tributary_core::ports::StreamRecord;
 use tributary_core::ports::{
@@ -13,6 +12,7 @@ use tributary_core::ports::{
 use tributary_core::stream::sequence_cmp;
 use tributary_local::kinesis::{shard_id, KinesisStandIn};
 use tributary_local::{FileStateStore, FsObjectStore};
+use tributary_testing::Moto;
 
 fn moto() -> Moto {
     Moto::start()

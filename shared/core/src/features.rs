@@ -413,6 +413,39 @@ pub async fn merge(
     Ok(quality)
 }
 
+/// Ask a person whether to publish a feature set whose quality is below
+/// its threshold (the message lists each check's score).
+pub async fn request_publish_approval(
+    svc: &Services<'_>,
+    asked: crate::orchestration::TaskAsking<'_>,
+    quality: &FeatureQuality,
+) -> UseCaseResult<crate::orchestration::ApprovalRequested> {
+    let q = quality;
+    let lines: Vec<String> = q
+        .checks
+        .iter()
+        .map(|(check, score)| format!("  {check}: {score:.3}"))
+        .collect();
+    crate::orchestration::request_decision(
+        svc,
+        crate::orchestration::Decision {
+            token: asked.token,
+            execution: asked.execution,
+            subject: &format!("Publish features {} {}?", q.set, q.date),
+            purpose: &format!(
+                "publish feature set {} for {}: quality {:.3} < {:.3}",
+                q.set, q.date, q.score, q.threshold
+            ),
+            summary: json!({"kind": "feature_publish", "features": q.set, "date": q.date,
+                            "run_id": q.run_id, "score": q.score, "threshold": q.threshold,
+                            "checks": q.checks, "users": q.users, "items": q.items}),
+            detail_lines: &lines,
+            ttl: crate::orchestration::DECISION_TTL,
+        },
+    )
+    .await
+}
+
 /// The OR-join target: reached by auto-publish or by an approval. Points
 /// `_current.json` at the run and materialises the latest values per entity
 /// into the online store.

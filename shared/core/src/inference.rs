@@ -192,3 +192,69 @@ pub async fn recommend(
         model_version: model.version,
     })
 }
+
+/// One record of the click stream, as far as its transport could decode it.
+#[derive(Debug, Clone)]
+pub struct ClickRecord {
+    /// The click, or why the record's data is not one.
+    pub click: Result<Value, &'static str>,
+    /// The record's data as delivered, kept for the dead letter.
+    pub data: String,
+    /// Where the record sits in the stream (shard, sequence number, arrival).
+    pub position: Value,
+}
+
+/// What one batch of the click stream did.
+#[derive(Debug, Serialize)]
+pub struct ClickBatch {
+    pub consumers: Vec<Value>,
+    pub dead_lettered: usize,
+}
+
+/// Recommend for every running consumer from one batch of clicks. Records
+/// that do not decode, and clicks a consumer cannot use, are kept in dlq/
+/// with their position and the error; they never fail the batch.
+pub async fn consume_clicks(
+    svc: &Services<'_>,
+    records: Vec<ClickRecord>,
+    now: DateTime<Utc>,
+) -> UseCaseResult<ClickBatch> {
+    let mut clicks = Vec::new();
+    let mut poison = Vec::new();
+    for record in records {
+        match record.click {
+            Ok(click) => clicks.push(click),
+            Err(error) => {
+                let mut letter = json!({"error": error, "data": record.data});
+                if let (Some(letter), Some(position)) =
+                    (letter.as_object_mut(), record.position.as_object())
+                {
+                    letter.extend(position.clone());
+                }
+                poison.push(letter);
+            }
+        }
+    }
+    let mut consumers = Vec::new();
+    for set in svc.config.features.keys() {
+        let running = health(svc, set).await?;
+        if running["status"] != "running" {
+            continue;
+        }
+        let outcome = recommend(svc, set, &clicks).await?;
+        poison.extend(outcome.rejected.iter().cloned());
+        consumers.push(json!({"features": set, "processed": outcome.processed, "model_version": outcome.model_version}));
+    }
+    if !poison.is_empty() {
+        let key = format!(
+            "{}click-inference-{}.jsonl",
+            crate::layout::partition_prefix(Layer::Dlq, "clicks", now.date_naive()),
+            now.timestamp_micros()
+        );
+        crate::jsonl::put(svc.objects, &key, &poison).await?;
+    }
+    Ok(ClickBatch {
+        consumers,
+        dead_lettered: poison.len(),
+    })
+}

@@ -312,6 +312,42 @@ pub async fn train(
 
 const MODEL_PK: &str = "model";
 
+/// Ask a person whether to deploy a trained version (the message gives its
+/// hit rate against the popularity baseline).
+pub async fn request_deploy_approval(
+    svc: &Services<'_>,
+    asked: crate::orchestration::TaskAsking<'_>,
+    set: &str,
+    date: NaiveDate,
+    e: &Evaluation,
+) -> UseCaseResult<crate::orchestration::ApprovalRequested> {
+    let lines = vec![
+        format!(
+            "  hit rate at {TOP_N}: {:.3} (global top-{TOP_N} baseline {:.3})",
+            e.hit_rate_at_n, e.baseline_hit_rate_at_n
+        ),
+        format!(
+            "  trained on {} rows, evaluated on the latest {}",
+            e.train_rows, e.test_rows
+        ),
+    ];
+    crate::orchestration::request_decision(
+        svc,
+        crate::orchestration::Decision {
+            token: asked.token,
+            execution: asked.execution,
+            subject: &format!("Deploy model {set} {}?", e.version),
+            purpose: &format!("deploy recommendation model {set} version {}", e.version),
+            summary: json!({"kind": "model_deploy", "features": set, "date": date, "version": e.version,
+                            "checks": {"hit_rate_at_n": e.hit_rate_at_n, "baseline_hit_rate_at_n": e.baseline_hit_rate_at_n},
+                            "users": e.train_rows, "items": e.test_rows}),
+            detail_lines: &lines,
+            ttl: crate::orchestration::DECISION_TTL,
+        },
+    )
+    .await
+}
+
 /// Make a version the active one; the previous one is remembered for
 /// rollback. Conditional on the state it read, so concurrent activations
 /// cannot interleave.

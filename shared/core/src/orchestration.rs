@@ -105,6 +105,16 @@ pub async fn request_partition_approval(
     .await
 }
 
+/// How long a person has to answer a feature or deploy decision.
+pub const DECISION_TTL: Duration = Duration::hours(48);
+
+/// The task a decision answers: its token and the execution waiting on it.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskAsking<'a> {
+    pub token: &'a str,
+    pub execution: &'a str,
+}
+
 /// What a person is asked to decide.
 pub struct Decision<'a> {
     pub token: &'a str,

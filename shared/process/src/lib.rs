@@ -1,5 +1,7 @@
-//! Process set-up shared by everything that runs the handlers: the Lambda
-//! binaries and the `tributary` CLI.
+//! Process set-up of the binaries that run the handlers: the Lambda
+//! functions and the `tributary` CLI. It lives apart from the handlers,
+//! which are a library called in-process (by tests too) and must not change
+//! how their caller's process allocates or handles signals.
 
 /// What a process is about to do, which decides how it sets itself up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
