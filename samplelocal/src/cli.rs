@@ -433,7 +433,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     serde_json::from_str(&text).map_err(|_| ())
                 })
                 .map_err(|_| anyhow::anyhow!("--output must be JSON text or @FILE with JSON"))?;
-            return asl::answer(ws, config, token, asl::Answer::Success(output));
+            return asl::answer(
+                ws,
+                config,
+                token,
+                crate::stepfunctions::Answer::Success(output),
+            );
         }
         Command::TaskFailure {
             token,
@@ -441,7 +446,12 @@ pub fn run(cli: Cli) -> Result<()> {
             cause,
         } => {
             let failure = tributary_asl::Failure::new(error.clone(), cause.clone());
-            return asl::answer(ws, config, token, asl::Answer::Failure(failure));
+            return asl::answer(
+                ws,
+                config,
+                token,
+                crate::stepfunctions::Answer::Failure(failure),
+            );
         }
         Command::Report { execution, out } => {
             return commands::run_report::run(ws, execution, out.as_deref())
@@ -456,7 +466,7 @@ pub fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::TaskHeartbeat { token } => {
-            return asl::answer(ws, config, token, asl::Answer::Heartbeat)
+            return asl::answer(ws, config, token, crate::stepfunctions::Answer::Heartbeat)
         }
         _ => {}
     }

@@ -5,4 +5,5 @@ pub mod commands;
 pub mod integrations;
 pub mod local;
 pub mod sample;
+pub mod stepfunctions;
 pub mod workflows;

@@ -1,7 +1,7 @@
 //! The local runtime: embedded adapters on a workspace folder, the handlers
 //! called in-process, and started runs executed right away.
 
-use crate::commands::asl;
+use crate::stepfunctions::{self, StartRequest, StepFunctions};
 use crate::workflows;
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
@@ -24,6 +24,8 @@ pub struct LocalRuntime {
     pub root: PathBuf,
     pub config: Config,
     pub adapters: LocalAdapters,
+    /// The workspace's Step Functions service.
+    pub executions: StepFunctions,
 }
 
 /// One started run of a pipeline date, where its execution stopped, and
@@ -63,6 +65,7 @@ impl LocalRuntime {
         Ok(LocalRuntime {
             root: root.to_path_buf(),
             adapters: Workspace::new(root).adapters(),
+            executions: StepFunctions::open(root)?,
             config,
         })
     }
@@ -147,7 +150,7 @@ impl LocalRuntime {
                     .with_context(|| {
                         format!("execution {} has no valid date", run.execution_name)
                     })?;
-                let request = asl::StartRequest {
+                let request = StartRequest {
                     state_machine: "partition_pipeline".into(),
                     definition: workflows::partition_pipeline()?,
                     name: run.execution_name.clone(),
@@ -158,7 +161,8 @@ impl LocalRuntime {
                     clock: tributary_asl::ClockMode::Virtual,
                 };
                 let (execution, _) =
-                    self.blocking(|rt| asl::start(&rt.root, Some(rt), request, false))?;
+                    self.executions
+                        .start(Some(&self.services()), request, false)?;
                 let datasets =
                     orchestration::partition_reports(&self.services(), &pipeline, date).await?;
                 runs.push(PipelineRun {
@@ -174,7 +178,7 @@ impl LocalRuntime {
     /// Run the catchup state machine (schedule or backfill input), then the
     /// partition runs it started.
     pub async fn run_catchup(&self, name: &str, input: Value) -> Result<(Value, Vec<PipelineRun>)> {
-        let request = asl::StartRequest {
+        let request = StartRequest {
             state_machine: "catchup".into(),
             definition: workflows::catchup()?,
             name: name.to_string(),
@@ -184,7 +188,9 @@ impl LocalRuntime {
             unanswered_timeout: false,
             clock: tributary_asl::ClockMode::Virtual,
         };
-        let (execution, _) = self.blocking(|rt| asl::start(&rt.root, Some(rt), request, false))?;
+        let (execution, _) = self
+            .executions
+            .start(Some(&self.services()), request, false)?;
         let runs = self.run_started().await?;
         Ok((execution, runs))
     }
@@ -220,7 +226,7 @@ impl LocalRuntime {
     ) -> Result<Value> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
         input["run_id"] = json!(format!("r{stamp}"));
-        let request = asl::StartRequest {
+        let request = StartRequest {
             state_machine: machine.into(),
             definition,
             name: format!("{machine}-{what}-{stamp}"),
@@ -230,24 +236,15 @@ impl LocalRuntime {
             unanswered_timeout: false,
             clock: tributary_asl::ClockMode::Virtual,
         };
-        let (execution, _) = self.blocking(|rt| asl::start(&rt.root, Some(rt), request, false))?;
+        let (execution, _) = self
+            .executions
+            .start(Some(&self.services()), request, false)?;
         Ok(execution)
     }
 
     /// An execution's latest summary (DescribeExecution).
     pub fn describe_execution(&self, name: &str) -> Result<Value> {
-        self.blocking(|rt| asl::describe(&rt.root, name))
-    }
-
-    /// The interpreter is synchronous and drives its own runtimes: run it on
-    /// a thread of its own rather than inside this async context.
-    fn blocking<T: Send>(&self, f: impl FnOnce(&LocalRuntime) -> Result<T> + Send) -> Result<T> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| f(self))
-                .join()
-                .map_err(|_| anyhow::anyhow!("the state machine thread panicked"))?
-        })
+        self.executions.describe(name)
     }
 
     /// What the approval callback does after a click: record the decision
@@ -283,14 +280,15 @@ impl LocalRuntime {
         let mut summaries = Vec::new();
         for (token, answer) in self.adapters.callbacks.drain() {
             let answer = match answer {
-                TaskAnswer::Success(v) => asl::Answer::Success(v),
+                TaskAnswer::Success(v) => stepfunctions::Answer::Success(v),
                 TaskAnswer::Failure { error, cause } => {
-                    asl::Answer::Failure(tributary_asl::Failure::new(error, cause))
+                    stepfunctions::Answer::Failure(tributary_asl::Failure::new(error, cause))
                 }
-                TaskAnswer::Heartbeat => asl::Answer::Heartbeat,
+                TaskAnswer::Heartbeat => stepfunctions::Answer::Heartbeat,
             };
             summaries.push(
-                self.blocking(move |rt| asl::send_answer(&rt.root, Some(rt), &token, answer))?,
+                self.executions
+                    .send_answer(Some(&self.services()), &token, answer)?,
             );
         }
         Ok(summaries)

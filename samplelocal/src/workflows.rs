@@ -3,7 +3,7 @@
 //! their `${name_function}` placeholders pointing at the in-process
 //! functions.
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -14,7 +14,7 @@ pub const PARTITION_PIPELINE: &str =
 /// function (Terraform substitutes the deployed function names).
 /// An embedded definition with its function placeholders filled in.
 fn embedded(text: &str, file: &str) -> Result<String> {
-    crate::commands::asl::substitute(text, &function_vars(), Path::new(file))
+    substitute(text, &function_vars(), Path::new(file))
 }
 
 pub fn function_vars() -> BTreeMap<String, String> {
@@ -26,6 +26,31 @@ pub fn function_vars() -> BTreeMap<String, String> {
             )
         })
         .collect()
+}
+
+/// Fill `${NAME}` placeholders as Terraform's templatefile does; a
+/// placeholder without a value is an error that names it.
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>, file: &Path) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| anyhow!("{}: unterminated ${{ placeholder", file.display()))?;
+        let name = &after[..end];
+        let value = vars.get(name).ok_or_else(|| {
+            anyhow!(
+                "{}: placeholder ${{{name}}} has no value; pass --var {name}=VALUE",
+                file.display()
+            )
+        })?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 pub const LABELING: &str = include_str!("../../statemachines/labeling.asl.json");
@@ -55,6 +80,21 @@ pub fn partition_pipeline() -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::substitute;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    #[test]
+    fn placeholders_are_substituted_or_named() {
+        let vars = BTreeMap::from([("clean_arn".to_string(), "arn:x".to_string())]);
+        assert_eq!(
+            substitute("{\"Resource\": \"${clean_arn}\"}", &vars, Path::new("f")).unwrap(),
+            "{\"Resource\": \"arn:x\"}"
+        );
+        let err = substitute("${missing}", &vars, Path::new("f.asl.json")).unwrap_err();
+        assert!(err.to_string().contains("--var missing=VALUE"), "{err}");
+    }
+
     use serde_json::{json, Value};
     use tributary_asl::{Host, RunOptions, Status, TaskCall, TaskOutcome};
 
@@ -75,8 +115,8 @@ mod tests {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let text = crate::commands::asl::substitute(&text, &super::function_vars(), &path)
-                .unwrap_or_else(|e| panic!("{e}"));
+            let text =
+                substitute(&text, &super::function_vars(), &path).unwrap_or_else(|e| panic!("{e}"));
             tributary_asl::load(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             checked += 1;
         }

@@ -235,7 +235,8 @@ pub fn render(definition: &str, summary: &Value, history: &Value, trend: &str) -
 }
 
 pub fn run(workspace: &Path, name: &str, out: Option<&Path>) -> Result<()> {
-    let (definition, summary, history) = super::asl::execution_record(workspace, name)?;
+    let (definition, summary, history) =
+        crate::stepfunctions::StepFunctions::open(workspace)?.record(name)?;
     let trend = deviation_trend(workspace).unwrap_or_default();
     let html = render(&definition, &summary, &history, &trend)?;
     let path: PathBuf = out
