@@ -1,0 +1,490 @@
+//! `[datasets.<name>]`: a dataset's columns, rules, derived columns,
+//! expectations, output mode, completion and retention.
+
+use super::retention::{check_retention, typed_retention, DATASET_LAYERS};
+use super::{check_name, parse_duration_secs, ConfigError, Invalid};
+use crate::layout::Layer;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Date,
+    Timestamp,
+}
+
+impl ColumnType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int => "int",
+            ColumnType::Float => "float",
+            ColumnType::Bool => "bool",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+}
+
+/// How a timestamp without a UTC offset is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NaiveTimestamps {
+    /// Refuse it: the instant is ambiguous.
+    #[default]
+    Reject,
+    /// Read it as UTC.
+    AssumeUtc,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+    #[serde(default)]
+    pub required: bool,
+    /// Reject reason when the value does not parse as the column's type.
+    pub invalid_reason: Option<String>,
+    #[serde(default)]
+    pub naive_timestamps: NaiveTimestamps,
+}
+
+impl ColumnConfig {
+    pub fn invalid_reason(&self) -> String {
+        self.invalid_reason
+            .clone()
+            .unwrap_or_else(|| format!("bad_{}", self.column_type.name()))
+    }
+}
+
+/// A value rule, evaluated in the order written; the first failing rule is
+/// the row's reject reason.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub column: String,
+    pub reason: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub min_exclusive: bool,
+    #[serde(default)]
+    pub max_exclusive: bool,
+    pub allowed: Option<Vec<String>>,
+    pub regex: Option<String>,
+    /// A null value fails this rule instead of passing it.
+    #[serde(default)]
+    pub reject_null: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DerivedKind {
+    /// The UTC calendar date of a timestamp column.
+    DateOf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedConfig {
+    pub name: String,
+    pub kind: DerivedKind,
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    #[default]
+    Overwrite,
+    Append,
+    Merge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraColumns {
+    /// Drop them and report their names in the clean summary.
+    #[default]
+    Drop,
+    /// Refuse the file.
+    Fail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExpectationConfig {
+    RowCountBetween {
+        min: Option<u64>,
+        max: Option<u64>,
+    },
+    NotNull {
+        column: String,
+        mostly: Option<f64>,
+    },
+    Unique {
+        column: String,
+        mostly: Option<f64>,
+    },
+    Between {
+        column: String,
+        min: Option<f64>,
+        max: Option<f64>,
+        mostly: Option<f64>,
+    },
+    InSet {
+        column: String,
+        values: Vec<String>,
+        mostly: Option<f64>,
+    },
+    MatchesRegex {
+        column: String,
+        regex: String,
+        mostly: Option<f64>,
+    },
+}
+
+impl ExpectationConfig {
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            ExpectationConfig::RowCountBetween { .. } => None,
+            ExpectationConfig::NotNull { column, .. }
+            | ExpectationConfig::Unique { column, .. }
+            | ExpectationConfig::Between { column, .. }
+            | ExpectationConfig::InSet { column, .. }
+            | ExpectationConfig::MatchesRegex { column, .. } => Some(column),
+        }
+    }
+
+    pub fn mostly(&self) -> Option<f64> {
+        match self {
+            ExpectationConfig::RowCountBetween { .. } => None,
+            ExpectationConfig::NotNull { mostly, .. }
+            | ExpectationConfig::Unique { mostly, .. }
+            | ExpectationConfig::Between { mostly, .. }
+            | ExpectationConfig::InSet { mostly, .. }
+            | ExpectationConfig::MatchesRegex { mostly, .. } => *mostly,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    #[serde(default)]
+    pub description: String,
+    pub columns: Vec<ColumnConfig>,
+    /// Columns that identify a row, for dedupe and merge.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// Timestamp column; among duplicates the latest event time wins.
+    pub event_time: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub derived: Vec<DerivedConfig>,
+    /// Values that mean null besides the empty field (after trimming).
+    #[serde(default)]
+    pub null_markers: Vec<String>,
+    #[serde(default = "default_true")]
+    pub trim: bool,
+    #[serde(default)]
+    pub extra_columns: ExtraColumns,
+    #[serde(default)]
+    pub expectations: Vec<ExpectationConfig>,
+    #[serde(default = "default_threshold")]
+    pub quality_threshold: f64,
+    #[serde(default)]
+    pub output_mode: OutputMode,
+    /// Days to keep each layer's partitions; a layer not listed is kept forever.
+    #[serde(default)]
+    pub retention_days: BTreeMap<String, u32>,
+    /// When a date's files are all there: on any data file (the default), on
+    /// a marker file, or once no file arrived for `quiet_for`.
+    #[serde(default)]
+    pub complete_when: CompleteWhen,
+    /// The marker file `complete_when = "marker"` waits for.
+    #[serde(default = "default_marker")]
+    pub marker: String,
+    /// How long without a new file makes a date complete (`"quiet"`).
+    #[serde(default)]
+    pub quiet_for: Option<String>,
+}
+
+/// The completion rule of a dataset's date (`complete_when`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CompleteWhen {
+    /// Every data file starts a run of the date (a date is one file).
+    #[default]
+    AnyFile,
+    /// The date is complete when the marker file arrives (`_SUCCESS`).
+    Marker,
+    /// The date is complete once no data file arrived for `quiet_for`.
+    Quiet,
+}
+
+/// A dataset's completion rule with its parameter, validated at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    AnyFile,
+    Marker(String),
+    Quiet(chrono::Duration),
+}
+
+fn default_marker() -> String {
+    "_SUCCESS".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_threshold() -> f64 {
+    0.95
+}
+
+impl DatasetConfig {
+    pub fn column(&self, name: &str) -> Option<&ColumnConfig> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn completion(&self) -> Completion {
+        match self.complete_when {
+            CompleteWhen::AnyFile => Completion::AnyFile,
+            CompleteWhen::Marker => Completion::Marker(self.marker.clone()),
+            CompleteWhen::Quiet => Completion::Quiet(chrono::Duration::seconds(
+                // Validated at load to parse and to fit.
+                self.quiet_for
+                    .as_deref()
+                    .and_then(parse_duration_secs)
+                    .map_or(0, |s| s as i64),
+            )),
+        }
+    }
+
+    /// Retention per layer, typed (validated at load).
+    pub fn retention(&self) -> Vec<(Layer, u32)> {
+        typed_retention(&self.retention_days)
+    }
+}
+
+/// Upstream markers and hidden files (`_SUCCESS`, `_manifest`, `.part`) are
+/// never data.
+pub fn is_marker_name(file_name: &str) -> bool {
+    file_name.starts_with('_') || file_name.starts_with('.')
+}
+
+impl DatasetConfig {
+    pub(super) fn validate(&self, name: &str, invalid: Invalid) -> Result<(), ConfigError> {
+        let ds = self;
+        let at = |f: &str| format!("datasets.{name}.{f}");
+        check_name(
+            &format!("datasets.{name}"),
+            name,
+            "dataset names become S3 prefixes and Glue tables",
+            invalid,
+        )?;
+        if ds.columns.is_empty() {
+            return Err(invalid(
+                at("columns"),
+                "no columns".into(),
+                "declare each column with [[datasets.<name>.columns]] name and type".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let partition_key = ds
+            .columns
+            .iter()
+            .map(|c| (&c.name, "columns"))
+            .chain(ds.derived.iter().map(|d| (&d.name, "derived")))
+            .find(|(n, _)| n.as_str() == "date");
+        if let Some((_, section)) = partition_key {
+            return Err(invalid(
+                format!("datasets.{name}.{section}"),
+                "\"date\" is the partition key of every catalog table, so no column may be named so".into(),
+                "rename the column (for example order_date)".into(),
+            ));
+        }
+        for (i, c) in ds.columns.iter().enumerate() {
+            if c.name.trim().is_empty() || !seen.insert(c.name.as_str()) {
+                return Err(invalid(
+                    format!("datasets.{name}.columns[{i}].name"),
+                    format!("column name {:?} is empty or repeated", c.name),
+                    "give every column a unique, non-empty name".into(),
+                ));
+            }
+        }
+        let known_columns = ds
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let need_column = |field: String, col: &str| -> Result<&ColumnConfig, ConfigError> {
+            ds.column(col).ok_or_else(|| {
+                invalid(
+                    field,
+                    format!("column {col:?} is not declared"),
+                    format!("use one of: {known_columns}"),
+                )
+            })
+        };
+        for k in &ds.key {
+            need_column(at("key"), k)?;
+        }
+        if let Some(et) = &ds.event_time {
+            let c = need_column(at("event_time"), et)?;
+            if c.column_type != ColumnType::Timestamp {
+                return Err(invalid(
+                    at("event_time"),
+                    format!("column {et:?} is a {}", c.column_type.name()),
+                    "point event_time at a timestamp column".into(),
+                ));
+            }
+        }
+        for (i, r) in ds.rules.iter().enumerate() {
+            let field = format!("datasets.{name}.rules[{i}]");
+            let c = need_column(format!("{field}.column"), &r.column)?;
+            let checks = [
+                r.min.is_some() || r.max.is_some(),
+                r.allowed.is_some(),
+                r.regex.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if checks != 1 {
+                return Err(invalid(
+                    field,
+                    format!("a rule needs exactly one check, found {checks}"),
+                    "give it min/max, or allowed, or regex (one rule per check)".into(),
+                ));
+            }
+            if (r.min.is_some() || r.max.is_some())
+                && !matches!(c.column_type, ColumnType::Int | ColumnType::Float)
+            {
+                return Err(invalid(
+                    format!("{field}.min"),
+                    format!("column {:?} is a {}", r.column, c.column_type.name()),
+                    "use min/max only on int or float columns".into(),
+                ));
+            }
+            if (r.allowed.is_some() || r.regex.is_some()) && c.column_type != ColumnType::String {
+                return Err(invalid(
+                    field,
+                    format!("column {:?} is a {}", r.column, c.column_type.name()),
+                    "use allowed/regex only on string columns".into(),
+                ));
+            }
+            if let Some(re) = &r.regex {
+                regex::Regex::new(re).map_err(|e| {
+                    invalid(
+                        format!("{field}.regex"),
+                        format!("not a valid regular expression: {e}"),
+                        "fix the pattern (Rust regex syntax)".into(),
+                    )
+                })?;
+            }
+        }
+        for (i, d) in ds.derived.iter().enumerate() {
+            let field = format!("datasets.{name}.derived[{i}]");
+            let c = need_column(format!("{field}.from"), &d.from)?;
+            if c.column_type != ColumnType::Timestamp {
+                return Err(invalid(
+                    format!("{field}.from"),
+                    format!(
+                        "date_of needs a timestamp, {:?} is a {}",
+                        d.from,
+                        c.column_type.name()
+                    ),
+                    "derive from a timestamp column".into(),
+                ));
+            }
+            if ds.column(&d.name).is_some() {
+                return Err(invalid(
+                    format!("{field}.name"),
+                    format!("{:?} is already a column", d.name),
+                    "choose a new name for the derived column".into(),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&ds.quality_threshold) {
+            return Err(invalid(
+                at("quality_threshold"),
+                format!("{} is outside [0, 1]", ds.quality_threshold),
+                "use a fraction such as 0.95".into(),
+            ));
+        }
+        for (i, e) in ds.expectations.iter().enumerate() {
+            let field = format!("datasets.{name}.expectations[{i}]");
+            if let Some(col) = e.column() {
+                let derived = ds.derived.iter().any(|d| d.name == col);
+                if !derived {
+                    need_column(format!("{field}.column"), col)?;
+                }
+            }
+            if let Some(m) = e.mostly() {
+                if !(0.0..=1.0).contains(&m) {
+                    return Err(invalid(
+                        format!("{field}.mostly"),
+                        format!("{m} is outside [0, 1]"),
+                        "use the fraction of rows that must pass, e.g. 0.99".into(),
+                    ));
+                }
+            }
+            if let ExpectationConfig::MatchesRegex { regex, .. } = e {
+                regex::Regex::new(regex).map_err(|err| {
+                    invalid(
+                        format!("{field}.regex"),
+                        format!("not a valid regular expression: {err}"),
+                        "fix the pattern (Rust regex syntax)".into(),
+                    )
+                })?;
+            }
+        }
+        if ds.output_mode == OutputMode::Merge && ds.key.is_empty() {
+            return Err(invalid(
+                at("output_mode"),
+                "merge upserts on the dataset's key, and no key is set".into(),
+                "set key = [\"<column>\"] or use output_mode = \"overwrite\"".into(),
+            ));
+        }
+        match ds.complete_when {
+            CompleteWhen::Marker if !is_marker_name(&ds.marker) => {
+                return Err(invalid(
+                    at("marker"),
+                    format!("{:?} would be read as a data file", ds.marker),
+                    "name a marker starting with '_' or '.', such as \"_SUCCESS\"".into(),
+                ));
+            }
+            CompleteWhen::Quiet => {
+                let quiet = ds.quiet_for.as_deref().and_then(parse_duration_secs);
+                if !quiet.is_some_and(|s| (1..=7 * 86_400).contains(&s)) {
+                    return Err(invalid(
+                        at("quiet_for"),
+                        format!(
+                            "complete_when = \"quiet\" needs a duration of 1s to 7d, found {:?}",
+                            ds.quiet_for
+                        ),
+                        "set quiet_for = \"30m\" (a number and s, m, h or d)".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        check_retention(
+            &format!("datasets.{name}"),
+            &ds.retention_days,
+            &DATASET_LAYERS,
+            invalid,
+        )?;
+        Ok(())
+    }
+}
