@@ -28,6 +28,7 @@ use crate::definition::{
 use crate::errors;
 use crate::intrinsics::IntrinsicEnv;
 use crate::path::{type_name, Path, ReferencePath};
+use crate::template::Template;
 use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -349,6 +350,26 @@ impl Engine<'_, '_> {
         self.select_io(&state.output_path, value, ctx, "OutputPath", &state.name)
     }
 
+    /// A state's Parameters rendered over its effective input (or that input
+    /// when it has none).
+    fn parameters(
+        &mut self,
+        state: &State,
+        parameters: &Option<Template>,
+        effective: Value,
+        ctx: &Value,
+    ) -> Result<Value, Stop> {
+        match parameters {
+            Some(t) => t.render(&effective, ctx, &mut self.rng).map_err(|(e, m)| {
+                Stop::from(Failure::new(
+                    e,
+                    format!("state '{}', Parameters: {m}", state.name),
+                ))
+            }),
+            None => Ok(effective),
+        }
+    }
+
     /// Run one state; returns its output and the next state (None: the end).
     fn run_state(
         &mut self,
@@ -376,12 +397,7 @@ impl Engine<'_, '_> {
                 result_path,
             } => {
                 let effective = self.state_input(state, &input, ctx)?;
-                let effective = match parameters {
-                    Some(t) => t.render(&effective, ctx, &mut self.rng).map_err(|(e, m)| {
-                        Failure::new(e, format!("state '{}', Parameters: {m}", state.name))
-                    })?,
-                    None => effective,
-                };
+                let effective = self.parameters(state, parameters, effective, ctx)?;
                 let result = result.clone().unwrap_or(effective);
                 let placed = place_result(result_path, input, result, &state.name)?;
                 let output = self.state_output(state, &placed, ctx)?;

@@ -34,14 +34,7 @@ impl Engine<'_, '_> {
     ) -> Result<Value, Stop> {
         let ctx = self.context(&state.name, *now, 0, None, None);
         let effective = self.state_input(state, input, &ctx)?;
-        let branch_input = match &p.common.parameters {
-            Some(t) => t
-                .render(&effective, &ctx, &mut self.rng)
-                .map_err(|(e, m)| {
-                    Failure::new(e, format!("state '{}', Parameters: {m}", state.name))
-                })?,
-            None => effective,
-        };
+        let branch_input = self.parameters(state, &p.common.parameters, effective, &ctx)?;
         self.recycle(ctx);
         self.event(*now, "ParallelStateStarted", Value::Null);
         let started = *now;

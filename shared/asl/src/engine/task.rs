@@ -19,14 +19,7 @@ impl Engine<'_, '_> {
         let wants_token = task.resource.ends_with(".waitForTaskToken");
         let token = wants_token.then(|| self.new_token());
         let ctx = self.context(&state.name, started, attempt, token.as_deref(), None);
-        let parameters = match &task.common.parameters {
-            Some(t) => t
-                .render(&effective, &ctx, &mut self.rng)
-                .map_err(|(e, m)| {
-                    Failure::new(e, format!("state '{}', Parameters: {m}", state.name))
-                })?,
-            None => effective,
-        };
+        let parameters = self.parameters(state, &task.common.parameters, effective, &ctx)?;
         let timeout_s = match &task.timeout {
             Some(n) => Some(self.number(n, input, &ctx, &state.name, "TimeoutSecondsPath")?),
             None => None,
