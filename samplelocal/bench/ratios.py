@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Ratios of tributary against each peer, from run_peers.sh's raw results.
+"""Ratios of tributary against each peer, from peers/run.py's raw results.
 
     ratios.py results_raw_<ROWS>.tsv [...]
 

@@ -6,7 +6,7 @@
 //!
 //! DynamoDB items keep their attribute-value JSON (`{"S": …}`, `{"N": …}`);
 //! tables are keyed by the attributes `pk` and, optionally, `sk` — the
-//! single-table design of DESIGN §3 that the Terraform tables use.
+//! single-table design the Terraform tables use (infra/modules/tributary/state.tf).
 
 use serde_json::{json, Map, Value};
 use tributary_asl::{Failure, TaskOutcome};

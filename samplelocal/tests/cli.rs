@@ -395,3 +395,46 @@ fn bench_stream_checks_the_peer_computed_the_same() {
     assert_eq!(t["same_results_as_cpython"], true, "{out}");
     assert!(t["ratio_vs_cpython"].as_f64().unwrap() > 0.0, "{out}");
 }
+
+/// The benchmark's workload (samplelocal/bench/peers/workload.py) knows by
+/// construction what a correct cleaner reports; the cleaner the peers are
+/// measured against reports exactly that, reason by reason.
+#[test]
+fn the_benchmark_workload_counts_are_what_the_cleaner_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("orders.csv");
+    let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers/workload.py");
+    let made = std::process::Command::new("python3")
+        .arg(&generator)
+        .args(["--rows", "20000", "--out"])
+        .arg(&data)
+        .output()
+        .expect("run python3 workload.py");
+    assert!(made.status.success(), "{made:?}");
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(data.with_extension("csv.expected.json")).unwrap(),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let counts = json_of(&tributary(
+        &dir.path().join("ws"),
+        &[
+            "bench",
+            "clean",
+            "--in",
+            data.to_str().unwrap(),
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            "--threads",
+            "1",
+        ],
+    ));
+    for key in ["input", "kept", "rejected", "rejected_total", "duplicates"] {
+        assert_eq!(
+            counts[key], expected[key],
+            "{key}: {counts} against {expected}"
+        );
+    }
+    assert!(expected["rejected"]["bad_status"].as_u64().unwrap() > 0);
+    assert_eq!(expected["edge_rows_written"], 27);
+}

@@ -13,7 +13,8 @@ use std::time::Instant;
 use tributary_core::clean::{clean_files, CleanInput, CleanOptions, CleanPlan};
 use tributary_core::config::Config;
 
-/// The orders-clean workload of ../shared/bench, as a dataset config.
+/// The orders-clean workload (samplelocal/bench/peers/workload.py), as a
+/// dataset config.
 pub const ORDERS_BENCH_CONFIG: &str = include_str!("../../bench/orders-clean.toml");
 
 #[derive(clap::Args, Debug)]

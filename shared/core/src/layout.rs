@@ -1,4 +1,4 @@
-//! The S3 layout contract (DESIGN §3): every layer's keys, parsed and formatted
+//! The S3 layout contract: every layer's keys, parsed and formatted
 //! in one place so no other module builds key strings by hand.
 //!
 //! ```text
@@ -301,7 +301,8 @@ pub fn staging_prefix(layer: Layer, name: &str, date: NaiveDate, run_id: &str) -
     )
 }
 
-/// The pointer readers follow (DESIGN §3 atomic publish).
+/// The pointer readers follow: the manifest a publish switches atomically
+/// (see publish.rs).
 pub fn manifest_key(layer: Layer, name: &str, date: NaiveDate) -> String {
     format!("{}_manifest.json", partition_prefix(layer, name, date))
 }

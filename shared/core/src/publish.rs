@@ -1,4 +1,5 @@
-//! Atomic partition publication (DESIGN §3).
+//! Atomic partition publication: readers follow one manifest per partition,
+//! which a publish replaces in a single put.
 //!
 //! The cleaner stages a run under `cleaned/<ds>/date=D/_staging/run=<id>/`.
 //! Publishing composes the run's final files under its own prefix

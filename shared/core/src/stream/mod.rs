@@ -1,4 +1,4 @@
-//! The speed and serving layers (DESIGN §1, scenario 6): Kinesis events
+//! The speed and serving layers (the lambda architecture's streaming half): Kinesis events
 //! decoded against the stream's schema, aggregated into event-time tumbling
 //! windows idempotently, batch views built from the archived input, one
 //! query over both, and reconciliation of the two.
