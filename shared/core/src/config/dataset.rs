@@ -2,7 +2,7 @@
 //! expectations, output mode, completion and retention.
 
 use super::retention::{check_retention, typed_retention, DATASET_LAYERS};
-use super::{check_name, parse_duration_secs, ConfigError, Invalid};
+use super::{parse_duration_secs, ConfigError, Invalid};
 use crate::layout::Layer;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -285,12 +285,6 @@ impl DatasetConfig {
     pub(super) fn validate(&self, name: &str, invalid: Invalid) -> Result<(), ConfigError> {
         let ds = self;
         let at = |f: &str| format!("datasets.{name}.{f}");
-        check_name(
-            &format!("datasets.{name}"),
-            name,
-            "dataset names become S3 prefixes and Glue tables",
-            invalid,
-        )?;
         if ds.columns.is_empty() {
             return Err(invalid(
                 at("columns"),

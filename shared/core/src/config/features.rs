@@ -2,7 +2,7 @@
 //! threshold and retention.
 
 use super::retention::{check_retention, FEATURE_LAYERS};
-use super::{check_name, Config, ConfigError, Invalid};
+use super::{ConfigError, Within};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -33,20 +33,10 @@ fn default_feature_threshold() -> f64 {
 }
 
 impl FeatureSetConfig {
-    pub(super) fn validate(
-        &self,
-        name: &str,
-        config: &Config,
-        invalid: Invalid,
-    ) -> Result<(), ConfigError> {
+    pub(super) fn validate(&self, name: &str, within: &Within) -> Result<(), ConfigError> {
+        let Within { config, invalid } = *within;
         let f = self;
         let at = |x: &str| format!("features.{name}.{x}");
-        check_name(
-            &format!("features.{name}"),
-            name,
-            "feature set names become S3 prefixes",
-            invalid,
-        )?;
         for (field, ds, needed) in [
             (
                 "orders_dataset",

@@ -2,7 +2,7 @@
 //! person gives the uncertain ones, and retention.
 
 use super::retention::{check_retention, LABELING_LAYERS};
-use super::{check_name, Config, ConfigError, Invalid, MAX_WAIT_HOURS};
+use super::{ConfigError, Within, MAX_WAIT_HOURS};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -62,20 +62,10 @@ fn default_default_confidence() -> f64 {
 }
 
 impl LabelingConfig {
-    pub(super) fn validate(
-        &self,
-        name: &str,
-        config: &Config,
-        invalid: Invalid,
-    ) -> Result<(), ConfigError> {
+    pub(super) fn validate(&self, name: &str, within: &Within) -> Result<(), ConfigError> {
+        let Within { config, invalid } = *within;
         let l = self;
         let at = |f: &str| format!("labeling.{name}.{f}");
-        check_name(
-            &format!("labeling.{name}"),
-            name,
-            "labeling names become S3 prefixes",
-            invalid,
-        )?;
         let Some(ds) = config.datasets.get(&l.dataset) else {
             return Err(invalid(
                 at("dataset"),

@@ -47,14 +47,22 @@ pub enum ConfigError {
 /// fix) → the error naming the file.
 pub(crate) type Invalid<'a> = &'a dyn Fn(String, String, String) -> ConfigError;
 
+/// What a section's validation may look at besides itself: the whole file
+/// (a pipeline names datasets) and the error builder.
+#[derive(Clone, Copy)]
+pub(crate) struct Within<'a> {
+    pub config: &'a Config,
+    pub invalid: Invalid<'a>,
+}
+
 /// A section's name becomes part of S3 prefixes, Glue tables or execution
 /// names (`why`), so it is letters, digits, `_` and `-` only.
-fn check_name(field: &str, name: &str, why: &str, invalid: Invalid) -> Result<(), ConfigError> {
+fn check_name(section: &str, name: &str, why: &str, invalid: Invalid) -> Result<(), ConfigError> {
     if valid_name(name) {
         return Ok(());
     }
     Err(invalid(
-        field.to_string(),
+        format!("{section}.{name}"),
         why.to_string(),
         "use only letters, digits, '_' and '-'".into(),
     ))
@@ -165,20 +173,49 @@ impl Config {
                 "add a [datasets.<name>] table with its columns".into(),
             ));
         }
+        let within = Within {
+            config: self,
+            invalid: &invalid,
+        };
         for (name, ds) in &self.datasets {
+            check_name(
+                "datasets",
+                name,
+                "dataset names become S3 prefixes and Glue tables",
+                &invalid,
+            )?;
             ds.validate(name, &invalid)?;
         }
         for (name, p) in &self.pipelines {
-            p.validate(name, self, &invalid)?;
+            check_name(
+                "pipelines",
+                name,
+                "pipeline names become execution names",
+                &invalid,
+            )?;
+            p.validate(name, &within)?;
         }
         for (name, f) in &self.features {
-            f.validate(name, self, &invalid)?;
+            check_name(
+                "features",
+                name,
+                "feature set names become S3 prefixes",
+                &invalid,
+            )?;
+            f.validate(name, &within)?;
         }
         for (name, st) in &self.streams {
+            check_name("streams", name, "stream names become S3 prefixes", &invalid)?;
             st.validate(name, &invalid)?;
         }
         for (name, l) in &self.labeling {
-            l.validate(name, self, &invalid)?;
+            check_name(
+                "labeling",
+                name,
+                "labeling names become S3 prefixes",
+                &invalid,
+            )?;
+            l.validate(name, &within)?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! `[pipelines.<name>]`: which datasets make a date ready, the time zone,
 //! and the first date the pipeline owns.
 
-use super::{check_name, Config, ConfigError, Invalid};
+use super::{ConfigError, Within};
 use chrono::NaiveDate;
 use serde::Deserialize;
 
@@ -58,12 +58,8 @@ impl PipelineConfig {
 }
 
 impl PipelineConfig {
-    pub(super) fn validate(
-        &self,
-        name: &str,
-        config: &Config,
-        invalid: Invalid,
-    ) -> Result<(), ConfigError> {
+    pub(super) fn validate(&self, name: &str, within: &Within) -> Result<(), ConfigError> {
+        let Within { config, invalid } = *within;
         let p = self;
         let plausible =
             NaiveDate::from_ymd_opt(1970, 1, 1).zip(NaiveDate::from_ymd_opt(9999, 12, 31));
@@ -76,12 +72,6 @@ impl PipelineConfig {
                 ));
             }
         }
-        check_name(
-            &format!("pipelines.{name}"),
-            name,
-            "pipeline names become execution names",
-            invalid,
-        )?;
         if p.datasets.is_empty() {
             return Err(invalid(
                 format!("pipelines.{name}.datasets"),

@@ -4,8 +4,7 @@
 use super::dataset::{ColumnConfig, ColumnType};
 use super::retention::{check_retention, STREAM_LAYERS};
 use super::{
-    check_name, parse_duration_secs, ConfigError, Invalid, MAX_ALLOWED_LATENESS_SECS,
-    MAX_DEDUPE_HORIZON_SECS,
+    parse_duration_secs, ConfigError, Invalid, MAX_ALLOWED_LATENESS_SECS, MAX_DEDUPE_HORIZON_SECS,
 };
 use crate::layout::valid_name;
 use serde::Deserialize;
@@ -100,12 +99,6 @@ impl StreamConfig {
     pub(super) fn validate(&self, name: &str, invalid: Invalid) -> Result<(), ConfigError> {
         let st = self;
         let at = |f: &str| format!("streams.{name}.{f}");
-        check_name(
-            &format!("streams.{name}"),
-            name,
-            "stream names become S3 prefixes",
-            invalid,
-        )?;
         let known = st
             .fields
             .iter()
