@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 use crate::commands;
+use crate::commands::model::ModelCommand;
 use crate::local::LocalRuntime;
 use tributary_process::Workload;
 
@@ -254,25 +255,6 @@ pub enum ViewsCommand {
         start: Option<String>,
         #[arg(long)]
         end: Option<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum ModelCommand {
-    /// The active version and the consumer's health.
-    Status {
-        #[arg(long)]
-        set: String,
-    },
-    /// Activate the previous version and restart the consumer on it.
-    Rollback {
-        #[arg(long)]
-        set: String,
-    },
-    /// Stop the streaming inference consumer.
-    Stop {
-        #[arg(long)]
-        set: String,
     },
 }
 

@@ -2,11 +2,30 @@
 //! and the lifecycle of its streaming inference consumer.
 
 use super::report::print_json;
-use crate::cli::ModelCommand;
 use crate::local::LocalRuntime;
 use anyhow::Result;
+use clap::Subcommand;
 use serde_json::json;
 use tributary_core::{inference, model};
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// The active version and the consumer's health.
+    Status {
+        #[arg(long)]
+        set: String,
+    },
+    /// Activate the previous version and restart the consumer on it.
+    Rollback {
+        #[arg(long)]
+        set: String,
+    },
+    /// Stop the streaming inference consumer.
+    Stop {
+        #[arg(long)]
+        set: String,
+    },
+}
 
 pub async fn run(rt: &LocalRuntime, command: &ModelCommand) -> Result<()> {
     let svc = rt.services();

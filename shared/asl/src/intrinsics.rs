@@ -297,6 +297,16 @@ pub trait IntrinsicEnv {
     fn random_u64(&mut self) -> u64;
 }
 
+/// SplitMix64: the seeded source of every random value (UUIDs, MathRandom,
+/// retry jitter), so an execution replays identically.
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Errors are (error name, message): an argument path that matches nothing
 /// is `States.Runtime`, as AWS reports it; a call that cannot be computed
 /// from its arguments is `States.IntrinsicFailure`.
@@ -544,7 +554,7 @@ fn apply(name: &str, args: &[Value], env: &mut dyn IntrinsicEnv) -> Result<Value
             }
             let r = if args.len() == 3 {
                 let mut s = want_int(2)? as u64;
-                crate::engine::splitmix64(&mut s)
+                splitmix64(&mut s)
             } else {
                 env.random_u64()
             };
@@ -607,7 +617,7 @@ mod tests {
     struct Fixed(u64);
     impl IntrinsicEnv for Fixed {
         fn random_u64(&mut self) -> u64 {
-            crate::engine::splitmix64(&mut self.0)
+            splitmix64(&mut self.0)
         }
     }
 

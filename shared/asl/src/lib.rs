@@ -10,7 +10,6 @@ pub mod engine;
 pub mod errors;
 mod hash;
 pub mod intrinsics;
-mod items;
 pub mod journal;
 pub mod path;
 pub mod template;

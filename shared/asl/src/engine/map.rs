@@ -26,7 +26,7 @@ impl Engine<'_, '_> {
                         })?,
                     None => json!({}),
                 };
-                crate::items::read(&mut *self.host, reader, &params).map_err(|f| {
+                super::items::read(&mut *self.host, reader, &params).map_err(|f| {
                     Failure::new(f.error, format!("state '{}': {}", state.name, f.cause))
                 })?
             }

@@ -13,6 +13,7 @@
 
 mod execution;
 mod host;
+mod items;
 mod map;
 mod parallel;
 mod retry;
@@ -26,7 +27,7 @@ use crate::definition::{
     Text, WaitFor,
 };
 use crate::errors;
-use crate::intrinsics::IntrinsicEnv;
+use crate::intrinsics::{splitmix64, IntrinsicEnv};
 use crate::path::{type_name, Path, ReferencePath};
 use crate::template::Template;
 use chrono::{SecondsFormat, TimeZone, Utc};
@@ -60,14 +61,6 @@ pub fn iso_ms(ms: i64) -> String {
         .single()
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())
-}
-
-pub fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 struct Rng(u64);

@@ -1,8 +1,8 @@
 //! A distributed Map's ItemReader: the items come from an S3 listing or
 //! from one JSON, JSON Lines or CSV object, read through the host.
 
+use super::{Failure, Host};
 use crate::definition::ItemReader;
-use crate::engine::{Failure, Host};
 use crate::errors::ITEM_READER_FAILED;
 use serde_json::{Map, Value};
 
