@@ -44,6 +44,15 @@ pub enum UseCaseError {
     },
     #[error(transparent)]
     Approval(#[from] crate::approvals::ApprovalError),
+    /// The date cannot be cleaned in this function's scratch space: running
+    /// it again would fill the disk again.
+    #[error("scratch space {path}: cleaning this date needs about {needed} bytes ({what}) and {available} are free. Give the clean function more ephemeral storage, or have the upstream split the date into smaller deliveries; retrying cannot help")]
+    ScratchTooSmall {
+        path: String,
+        needed: u64,
+        available: u64,
+        what: String,
+    },
 }
 
 impl UseCaseError {
@@ -54,7 +63,7 @@ impl UseCaseError {
             UseCaseError::Clean(e) => e.retryable(),
             UseCaseError::Publish(e) => e.retryable(),
             UseCaseError::Port(e) => e.retryable(),
-            UseCaseError::Scratch { .. } => true,
+            UseCaseError::Scratch { source, .. } => !crate::services::disk_full(source),
             UseCaseError::Approval(e) => e.retryable(),
             _ => false,
         }
@@ -73,6 +82,7 @@ impl UseCaseError {
                 UseCaseError::WrongState { .. } | UseCaseError::NoRawFiles { .. } => {
                     "Tributary.WrongState"
                 }
+                UseCaseError::ScratchTooSmall { .. } => "Tributary.ScratchTooSmall",
                 _ => "Tributary.Failed",
             }
         }

@@ -398,6 +398,12 @@ async fn clean_inner(
     })
     .await?;
     let scratch = scratch_dir(svc.scratch)?;
+    let raw_bytes = raw.iter().map(|o| o.size).sum();
+    crate::services::ensure_scratch_room(
+        scratch.path(),
+        crate::services::clean_scratch_needed(raw_bytes, !ds.key.is_empty()),
+        crate::services::free_bytes(scratch.path()),
+    )?;
     let mut inputs = Vec::new();
     for (i, o) in raw.iter().enumerate() {
         let name = o.key.rsplit('/').next().unwrap_or("input");

@@ -82,13 +82,16 @@ pub enum CleanError {
 }
 
 impl CleanError {
-    /// Reading or writing a local file can fail transiently (disk full,
-    /// interrupted download, scratch space); malformed input never fixes itself.
+    /// Reading or writing a local file can fail transiently (an interrupted
+    /// download, a scratch file gone); a full disk is full again on the
+    /// next try, and malformed input never fixes itself.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            CleanError::Read { .. } | CleanError::Write { .. } | CleanError::Scratch { .. }
-        )
+        match self {
+            CleanError::Read { source, .. }
+            | CleanError::Write { source, .. }
+            | CleanError::Scratch { source, .. } => !crate::services::disk_full(source),
+            _ => false,
+        }
     }
 }
 
