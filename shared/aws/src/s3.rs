@@ -13,10 +13,17 @@ use tributary_core::ports::{ObjectMeta, ObjectStore, PortError, PortResult};
 /// Files above this go up in parts (S3's minimum part is 5 MiB).
 const MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
 const PART_SIZE: usize = 8 * 1024 * 1024;
+/// CopyObject copies at most 5 GiB in one request; larger objects are
+/// copied in parts (UploadPartCopy) of COPY_PART_SIZE, which keeps even a
+/// 5 TiB object under S3's 10,000 parts.
+const COPY_SINGLE_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
 
 pub struct S3ObjectStore {
     client: Client,
     bucket: String,
+    copy_single_limit: u64,
+    copy_part_size: u64,
 }
 
 fn etag(raw: Option<&str>) -> String {
@@ -36,7 +43,17 @@ impl S3ObjectStore {
         S3ObjectStore {
             client: Client::from_conf(s3),
             bucket: bucket.to_string(),
+            copy_single_limit: COPY_SINGLE_LIMIT,
+            copy_part_size: COPY_PART_SIZE,
         }
+    }
+
+    /// Copy objects above `single_limit` in parts of `part_size` (tests use
+    /// small sizes; S3's minimum part is 5 MiB).
+    pub fn with_copy_parts(mut self, single_limit: u64, part_size: u64) -> S3ObjectStore {
+        self.copy_single_limit = single_limit;
+        self.copy_part_size = part_size.max(1);
+        self
     }
 
     /// For tests and bootstrap: create the bucket if it is not there.
@@ -66,8 +83,14 @@ impl S3ObjectStore {
         }
     }
 
-    async fn upload_parts(&self, key: &str, path: &Path) -> PortResult<()> {
-        let op = || format!("uploading {key} in parts");
+    /// One multipart upload to `key`: created, its parts sent by
+    /// `send_parts` (given the upload id), completed — or aborted on any
+    /// failure, since the parts of an abandoned upload are billed.
+    async fn multipart<F, Fut>(&self, key: &str, op: &str, send_parts: F) -> PortResult<()>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = PortResult<Vec<CompletedPart>>>,
+    {
         let upload = self
             .client
             .create_multipart_upload()
@@ -75,9 +98,43 @@ impl S3ObjectStore {
             .key(key)
             .send()
             .await
-            .map_err(|e| port_error(op(), &self.bucket, e))?;
+            .map_err(|e| port_error(op.to_string(), &self.bucket, e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_string();
         let result = async {
+            let parts = send_parts(upload_id.clone()).await?;
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| port_error(op.to_string(), &self.bucket, e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+
+    async fn upload_parts(&self, key: &str, path: &Path) -> PortResult<()> {
+        let op = || format!("uploading {key} in parts");
+        let operation = op();
+        self.multipart(key, &operation, |upload_id| async move {
             let mut file = tokio::fs::File::open(path)
                 .await
                 .map_err(|e| PortError::from_io(op(), e))?;
@@ -120,34 +177,50 @@ impl S3ObjectStore {
                     break;
                 }
             }
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
+            Ok(parts)
+        })
+        .await
+    }
+
+    /// UploadPartCopy in byte ranges: for objects CopyObject cannot copy.
+    async fn copy_in_parts(&self, source: &str, to: &str, size: u64) -> PortResult<()> {
+        let operation = format!("copying {source} to s3://{}/{to} in parts", self.bucket);
+        let op = operation.as_str();
+        self.multipart(to, op, |upload_id| async move {
+            let mut parts = Vec::new();
+            let mut start = 0u64;
+            for number in 1.. {
+                if start >= size {
+                    break;
+                }
+                let end = start.saturating_add(self.copy_part_size).min(size) - 1;
+                let part = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(&self.bucket)
+                    .key(to)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .copy_source(source)
+                    .copy_source_range(format!("bytes={start}-{end}"))
+                    .send()
+                    .await
+                    .map_err(|e| port_error(op.to_string(), &self.bucket, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(
+                            part.copy_part_result()
+                                .and_then(|r| r.e_tag())
+                                .map(str::to_string),
+                        )
                         .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| port_error(op(), &self.bucket, e))?;
-            Ok(())
-        }
-        .await;
-        if result.is_err() {
-            // Parts of an abandoned upload are billed until aborted.
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-        }
-        result
+                );
+                start = end + 1;
+            }
+            Ok(parts)
+        })
+        .await
     }
 
     async fn meta(&self, key: &str) -> PortResult<ObjectMeta> {
@@ -381,6 +454,11 @@ impl ObjectStore for S3ObjectStore {
 
     async fn copy(&self, from: &str, to: &str) -> PortResult<ObjectMeta> {
         let source = format!("{}/{}", self.bucket, encode_copy_source(from));
+        let size = self.meta(from).await?.size;
+        if size > self.copy_single_limit {
+            self.copy_in_parts(&source, to, size).await?;
+            return self.meta(to).await;
+        }
         self.client
             .copy_object()
             .bucket(&self.bucket)
