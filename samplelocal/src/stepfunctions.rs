@@ -21,7 +21,7 @@ use tributary_asl::{
 };
 use tributary_core::ports::{Condition, PortError, StateStore};
 use tributary_core::services::Services;
-use tributary_local::{LocalAdapters, Workspace};
+use tributary_local::{FileStateStore, FsObjectStore, Workspace};
 
 const EXECUTIONS_PK: &str = "asl#execution";
 const TOKENS_PK: &str = "asl#token";
@@ -48,7 +48,9 @@ struct StoredExecution {
 /// The service on one workspace.
 pub struct StepFunctions {
     workspace: PathBuf,
-    adapters: LocalAdapters,
+    /// Only the stores the service and its integrations use.
+    state: FileStateStore,
+    objects: FsObjectStore,
     /// Always `Some` until dropped: see the `Drop` impl.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -87,7 +89,8 @@ impl StepFunctions {
     pub fn open(workspace: &Path) -> Result<StepFunctions> {
         Ok(StepFunctions {
             workspace: workspace.to_path_buf(),
-            adapters: Workspace::new(workspace).adapters(),
+            state: Workspace::new(workspace).state_store(),
+            objects: Workspace::new(workspace).object_store(),
             runtime: Some(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -121,7 +124,7 @@ impl StepFunctions {
     fn load(&self, name: &str) -> Result<Option<(StoredExecution, u64)>> {
         let item = self
             .runtime()
-            .block_on(self.adapters.state.get(EXECUTIONS_PK, name))?;
+            .block_on(self.state.get(EXECUTIONS_PK, name))?;
         match item {
             None => Ok(None),
             Some(v) => Ok(Some((
@@ -144,8 +147,7 @@ impl StepFunctions {
         };
         let value = serde_json::to_value(exec)?;
         match self.runtime().block_on(
-            self.adapters
-                .state
+            self.state
                 .put(EXECUTIONS_PK, &exec.name, value, condition),
         ) {
             Ok(_) => Ok(()),
@@ -158,9 +160,7 @@ impl StepFunctions {
     }
 
     fn execution_of_token(&self, token: &str) -> Result<String> {
-        let item = self
-            .runtime()
-            .block_on(self.adapters.state.get(TOKENS_PK, token))?;
+        let item = self.runtime().block_on(self.state.get(TOKENS_PK, token))?;
         item.and_then(|v| v.value.as_str().map(str::to_string))
             .ok_or_else(|| anyhow!("no paused execution is waiting on task token {token}"))
     }
@@ -174,7 +174,8 @@ impl StepFunctions {
         ServiceHost {
             canned: stored.canned.clone(),
             functions,
-            adapters: &self.adapters,
+            state: &self.state,
+            objects: &self.objects,
             runtime: self.runtime(),
             unanswered_timeout: stored.unanswered_timeout,
             replay_only,
@@ -202,7 +203,7 @@ impl StepFunctions {
         stored.summary = summary(&exec, false);
         self.save(&stored, version)?;
         if let Some(w) = &exec.waiting {
-            self.runtime().block_on(self.adapters.state.put(
+            self.runtime().block_on(self.state.put(
                 TOKENS_PK,
                 &w.token,
                 json!(stored.name),
@@ -305,7 +306,7 @@ impl StepFunctions {
     pub fn list(&self) -> Result<Vec<Value>> {
         self.outside_async(|| {
             let items = self.runtime()
-                .block_on(self.adapters.state.query(EXECUTIONS_PK))?;
+                .block_on(self.state.query(EXECUTIONS_PK))?;
             Ok(items
                 .iter()
                 .map(|(name, v)| {
@@ -411,7 +412,8 @@ fn summary(exec: &Execution, with_history: bool) -> Value {
 struct ServiceHost<'f> {
     canned: BTreeMap<String, Value>,
     functions: Option<&'f Services<'f>>,
-    adapters: &'f LocalAdapters,
+    state: &'f FileStateStore,
+    objects: &'f FsObjectStore,
     runtime: &'f tokio::runtime::Runtime,
     unanswered_timeout: bool,
     /// Replays never run anything: they only re-read the journal.
@@ -523,8 +525,8 @@ impl Host for ServiceHost<'_> {
 impl ServiceHost<'_> {
     fn services(&self) -> LocalServices<'_> {
         LocalServices {
-            state: &self.adapters.state,
-            objects: &self.adapters.objects,
+            state: self.state,
+            objects: self.objects,
             runtime: self.runtime,
         }
     }

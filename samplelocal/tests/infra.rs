@@ -24,10 +24,14 @@ fn tool(relative: &str) -> PathBuf {
     path
 }
 
+/// The function table's names, as the references check takes them.
+fn function_table() -> Vec<&'static str> {
+    tributary_handlers::function_names().collect()
+}
+
 /// One check on a checkout (or a broken copy): (passed, everything printed).
 fn check(name: &str, root: &Path) -> (bool, String) {
-    let table: Vec<&str> = tributary_handlers::function_names().collect();
-    check_with_functions(name, root, &table)
+    check_with_functions(name, root, &function_table())
 }
 
 /// [`check`] with the function table given (to plant a function in it).
@@ -117,8 +121,7 @@ fn plant(root: &Path, file: &str, from: &str, to: &str) {
 }
 
 fn assert_fails(check_name: &str, root: &Path, expected: &[&str]) {
-    let table: Vec<&str> = tributary_handlers::function_names().collect();
-    assert_fails_with_functions(check_name, root, &table, expected)
+    assert_fails_with_functions(check_name, root, &function_table(), expected)
 }
 
 fn assert_fails_with_functions(
@@ -239,7 +242,7 @@ fn references_catch_undeclared_names_and_missing_functions() {
         "${merge_label_function}",
     );
     std::fs::remove_file(copy.path().join("statemachines/catchup.asl.json")).unwrap();
-    let mut table: Vec<&str> = tributary_handlers::function_names().collect();
+    let mut table = function_table();
     table.push("orphan-job");
     assert_fails_with_functions(
         "references",

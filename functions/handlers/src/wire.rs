@@ -42,16 +42,20 @@ pub fn encode<T: serde::Serialize>(v: &T) -> Result<Value, HandlerError> {
     })
 }
 
+fn not_a_date(text: &str) -> String {
+    format!("date {text:?} is not YYYY-MM-DD")
+}
+
 /// A partition date, `YYYY-MM-DD` exactly.
 pub fn parse_day(text: &str) -> Result<NaiveDate, HandlerError> {
-    parse_date(text).ok_or_else(|| bad_event(format!("date {text:?} is not YYYY-MM-DD")))
+    parse_date(text).ok_or_else(|| bad_event(not_a_date(text)))
 }
 
 /// `#[serde(deserialize_with = "wire::date")]`: a field holding a partition
 /// date.
 pub fn date<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
     let text = String::deserialize(d)?;
-    parse_date(&text).ok_or_else(|| D::Error::custom(format!("date {text:?} is not YYYY-MM-DD")))
+    parse_date(&text).ok_or_else(|| D::Error::custom(not_a_date(&text)))
 }
 
 /// `#[serde(default, deserialize_with = "wire::optional_date")]`.
@@ -60,7 +64,7 @@ pub fn optional_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate
         None => Ok(None),
         Some(text) => parse_date(&text)
             .map(Some)
-            .ok_or_else(|| D::Error::custom(format!("date {text:?} is not YYYY-MM-DD"))),
+            .ok_or_else(|| D::Error::custom(not_a_date(&text))),
     }
 }
 

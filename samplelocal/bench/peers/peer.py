@@ -99,6 +99,7 @@ def polars_clean(path, out_dir, threads):
 def pandas_clean(path, out_dir, threads):
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     del threads  # pandas computes on one thread
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], quotechar='"',
@@ -121,7 +122,6 @@ def pandas_clean(path, out_dir, threads):
     raw["reject_reason"] = reason
     rejected = raw[reason.notna()]
     rejected_table = pa.Table.from_pandas(rejected[COLUMNS + ["reject_reason"]], preserve_index=False)
-    import pyarrow.parquet as pq
     pq.write_table(rejected_table, os.path.join(out_dir, REJECTED_FILE), compression="zstd",
                    compression_level=ZSTD_LEVEL)
     valid = raw[reason.isna()].copy()

@@ -210,8 +210,7 @@ def generate(rows, seed, path):
         edge = 0
         while written < rows:
             if edge < len(EDGES) and written == (edge + 1) * edge_every - 1:
-                text, reason, _, _ = EDGES[edge]
-                out.write(text + "\n")
+                out.write(EDGES[edge][0] + "\n")
                 edge += 1
                 written += 1
                 continue
