@@ -14,6 +14,7 @@
 
 mod builders;
 pub(crate) mod dedupe;
+pub mod distributed;
 mod encode;
 pub mod plan;
 mod records;
@@ -79,6 +80,10 @@ pub enum CleanError {
     },
     #[error("invalid cleaning plan: {0}")]
     Plan(String),
+    /// An input error found by a range worker, carried to the boundary
+    /// check as its text.
+    #[error("{0}")]
+    Input(String),
 }
 
 impl CleanError {

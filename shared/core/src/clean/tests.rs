@@ -714,3 +714,241 @@ fn the_row_estimate_runs_a_little_over_what_a_plain_file_holds() {
     let compressed = estimate("a.csv.gz", &gz);
     assert_eq!(compressed, gz.len() as u64 / 64 + 1024);
 }
+
+// ------------------------------------------------- the distributed clean
+
+/// The distributed clean run here, step by step, as the state machine runs
+/// it: every range cleaned from a sparse copy holding only its fetched
+/// bytes (fetching more when a record runs on), the boundaries checked and
+/// merged ranges cleaned again until they meet, every bucket resolved from
+/// its IPC files, the rejects' lines made absolute.
+fn clean_distributed(
+    config: &str,
+    files: &[(&str, &[u8])],
+    range_bytes: u64,
+    buckets: u32,
+    tail: u64,
+) -> Result<Run, CleanError> {
+    use distributed::*;
+    let c = Config::parse(config, "test.toml").unwrap();
+    let plan = CleanPlan::compile(c.datasets.values().next().unwrap()).unwrap();
+    let opts = CleanOptions {
+        batch_rows: 97,
+        ..CleanOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = |f: &str| format!("raw/t/date=2025-01-02/{f}");
+    let listing: Vec<(String, u64)> = files
+        .iter()
+        .map(|(f, bytes)| (name(f), bytes.len() as u64))
+        .collect();
+    let bytes_of = |key: &str| files.iter().find(|(f, _)| name(f) == key).unwrap().1;
+    let tasks = cut_ranges(&listing, range_bytes);
+    let planned = tasks.len() as u32;
+    let schema = bucket_schema(&plan);
+    let mut outputs = std::collections::HashMap::new();
+    let mut summaries = Vec::new();
+    let clean_one = |task: &RangeTask| {
+        let bytes = bytes_of(&task.key);
+        let (from, mut to) = task.fetch_span(tail);
+        loop {
+            let local = dir.path().join(format!("range-{}", task.id()));
+            let header = &bytes[..(HEADER_PROBE_BYTES as usize).min(bytes.len())];
+            write_local_copy(&local, header, &bytes[from as usize..to as usize], from).unwrap();
+            let read = clean_range(&plan, task, &local, (from, to), buckets, &opts).unwrap();
+            std::fs::remove_file(&local).unwrap();
+            match read {
+                RangeRead::NeedBytes { through } => {
+                    assert!(through > to, "{through} after {to}");
+                    to = through;
+                }
+                RangeRead::Cleaned(cleaned) => {
+                    let ipc: Vec<Vec<u8>> = cleaned
+                        .buckets
+                        .iter()
+                        .map(|b| to_ipc(&schema, b).unwrap())
+                        .collect();
+                    return (ipc, cleaned);
+                }
+            }
+        }
+    };
+    let mut pending = tasks;
+    let (accepted, mut stats) = loop {
+        for t in &pending {
+            let (ipc, cleaned) = clean_one(t);
+            summaries.push(cleaned.summary.clone());
+            outputs.insert(t.id(), (ipc, cleaned));
+        }
+        match check_boundaries(&summaries, planned) {
+            Boundaries::Accepted { ranges, stats } => break (ranges, stats),
+            Boundaries::Reclean(merged) => pending = merged,
+            Boundaries::Failed(e) => return Err(e),
+        }
+    };
+    let mut kept = Vec::new();
+    for b in 0..buckets as usize {
+        let batches: Vec<RecordBatch> = accepted
+            .iter()
+            .flat_map(|a| from_ipc(outputs[&a.task.id()].0[b].clone(), "bucket").unwrap())
+            .collect();
+        let resolved = resolve_bucket(&plan, &batches).unwrap();
+        stats.duplicates += resolved.duplicates;
+        kept.extend(resolved.kept);
+    }
+    stats.kept -= stats.duplicates;
+    let rejects = accepted
+        .iter()
+        .flat_map(|a| absolute_rejects(&outputs[&a.task.id()].1.rejects, a.first_line, true))
+        .collect();
+    assert!(stats.balanced(), "{stats:?}");
+    Ok(Run {
+        stats,
+        kept,
+        rejects,
+    })
+}
+
+/// Every kept row as text, sorted: the same multiset whatever the order.
+fn kept_multiset(run: &Run) -> Vec<String> {
+    use arrow_cast::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default();
+    let mut rows = Vec::new();
+    for b in &run.kept {
+        // Timestamps as their numbers: the formatter has no named zones.
+        let columns: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| match c.data_type() {
+                arrow_schema::DataType::Timestamp(..) => {
+                    arrow_cast::cast(c, &arrow_schema::DataType::Int64).unwrap()
+                }
+                _ => c.clone(),
+            })
+            .collect();
+        let formatters: Vec<_> = columns
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for i in 0..b.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(i).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+fn assert_same_partition(single: &Run, distributed: &Run) {
+    let data = |r: &Run| CleanStats {
+        ranges: 0,
+        ..r.stats.clone()
+    };
+    assert_eq!(data(single), data(distributed));
+    assert_eq!(kept_multiset(single), kept_multiset(distributed));
+    for column in ["reject_reason", "source_file", "reject_detail"] {
+        assert_eq!(
+            single.reject_column(column),
+            distributed.reject_column(column),
+            "{column}"
+        );
+    }
+    let lines = |r: &Run| -> Vec<i64> {
+        r.rejects
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("source_line")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    };
+    assert_eq!(lines(single), lines(distributed));
+}
+
+#[test]
+fn the_distributed_clean_keeps_and_rejects_exactly_what_one_process_does() {
+    let body = awkward_body(3000);
+    // The second file repeats the first's keys (duplicates across files)
+    // with a gzip third: one range, never split.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(awkward_body(500).as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let files: &[(&str, &[u8])] = &[
+        ("a.csv", body.as_bytes()),
+        ("b.csv", body.as_bytes()),
+        ("c.csv.gz", &gz),
+    ];
+    let single = clean_in_one_range(files);
+    assert!(single.stats.duplicates > 0 && single.stats.rejected_total > 0);
+    // Tiny ranges cut inside quoted line breaks and inside records longer
+    // than a range; a short tail makes workers fetch more.
+    for (range_bytes, buckets, tail) in [
+        (300, 4, 64),
+        (31, 3, 1),
+        (1000, 1, 1 << 20),
+        (u64::MAX, 2, 0),
+    ] {
+        let distributed = clean_distributed(CONFIG, files, range_bytes, buckets, tail).unwrap();
+        assert_same_partition(&single, &distributed);
+    }
+}
+
+#[test]
+fn a_cut_inside_a_quoted_line_break_merges_the_ranges_around_it() {
+    // One quoted line break, and a cut right after it.
+    let mut body = String::from(HEADER);
+    for i in 0..40 {
+        body.push_str(&format!("k{i},{i},1,,,{TS},a\n"));
+    }
+    let quoted_at = body.len();
+    body.push_str("\"k40\nk41,41,1,,,2025-01-02T03:04:05Z,a\",40,1,,,2025-01-02T03:04:05Z,a\n");
+    for i in 42..80 {
+        body.push_str(&format!("k{i},{i},1,,,{TS},a\n"));
+    }
+    let files: &[(&str, &[u8])] = &[("f.csv", body.as_bytes())];
+    let single = clean_in_one_range(files);
+    // Cut just after the quoted line break: the range there starts inside
+    // the field and reads a row that is not one.
+    let range_bytes = (quoted_at + 5) as u64;
+    let distributed = clean_distributed(CONFIG, files, range_bytes, 2, 16).unwrap();
+    assert_same_partition(&single, &distributed);
+    assert_eq!(single.kept_rows(), 79);
+    // The two ranges around the cut were cleaned again as one.
+    let planned = distributed::cut_ranges(&[("f".into(), body.len() as u64)], range_bytes).len();
+    assert_eq!((planned, distributed.stats.ranges), (2, 1));
+}
+
+#[test]
+fn distributed_input_errors_are_reported_where_one_process_reports_them() {
+    let mut body = String::from(HEADER);
+    for i in 0..2000 {
+        body.push_str(&format!("k{i},{i},1,,,{TS},a\n"));
+    }
+    body.push_str("bad,1,\"");
+    body.push_str(&"x".repeat(records::MAX_RECORD_BYTES + 10));
+    let files: &[(&str, &[u8])] = &[("f.csv", body.as_bytes())];
+    let err = clean_distributed(CONFIG, files, 1 << 20, 2, 1024)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, CleanError::Malformed { line: 2002, .. }),
+        "{err}"
+    );
+    assert!(!err.retryable());
+    let missing = clean_distributed(CONFIG, &[("g.csv", b"id,n\nk1,1\n")], 4, 2, 4)
+        .err()
+        .unwrap();
+    assert!(
+        missing.to_string().contains("lacks required column"),
+        "{missing}"
+    );
+    assert!(!missing.retryable());
+}
