@@ -54,6 +54,10 @@ if [ ! -f .tools/aws-schema-5.99.1.json ]; then
     --schema-cache .tools/aws-schema-5.99.1.json >/dev/null || true
 fi
 
+# Every locked package's source, other platforms' included: the toolchain
+# test reads `cargo metadata --offline`, which a build alone never fetches.
+cargo fetch --locked >/dev/null
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
   cargo test --workspace --locked --doc

@@ -228,6 +228,8 @@ async fn moto_run(
 fn partition_answer(datasets: &[&str], quality_passed: bool) -> Value {
     json!({
         "datasets": datasets,
+        // plan-clean's: every date here is small enough for one function.
+        "path": "single", "raw_bytes": 100, "files": 1,
         "stats": {"input": 3, "kept": 2, "rejected_total": 1, "duplicates": 0},
         "dataset": "orders", "date": "2025-12-03", "run_id": "r1", "rows": 2,
         "score": if quality_passed { 1.0 } else { 0.5 }, "threshold": 0.9,
@@ -248,7 +250,7 @@ fn partition_pipeline(
         name,
         file: "partition_pipeline.asl.json",
         input: json!({"pipeline": "orders_daily", "date": "2025-12-03", "run_id": "r1"}),
-        results: vec![partition_answer(datasets, quality_passed); 3 * datasets.len() + 3],
+        results: vec![partition_answer(datasets, quality_passed); 4 * datasets.len() + 3],
         answers,
     }
 }

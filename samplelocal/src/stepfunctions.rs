@@ -443,6 +443,20 @@ fn known_function(function: &str) -> Option<&'static str> {
 }
 
 impl Host for ServiceHost<'_> {
+    /// Child machines of `states:startExecution.sync`: the embedded ones,
+    /// by name or by an ARN ending in it.
+    fn state_machine(&mut self, arn: &str) -> Option<tributary_asl::definition::StateMachine> {
+        let name = arn.rsplit(':').next().unwrap_or(arn);
+        let name = name.strip_prefix("tributary-").unwrap_or(name);
+        let text = match name {
+            crate::workflows::DISTRIBUTED_CLEAN_NAME => {
+                crate::workflows::distributed_clean().ok()?
+            }
+            _ => return None,
+        };
+        tributary_asl::definition::load(&text).ok()
+    }
+
     fn invoke(&mut self, call: &TaskCall<'_>) -> TaskOutcome {
         if self.replay_only {
             return TaskOutcome::failed(

@@ -18,14 +18,32 @@ fn embedded(text: &str, file: &str) -> Result<String> {
 }
 
 pub fn function_vars() -> BTreeMap<String, String> {
-    tributary_handlers::function_names()
+    let mut vars: BTreeMap<String, String> = tributary_handlers::function_names()
         .map(|f| {
             (
                 format!("{}_function", f.replace('-', "_")),
                 format!("tributary-{f}"),
             )
         })
-        .collect()
+        .collect();
+    // The workspace is one bucket; child machines are found by name.
+    vars.insert("data_bucket".into(), "tributary-local".into());
+    vars.insert(
+        "distributed_clean_arn".into(),
+        format!("tributary-{DISTRIBUTED_CLEAN_NAME}"),
+    );
+    vars
+}
+
+/// The distributed clean, started by the partition pipeline for large dates.
+pub const DISTRIBUTED_CLEAN_NAME: &str = "distributed_clean";
+pub const DISTRIBUTED_CLEAN: &str = include_str!("../../statemachines/distributed_clean.asl.json");
+
+pub fn distributed_clean() -> Result<String> {
+    embedded(
+        DISTRIBUTED_CLEAN,
+        "statemachines/distributed_clean.asl.json",
+    )
 }
 
 /// Fill `${NAME}` placeholders as Terraform's templatefile does; a
@@ -141,6 +159,9 @@ mod tests {
             let p = call.payload;
             match f.as_str() {
                 "plan-partition" => TaskOutcome::ok(json!({"datasets": ["orders", "refunds"]})),
+                "plan-clean" => {
+                    TaskOutcome::ok(json!({"path": "single", "raw_bytes": 10, "files": 1}))
+                }
                 "clean-partition" if !self.clean_failures.is_empty() => {
                     TaskOutcome::failed(self.clean_failures.remove(0), "scripted")
                 }

@@ -229,8 +229,14 @@ def check_references(repo, table):
                     text = path.read_text()
                     if "%{" in text:
                         problems.add(f"statemachines/{name}.asl.json:{line_of(path, '%{')}", "%{ is a template directive for templatefile: escape it as %%{")
+                    # Values besides the functions that local.asl_functions
+                    # passes to templatefile (the data bucket, child machines).
+                    locals_text = (directory / "locals.tf").read_text() if (directory / "locals.tf").exists() else ""
+                    asl_block = locals_text.split("asl_functions = merge(", 1)[-1].split("\n  )", 1)[0] if "asl_functions = merge(" in locals_text else ""
                     for placeholder in sorted(set(re.findall(r"\$\{([^}]*)\}", text))):
                         m = re.fullmatch(r"([a-z_]+)_function", placeholder)
+                        if not m and re.fullmatch(r"[a-z_]+", placeholder) and re.search(rf"\b{placeholder}\s*=", asl_block):
+                            continue
                         if not m:
                             problems.add(f"statemachines/{name}.asl.json:{line_of(path, placeholder)}", f"${{{placeholder}}} is not a function placeholder: templatefile cannot supply it (escape a literal as $${{…}})")
                         elif m.group(1).replace("_", "-") not in deployed:

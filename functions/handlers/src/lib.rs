@@ -9,6 +9,7 @@
 
 pub mod approval_callback;
 pub mod catchup;
+pub mod distributed;
 pub mod error;
 pub mod features;
 pub mod http;
@@ -65,6 +66,11 @@ pub static FUNCTIONS: &[Function] = &[
     function!("object-created", Light, partition::object_created),
     function!("plan-partition", Light, partition::plan_partition),
     function!("clean-partition", Bulk, partition::clean_partition),
+    function!("plan-clean", Light, distributed::plan_clean),
+    function!("clean-range", Bulk, distributed::clean_range),
+    function!("check-ranges", Light, distributed::check_ranges),
+    function!("resolve-bucket", Bulk, distributed::resolve_bucket),
+    function!("finish-clean", Light, distributed::finish_clean),
     function!("validate-partition", Light, partition::validate_partition),
     function!("publish-partition", Light, partition::publish_partition),
     function!("request-approval", Light, partition::request_approval),

@@ -24,12 +24,21 @@ locals {
   # again) and the Parquet output there at once.
   scratch_mb = {
     "clean-partition" = 4096
+    # A range (scale.range_bytes, 128 MiB by default) and its tail; a
+    # bucket's Parquet part.
+    "clean-range"    = 1024
+    "resolve-bucket" = 2048
   }
 
   functions = {
     "object-created"           = { needs = ["read_data", "state", "start_pipeline"], memory = 256, timeout = 60 }
     "plan-partition"           = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
     "clean-partition"          = { needs = ["read_data", "write_data", "state"], memory = 2048, timeout = 900 }
+    "plan-clean"               = { needs = ["read_data", "write_data", "state"], memory = 256, timeout = 60 }
+    "clean-range"              = { needs = ["read_data", "write_data", "state"], memory = 1769, timeout = 900 }
+    "check-ranges"             = { needs = ["read_data", "write_data", "state"], memory = 512, timeout = 300 }
+    "resolve-bucket"           = { needs = ["read_data", "write_data", "state"], memory = 3008, timeout = 900 }
+    "finish-clean"             = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
     "validate-partition"       = { needs = ["read_data", "write_data", "state"], memory = 1024, timeout = 300 }
     "publish-partition"        = { needs = ["read_data", "write_data", "state", "catalog"], memory = 1024, timeout = 300 }
     "request-approval"         = { needs = ["read_data", "state", "notify", "approval_key"], memory = 256, timeout = 60 }
@@ -71,11 +80,12 @@ locals {
   # Invoked asynchronously (EventBridge, Scheduler): failures are kept.
   async_functions = toset(["object-created", "reconcile", "build-views", "retention-sweep"])
 
-  state_machines = toset(["partition_pipeline", "catchup", "feature_pipeline", "labeling"])
+  state_machines = toset(["partition_pipeline", "distributed_clean", "catchup", "feature_pipeline", "labeling"])
 
   # Built from the name rather than the resource, because the functions that
   # start it are themselves referenced by its definition.
   partition_pipeline_arn = "arn:${local.partition}:states:${local.region}:${local.account}:stateMachine:${var.name_prefix}-partition_pipeline"
+  distributed_clean_arn  = "arn:${local.partition}:states:${local.region}:${local.account}:stateMachine:${var.name_prefix}-distributed_clean"
 
   common_environment = {
     TRIBUTARY_CONFIG            = "/var/task/pipeline.toml"
@@ -90,5 +100,8 @@ locals {
   asl_functions = merge(
     { for f, fn in aws_lambda_function.this : "${replace(f, "-", "_")}_function" => fn.arn },
     { approval_callback_function = aws_lambda_function.approval_callback.arn },
+    # The distributed clean reads its manifest from and writes Map results
+    # to the data bucket; the partition pipeline starts it per large date.
+    { data_bucket = local.bucket_name, distributed_clean_arn = local.distributed_clean_arn },
   )
 }

@@ -99,6 +99,19 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
     }
   }
 
+  # The distributed clean's intermediate files (ranges manifest, bucket
+  # files, summaries, Map results) are needed only while its run lasts.
+  rule {
+    id     = "expire-work"
+    status = "Enabled"
+    filter {
+      prefix = "work/"
+    }
+    expiration {
+      days = 7
+    }
+  }
+
   dynamic "rule" {
     for_each = local.retention_rules
     content {

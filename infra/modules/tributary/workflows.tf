@@ -54,6 +54,37 @@ data "aws_iam_policy_document" "state_machine" {
     ])
   }
 
+  # The distributed clean's executions: its Distributed Maps run their items
+  # as child executions of it, and the partition pipeline starts it as a
+  # .sync child for a large date.
+  dynamic "statement" {
+    for_each = contains(["distributed_clean", "partition_pipeline"], each.key) ? [1] : []
+    content {
+      sid       = "RunDistributedClean"
+      actions   = ["states:StartExecution", "states:DescribeExecution", "states:StopExecution"]
+      resources = [local.distributed_clean_arn, "${replace(local.distributed_clean_arn, ":stateMachine:", ":execution:")}:*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.key == "distributed_clean" ? [1] : []
+    content {
+      sid       = "ReadManifestWriteResults"
+      actions   = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+      resources = ["${aws_s3_bucket.data.arn}/work/*"]
+    }
+  }
+
+  # A .sync child is followed through EventBridge.
+  dynamic "statement" {
+    for_each = each.key == "partition_pipeline" ? [1] : []
+    content {
+      sid       = "FollowChildExecutions"
+      actions   = ["events:PutTargets", "events:PutRule", "events:DescribeRule"]
+      resources = ["arn:${local.partition}:events:${local.region}:${local.account}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"]
+    }
+  }
+
   statement {
     # Vended log delivery is configured account-wide: these take no resource.
     sid = "DeliverLogs"

@@ -31,10 +31,13 @@ pub enum Layer {
     Dlq,
     Labels,
     Models,
+    /// The distributed clean's intermediate files (ranges manifest, bucket
+    /// files, summaries), expired by a lifecycle rule.
+    Work,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 11] = [
+    pub const ALL: [Layer; 12] = [
         Layer::Raw,
         Layer::Cleaned,
         Layer::Rejects,
@@ -46,6 +49,7 @@ impl Layer {
         Layer::Dlq,
         Layer::Labels,
         Layer::Models,
+        Layer::Work,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Layer {
             Layer::Dlq => "dlq",
             Layer::Labels => "labels",
             Layer::Models => "models",
+            Layer::Work => "work",
         }
     }
 

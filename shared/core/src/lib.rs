@@ -5,6 +5,7 @@
 pub mod approvals;
 pub mod clean;
 pub mod config;
+pub mod distributed;
 pub mod error;
 pub mod features;
 pub mod inference;

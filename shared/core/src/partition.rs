@@ -328,10 +328,27 @@ pub async fn clean_partition(
 ) -> UseCaseResult<CleanSummary> {
     let ds = dataset(svc.config, dataset_name)?;
     let result = clean_inner(svc, ds, dataset_name, date, run_id).await;
-    let outcome = result
-        .as_ref()
-        .map_err(|e| e.to_string())
-        .map(|s| s.stats.clone());
+    record_clean_outcome(
+        svc,
+        dataset_name,
+        date,
+        run_id,
+        result.as_ref().map(|s| &s.stats),
+    )
+    .await?;
+    result
+}
+
+/// The partition's status after a clean of either path: cleaned with its
+/// counts, or failed with the error.
+pub(crate) async fn record_clean_outcome(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+    outcome: Result<&CleanStats, &UseCaseError>,
+) -> UseCaseResult<()> {
+    let outcome = outcome.map_err(|e| e.to_string()).cloned();
     state::update_partition(svc.state, dataset_name, date, |s| {
         s.run_id = Some(run_id.to_string());
         match &outcome {
@@ -349,18 +366,19 @@ pub async fn clean_partition(
         }
     })
     .await?;
-    result
+    Ok(())
 }
 
-async fn clean_inner(
+/// The raw objects a run cleans (markers are never data; append mode
+/// takes only the files no published file holds yet), recorded with the
+/// run as it starts.
+pub(crate) async fn run_inputs(
     svc: &Services<'_>,
     ds: &DatasetConfig,
     dataset_name: &str,
     date: NaiveDate,
     run_id: &str,
-) -> UseCaseResult<CleanSummary> {
-    let plan = CleanPlan::compile(ds).map_err(CleanError::Plan)?;
-    // Markers are never data.
+) -> UseCaseResult<Vec<crate::ports::ObjectMeta>> {
     let raw: Vec<_> = raw_partition_objects(svc, dataset_name, date)
         .await?
         .into_iter()
@@ -397,6 +415,18 @@ async fn clean_inner(
         s.sources = Some(sources.clone());
     })
     .await?;
+    Ok(raw)
+}
+
+async fn clean_inner(
+    svc: &Services<'_>,
+    ds: &DatasetConfig,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<CleanSummary> {
+    let plan = CleanPlan::compile(ds).map_err(CleanError::Plan)?;
+    let raw = run_inputs(svc, ds, dataset_name, date, run_id).await?;
     let scratch = scratch_dir(svc.scratch)?;
     let raw_bytes = raw.iter().map(|o| o.size).sum();
     crate::services::ensure_scratch_room(

@@ -233,6 +233,12 @@ pub fn clean_files(
     Ok(stats)
 }
 
+/// The schema of a rejects file written with provenance (reason, detail,
+/// source file and line), as the use cases write them.
+pub fn reject_schema(plan: &CleanPlan) -> arrow_schema::SchemaRef {
+    RejectBuilders::schema(plan, true)
+}
+
 /// Run `work(i)` for i in 0..threads, the first on the calling thread, and
 /// return the results in that order. A panic in any is re-raised: losing a
 /// thread's share would silently drop rows.

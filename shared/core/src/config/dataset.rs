@@ -216,6 +216,106 @@ pub struct DatasetConfig {
     /// How long without a new file makes a date complete (`"quiet"`).
     #[serde(default)]
     pub quiet_for: Option<String>,
+    /// How a date too large for one clean function is cleaned.
+    #[serde(default)]
+    pub scale: ScaleConfig,
+}
+
+/// `[datasets.<name>.scale]`: when the distributed clean takes over, and
+/// how it spreads. Sizes are bytes, or text with a unit ("1536MiB").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleConfig {
+    /// Raw bytes of one date up to which one clean function cleans it.
+    #[serde(default = "default_max_single_bytes", deserialize_with = "byte_size")]
+    pub max_single_bytes: u64,
+    /// The byte range one range worker cleans.
+    #[serde(default = "default_range_bytes", deserialize_with = "byte_size")]
+    pub range_bytes: u64,
+    /// Dedupe buckets (0: one per range's worth of raw bytes, at most 1000).
+    #[serde(default)]
+    pub buckets: u32,
+    /// Range or bucket workers running at once.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+}
+
+impl Default for ScaleConfig {
+    fn default() -> Self {
+        ScaleConfig {
+            max_single_bytes: default_max_single_bytes(),
+            range_bytes: default_range_bytes(),
+            buckets: 0,
+            max_concurrency: default_max_concurrency(),
+        }
+    }
+}
+
+impl ScaleConfig {
+    /// Buckets for a date of `raw_bytes`: the configured number, or about
+    /// one range's worth of raw bytes each.
+    pub fn buckets_for(&self, raw_bytes: u64) -> u32 {
+        if self.buckets > 0 {
+            return self.buckets;
+        }
+        raw_bytes
+            .div_ceil(self.range_bytes.max(1))
+            .clamp(1, MAX_BUCKETS) as u32
+    }
+}
+
+/// A Step Functions Map item payload and the S3 request rate per prefix
+/// both stay comfortable at this many buckets.
+pub const MAX_BUCKETS: u64 = 1000;
+
+/// The clean function has 4 GiB of scratch and needs about 2.5 times the
+/// raw bytes there (the raw files, their spilled batches, the Parquet).
+fn default_max_single_bytes() -> u64 {
+    1536 << 20
+}
+/// A range worker at 1,769 MB (two vCPUs) holds a range in Arrow and its
+/// split into buckets at once: about three times the range.
+fn default_range_bytes() -> u64 {
+    128 << 20
+}
+fn default_max_concurrency() -> u32 {
+    100
+}
+
+/// Bytes as a number or as text with a unit: B, KiB, MiB, GiB, TiB.
+pub fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+fn byte_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(b) => Ok(b),
+        Size::Text(t) => parse_byte_size(&t).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{t:?} is not a size: write a number of bytes or a number and B, KiB, MiB, GiB or TiB"
+            ))
+        }),
+    }
 }
 
 /// The completion rule of a dataset's date (`complete_when`).
@@ -472,6 +572,28 @@ impl DatasetConfig {
                 }
             }
             _ => {}
+        }
+        let scale = &ds.scale;
+        if scale.range_bytes < 4096 {
+            return Err(invalid(
+                at("scale.range_bytes"),
+                format!(
+                    "{} bytes: a range must hold at least 4 KiB",
+                    scale.range_bytes
+                ),
+                "set range_bytes = \"128MiB\" (the default)".into(),
+            ));
+        }
+        if u64::from(scale.buckets) > MAX_BUCKETS || !(1..=10_000).contains(&scale.max_concurrency)
+        {
+            return Err(invalid(
+                at("scale"),
+                format!(
+                    "buckets = {} and max_concurrency = {}: buckets go up to {MAX_BUCKETS}, max_concurrency from 1 to 10000",
+                    scale.buckets, scale.max_concurrency
+                ),
+                "leave buckets = 0 to size them from the date, and max_concurrency within the account's Lambda concurrency".into(),
+            ));
         }
         check_retention(
             &format!("datasets.{name}"),

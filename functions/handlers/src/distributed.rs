@@ -1,0 +1,94 @@
+//! The distributed clean's steps (statemachines/distributed_clean.asl.json):
+//! plan-clean picks the path for a dataset's date; clean-range,
+//! check-ranges, resolve-bucket and finish-clean run a large one.
+
+use crate::error::HandlerError;
+use crate::partition::DatasetInput;
+use crate::wire::{decode, encode};
+use serde::Deserialize;
+use serde_json::Value;
+use tributary_core::clean::distributed::RangeTask;
+use tributary_core::distributed;
+use tributary_core::services::Services;
+
+pub async fn plan_clean(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: DatasetInput = decode(event, "{dataset, date, run_id}")?;
+    encode(&distributed::plan_clean(svc, &i.dataset, i.date, &i.run_id).await?)
+}
+
+/// One line of the ranges manifest, with the run it belongs to.
+#[derive(Debug, Deserialize)]
+struct RangeInput {
+    #[serde(flatten)]
+    run: DatasetInput,
+    range: RangeTask,
+    buckets: u32,
+}
+
+pub async fn clean_range(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: RangeInput = decode(event, "{dataset, date, run_id, range, buckets}")?;
+    let summary = distributed::clean_range(
+        svc,
+        &i.run.dataset,
+        i.run.date,
+        &i.run.run_id,
+        &i.range,
+        i.buckets,
+    )
+    .await?;
+    // The summary is in S3 for check-ranges; the map's result stays small.
+    encode(&serde_json::json!({"range": summary.task.id(), "failed": summary.failure.is_some()}))
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckInput {
+    #[serde(flatten)]
+    run: DatasetInput,
+    ranges: u32,
+}
+
+pub async fn check_ranges(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: CheckInput = decode(event, "{dataset, date, run_id, ranges}")?;
+    encode(
+        &distributed::check_ranges(svc, &i.run.dataset, i.run.date, &i.run.run_id, i.ranges)
+            .await?,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct BucketInput {
+    #[serde(flatten)]
+    run: DatasetInput,
+    bucket: u32,
+    buckets: u32,
+}
+
+pub async fn resolve_bucket(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: BucketInput = decode(event, "{dataset, date, run_id, bucket, buckets}")?;
+    encode(
+        &distributed::resolve_bucket(
+            svc,
+            &i.run.dataset,
+            i.run.date,
+            &i.run.run_id,
+            i.bucket,
+            i.buckets,
+        )
+        .await?,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct FinishInput {
+    #[serde(flatten)]
+    run: DatasetInput,
+    buckets: u32,
+}
+
+pub async fn finish_clean(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: FinishInput = decode(event, "{dataset, date, run_id, buckets}")?;
+    encode(
+        &distributed::finish_clean(svc, &i.run.dataset, i.run.date, &i.run.run_id, i.buckets)
+            .await?,
+    )
+}

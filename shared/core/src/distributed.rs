@@ -1,0 +1,477 @@
+//! The distributed clean of a date too large for one function, step by
+//! step as the `distributed_clean` state machine runs it (each step one
+//! function; the pure parts are in [`crate::clean::distributed`]):
+//!
+//! 1. [`plan_clean`] lists the run's raw files and picks the path: one
+//!    clean function up to the dataset's `scale.max_single_bytes`, above
+//!    it a ranges manifest (JSON Lines) under `work/`;
+//! 2. [`clean_range`], one per manifest line (a Distributed Map): ranged
+//!    GETs of its bytes only, its valid rows into bucket files, its rejects
+//!    and a summary;
+//! 3. [`check_ranges`]: ranges that did not meet are cleaned again as one
+//!    (the state machine loops through 2 for them), until every boundary
+//!    holds; then the accepted ranges with their first lines are written;
+//! 4. [`resolve_bucket`], one per bucket (a Distributed Map): the dedupe
+//!    winners into one Parquet part of the run, and the rejects of its
+//!    share of ranges with their lines made the file's;
+//! 5. [`finish_clean`]: the counts, equal to the one-function clean's, and
+//!    the partition's status.
+//!
+//! Every step writes its outputs under names of its own, so a retried or
+//! redelivered step rewrites the same objects.
+
+use crate::clean::distributed::{
+    self as pure, AcceptedRange, Boundaries, RangeRead, RangeSummary, RangeTask,
+};
+use crate::clean::{CleanError, CleanOptions, CleanPlan, CleanStats};
+use crate::config::DatasetConfig;
+use crate::error::{UseCaseError, UseCaseResult};
+use crate::layout::{run_prefix, staging_prefix, Layer};
+use crate::partition::{record_clean_outcome, run_inputs};
+use crate::ports::PortError;
+use crate::services::{dataset, scratch_dir, Services};
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+/// Bytes a range worker fetches past its range's end at first, where its
+/// last record usually ends.
+const TAIL_BYTES: u64 = 1 << 20;
+
+/// Which path cleans the date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "path", rename_all = "snake_case")]
+pub enum CleanRoute {
+    /// One clean function, as for every small date.
+    Single { raw_bytes: u64, files: u64 },
+    /// The distributed clean: the manifest's key (in the data bucket).
+    Distributed {
+        raw_bytes: u64,
+        files: u64,
+        manifest: String,
+        ranges: u32,
+        buckets: u32,
+        /// 0..buckets, the items of the resolve map.
+        bucket_ids: Vec<u32>,
+        max_concurrency: u32,
+    },
+}
+
+/// Where a run's intermediate files go.
+pub fn work_prefix(dataset: &str, date: NaiveDate, run_id: &str) -> String {
+    run_prefix(Layer::Work, dataset, date, run_id)
+}
+
+fn manifest_key(dataset: &str, date: NaiveDate, run_id: &str) -> String {
+    format!("{}ranges.jsonl", work_prefix(dataset, date, run_id))
+}
+
+fn range_prefix(dataset: &str, date: NaiveDate, run_id: &str, task: &RangeTask) -> String {
+    format!(
+        "{}ranges/{}/",
+        work_prefix(dataset, date, run_id),
+        task.id()
+    )
+}
+
+fn bucket_key(range_prefix: &str, bucket: u32) -> String {
+    format!("{range_prefix}bucket-{bucket:04}.arrow")
+}
+
+fn accepted_key(dataset: &str, date: NaiveDate, run_id: &str) -> String {
+    format!("{}accepted.json", work_prefix(dataset, date, run_id))
+}
+
+fn bucket_result_key(dataset: &str, date: NaiveDate, run_id: &str, bucket: u32) -> String {
+    format!(
+        "{}buckets/{bucket:04}.json",
+        work_prefix(dataset, date, run_id)
+    )
+}
+
+fn bug(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> UseCaseError {
+    UseCaseError::Port(PortError::permanent(what.to_string(), "a bug", e))
+}
+
+fn to_json<T: Serialize>(value: &T, what: &str) -> UseCaseResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| bug(what, e))
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    svc: &Services<'_>,
+    key: &str,
+) -> UseCaseResult<T> {
+    let body = svc.objects.get_bytes(key).await?;
+    serde_json::from_slice(&body).map_err(|e| bug(&format!("decoding {key}"), e))
+}
+
+/// Step 1: list the run's raw files and choose the path; for the
+/// distributed one, write the ranges manifest. A compressed file larger
+/// than one function can clean is refused: it cannot be split.
+pub async fn plan_clean(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<CleanRoute> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let raw = run_inputs(svc, ds, dataset_name, date, run_id).await?;
+    let raw_bytes: u64 = raw.iter().map(|o| o.size).sum();
+    let files = raw.len() as u64;
+    let scale = &ds.scale;
+    if raw_bytes <= scale.max_single_bytes {
+        return Ok(CleanRoute::Single { raw_bytes, files });
+    }
+    if let Some(huge) = raw
+        .iter()
+        .find(|o| pure::is_compressed(&o.key) && o.size > scale.max_single_bytes)
+    {
+        let refusal = UseCaseError::Clean(CleanError::Input(format!(
+            "{}: a gzip file of {} bytes cannot be cut into ranges, and one worker cleans at most {} bytes (scale.max_single_bytes). Have the upstream split it into smaller files, or send plain CSV, which is cut into ranges",
+            huge.key, huge.size, scale.max_single_bytes
+        )));
+        record_clean_outcome(svc, dataset_name, date, run_id, Err(&refusal)).await?;
+        return Err(refusal);
+    }
+    let listing: Vec<(String, u64)> = raw.iter().map(|o| (o.key.clone(), o.size)).collect();
+    let tasks = pure::cut_ranges(&listing, scale.range_bytes);
+    let mut manifest = Vec::new();
+    for t in &tasks {
+        manifest.extend(to_json(t, "encoding a range")?);
+        manifest.push(b'\n');
+    }
+    let key = manifest_key(dataset_name, date, run_id);
+    svc.objects.put_bytes(&key, manifest).await?;
+    let buckets = scale.buckets_for(raw_bytes);
+    Ok(CleanRoute::Distributed {
+        raw_bytes,
+        files,
+        manifest: key,
+        ranges: tasks.len() as u32,
+        buckets,
+        bucket_ids: (0..buckets).collect(),
+        max_concurrency: scale.max_concurrency,
+    })
+}
+
+fn compile(ds: &DatasetConfig) -> UseCaseResult<CleanPlan> {
+    Ok(CleanPlan::compile(ds).map_err(CleanError::Plan)?)
+}
+
+fn keyed(ds: &DatasetConfig) -> bool {
+    !ds.key.is_empty()
+}
+
+/// Step 2: clean one range from ranged reads of its bytes. Its valid rows
+/// go to bucket files (a dataset without a key writes its final part
+/// directly), its rejects to a rejects file, and its summary last, so a
+/// summary is there only when everything it describes is.
+pub async fn clean_range(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+    task: &RangeTask,
+    buckets: u32,
+) -> UseCaseResult<RangeSummary> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let plan = compile(ds)?;
+    let scratch = scratch_dir(svc.scratch)?;
+    let local = scratch.path().join("range");
+    let header_len = pure::HEADER_PROBE_BYTES.min(task.size);
+    let header = if task.compressed {
+        Vec::new()
+    } else {
+        svc.objects.get_range(&task.key, 0, header_len).await?
+    };
+    let (from, mut to) = task.fetch_span(TAIL_BYTES);
+    let mut body = svc.objects.get_range(&task.key, from, to - from).await?;
+    let opts = CleanOptions::default();
+    let shards = if keyed(ds) { buckets.max(1) } else { 0 };
+    let cleaned = loop {
+        pure::write_local_copy(&local, &header, &body, from).map_err(|source| {
+            UseCaseError::Scratch {
+                path: local.display().to_string(),
+                source,
+            }
+        })?;
+        match pure::clean_range(&plan, task, &local, (from, to), shards, &opts)? {
+            RangeRead::Cleaned(c) => break c,
+            RangeRead::NeedBytes { through } => {
+                // A record runs on past what was fetched.
+                let more = svc.objects.get_range(&task.key, to, through - to).await?;
+                if more.is_empty() {
+                    return Err(bug(
+                        "reading a range",
+                        std::io::Error::other(format!("{} ended before its listed size", task.key)),
+                    ));
+                }
+                to += more.len() as u64;
+                body.extend(more);
+            }
+        }
+    };
+    drop(body);
+    let prefix = range_prefix(dataset_name, date, run_id, task);
+    if keyed(ds) {
+        let schema = pure::bucket_schema(&plan);
+        for (b, batches) in cleaned.buckets.iter().enumerate() {
+            svc.objects
+                .put_bytes(
+                    &bucket_key(&prefix, b as u32),
+                    pure::to_ipc(&schema, batches)?,
+                )
+                .await?;
+        }
+    } else if cleaned.summary.failure.is_none() {
+        let kept: Vec<_> = cleaned.buckets.iter().flatten().cloned().collect();
+        let part = scratch.path().join("part.parquet");
+        write_parquet(&part, plan.kept_schema(), &kept)?;
+        svc.objects
+            .put_file(&range_part_key(dataset_name, date, run_id, task), &part)
+            .await?;
+    }
+    let reject_schema = crate::clean::reject_schema(&plan);
+    svc.objects
+        .put_bytes(
+            &format!("{prefix}rejects.arrow"),
+            pure::to_ipc(&reject_schema, &cleaned.rejects)?,
+        )
+        .await?;
+    svc.objects
+        .put_bytes(
+            &format!("{prefix}summary.json"),
+            to_json(&cleaned.summary, "encoding a range summary")?,
+        )
+        .await?;
+    Ok(cleaned.summary)
+}
+
+/// A dataset without a key: a range's rows are final, one part per range.
+fn range_part_key(dataset: &str, date: NaiveDate, run_id: &str, task: &RangeTask) -> String {
+    format!(
+        "{}part-r{}.parquet",
+        staging_prefix(Layer::Cleaned, dataset, date, run_id),
+        task.id()
+    )
+}
+
+fn write_parquet(
+    path: &std::path::Path,
+    schema: arrow_schema::SchemaRef,
+    batches: &[arrow_array::RecordBatch],
+) -> UseCaseResult<()> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let parquet = |source| CleanError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(|source| CleanError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(parquet)?;
+    for b in batches {
+        writer.write(b).map_err(parquet)?;
+    }
+    writer.close().map_err(parquet)?;
+    Ok(())
+}
+
+/// What the boundary check says to the state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RangeCheck {
+    pub done: bool,
+    /// Merged ranges to clean again before checking once more.
+    pub reclean: Vec<RangeTask>,
+}
+
+/// The accepted ranges and their counts before dedupe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Accepted {
+    ranges: Vec<AcceptedRange>,
+    stats: CleanStats,
+}
+
+/// Step 3: check that every range ended where the next began. Misaligned
+/// ones come back to be cleaned again as one; once all hold, the accepted
+/// ranges are written for the buckets. An input error at a trusted place
+/// fails the clean as the one-function clean would.
+pub async fn check_ranges(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+    planned: u32,
+) -> UseCaseResult<RangeCheck> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let ranges = format!("{}ranges/", work_prefix(dataset_name, date, run_id));
+    let mut summaries = Vec::new();
+    for o in svc.objects.list(&ranges).await? {
+        if o.key.ends_with("/summary.json") {
+            summaries.push(read_json::<RangeSummary>(svc, &o.key).await?);
+        }
+    }
+    match pure::check_boundaries(&summaries, planned) {
+        Boundaries::Reclean(tasks) => Ok(RangeCheck {
+            done: false,
+            reclean: tasks,
+        }),
+        Boundaries::Failed(e) => {
+            let e = UseCaseError::Clean(e);
+            record_clean_outcome(svc, dataset_name, date, run_id, Err(&e)).await?;
+            Err(e)
+        }
+        Boundaries::Accepted { ranges, stats } => {
+            if !keyed(ds) {
+                // Parts of ranges a merged range replaced are not the run's.
+                let current: Vec<String> = ranges
+                    .iter()
+                    .map(|a| range_part_key(dataset_name, date, run_id, &a.task))
+                    .collect();
+                let staged = svc
+                    .objects
+                    .list(&staging_prefix(Layer::Cleaned, dataset_name, date, run_id))
+                    .await?;
+                for o in staged.iter().filter(|o| !current.contains(&o.key)) {
+                    svc.objects.delete(&o.key).await?;
+                }
+            }
+            let accepted = Accepted { ranges, stats };
+            svc.objects
+                .put_bytes(
+                    &accepted_key(dataset_name, date, run_id),
+                    to_json(&accepted, "encoding the accepted ranges")?,
+                )
+                .await?;
+            Ok(RangeCheck {
+                done: true,
+                reclean: vec![],
+            })
+        }
+    }
+}
+
+/// What one bucket worker reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketResult {
+    pub bucket: u32,
+    pub kept: u64,
+    pub duplicates: u64,
+}
+
+/// Step 4: resolve one bucket into one Parquet part of the run, and write
+/// the rejects of the ranges that fall to it (every `buckets`-th) with
+/// their lines made the file's.
+pub async fn resolve_bucket(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+    bucket: u32,
+    buckets: u32,
+) -> UseCaseResult<BucketResult> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let plan = compile(ds)?;
+    let accepted: Accepted = read_json(svc, &accepted_key(dataset_name, date, run_id)).await?;
+    let scratch = scratch_dir(svc.scratch)?;
+    let mut result = BucketResult {
+        bucket,
+        kept: 0,
+        duplicates: 0,
+    };
+    if keyed(ds) {
+        let mut batches = Vec::new();
+        for a in &accepted.ranges {
+            let key = bucket_key(&range_prefix(dataset_name, date, run_id, &a.task), bucket);
+            batches.extend(pure::from_ipc(svc.objects.get_bytes(&key).await?, &key)?);
+        }
+        let resolved = pure::resolve_bucket(&plan, &batches)?;
+        drop(batches);
+        result.duplicates = resolved.duplicates;
+        result.kept = resolved.kept.iter().map(|b| b.num_rows() as u64).sum();
+        let part = scratch.path().join("part.parquet");
+        write_parquet(&part, plan.kept_schema(), &resolved.kept)?;
+        let key = format!(
+            "{}part-b{bucket:04}.parquet",
+            staging_prefix(Layer::Cleaned, dataset_name, date, run_id)
+        );
+        svc.objects.put_file(&key, &part).await?;
+    }
+    let reject_schema = crate::clean::reject_schema(&plan);
+    for (i, a) in accepted.ranges.iter().enumerate() {
+        if i as u32 % buckets.max(1) != bucket {
+            continue;
+        }
+        let key = format!(
+            "{}rejects.arrow",
+            range_prefix(dataset_name, date, run_id, &a.task)
+        );
+        let rejects = pure::from_ipc(svc.objects.get_bytes(&key).await?, &key)?;
+        if rejects.is_empty() {
+            continue;
+        }
+        let shifted = pure::absolute_rejects(&rejects, a.first_line, true);
+        let part = scratch.path().join("rejects.parquet");
+        write_parquet(&part, reject_schema.clone(), &shifted)?;
+        svc.objects
+            .put_file(
+                &format!(
+                    "{}rejects-r{}.parquet",
+                    run_prefix(Layer::Rejects, dataset_name, date, run_id),
+                    a.task.id()
+                ),
+                &part,
+            )
+            .await?;
+    }
+    svc.objects
+        .put_bytes(
+            &bucket_result_key(dataset_name, date, run_id, bucket),
+            to_json(&result, "encoding a bucket result")?,
+        )
+        .await?;
+    Ok(result)
+}
+
+/// Step 5: the date's counts from the accepted ranges and the buckets,
+/// recorded as the one-function clean records them.
+pub async fn finish_clean(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+    buckets: u32,
+) -> UseCaseResult<crate::partition::CleanSummary> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let accepted: Accepted = read_json(svc, &accepted_key(dataset_name, date, run_id)).await?;
+    let mut stats = accepted.stats;
+    if keyed(ds) {
+        for b in 0..buckets.max(1) {
+            let r: BucketResult =
+                read_json(svc, &bucket_result_key(dataset_name, date, run_id, b)).await?;
+            stats.duplicates += r.duplicates;
+        }
+        stats.kept -= stats.duplicates.min(stats.kept);
+    }
+    if !stats.balanced() {
+        let e = UseCaseError::Clean(CleanError::Plan(format!(
+            "the distributed clean's counts do not add up: {stats:?}"
+        )));
+        record_clean_outcome(svc, dataset_name, date, run_id, Err(&e)).await?;
+        return Err(e);
+    }
+    record_clean_outcome(svc, dataset_name, date, run_id, Ok(&stats)).await?;
+    Ok(crate::partition::CleanSummary {
+        dataset: dataset_name.to_string(),
+        date,
+        run_id: run_id.to_string(),
+        stats,
+        cleaned_key: staging_prefix(Layer::Cleaned, dataset_name, date, run_id),
+        rejects_key: run_prefix(Layer::Rejects, dataset_name, date, run_id),
+    })
+}
