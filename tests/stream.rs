@@ -550,11 +550,10 @@ impl StateStore for ThrottledWindows<'_> {
     }
     async fn put_new_items(
         &self,
-        pk: &str,
-        items: Vec<(String, Value)>,
+        items: Vec<(String, String, Value)>,
         now: i64,
     ) -> tributary_core::ports::PortResult<Vec<Option<Value>>> {
-        self.inner.put_new_items(pk, items, now).await
+        self.inner.put_new_items(items, now).await
     }
     async fn transact(
         &self,
@@ -743,4 +742,127 @@ async fn late_data_for_a_built_day_makes_its_views_stale_until_rebuilt() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Every state-store call a consumer makes, by method and partition key
+/// kind (the part before the first `#`).
+struct CountingState<'a> {
+    inner: &'a dyn StateStore,
+    calls: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl CountingState<'_> {
+    fn count(&self, method: &str, pk: &str) {
+        let kind = pk.split('#').next().unwrap_or_default();
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(format!("{method} {kind}"))
+            .or_default() += 1;
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for CountingState<'_> {
+    async fn get(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> tributary_core::ports::PortResult<Option<tributary_core::ports::Versioned>> {
+        self.count("get", pk);
+        self.inner.get(pk, sk).await
+    }
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: Value,
+        condition: tributary_core::ports::Condition,
+    ) -> tributary_core::ports::PortResult<u64> {
+        self.count("put", pk);
+        self.inner.put(pk, sk, value, condition).await
+    }
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        condition: tributary_core::ports::Condition,
+    ) -> tributary_core::ports::PortResult<()> {
+        self.count("delete", pk);
+        self.inner.delete(pk, sk, condition).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+    ) -> tributary_core::ports::PortResult<Vec<(String, tributary_core::ports::Versioned)>> {
+        self.count("query", pk);
+        self.inner.query(pk).await
+    }
+    async fn put_new_items(
+        &self,
+        items: Vec<(String, String, Value)>,
+        now: i64,
+    ) -> tributary_core::ports::PortResult<Vec<Option<Value>>> {
+        self.count("put_new_items", items.first().map_or("", |i| i.0.as_str()));
+        self.inner.put_new_items(items, now).await
+    }
+    async fn transact(
+        &self,
+        writes: Vec<tributary_core::ports::TransactWrite>,
+    ) -> tributary_core::ports::PortResult<()> {
+        self.count("transact", writes.first().map_or("", |w| w.pk.as_str()));
+        self.inner.transact(writes).await
+    }
+}
+
+/// At 10,000 events/s the event-id claims must not be one serial write per
+/// event on one hot key: a batch of 100 records claims its ids in one call,
+/// spread over the sharded claim keys, and the consumer's other state calls
+/// do not grow with the records either.
+#[tokio::test]
+async fn a_batch_of_100_records_claims_its_event_ids_in_one_call_over_sharded_keys() {
+    let h = Harness::new(&config("reject"));
+    let lines: Vec<String> = (0..100)
+        .map(|i| order(&format!("O{i}"), "P1", 1.0, &at(i % 50)))
+        .collect();
+    let records = put(&h, &lines).await;
+    let counting = CountingState {
+        inner: &h.adapters.state,
+        calls: Default::default(),
+    };
+    let svc = tributary_core::services::Services {
+        state: &counting,
+        ..h.services()
+    };
+    let kinesis = KinesisStandIn::new("orders", 1, &h.adapters.state);
+    let response = invoke(&svc, "stream-aggregate", kinesis.event(&records))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["streams"]["orders"]["aggregated"], 100,
+        "{response}"
+    );
+    let calls = counting.calls.lock().unwrap().clone();
+    println!("state-store calls for a batch of 100 records: {calls:?}");
+    assert_eq!(calls.get("put_new_items dedupe"), Some(&1), "{calls:?}");
+    let total: u64 = calls.values().sum();
+    assert!(total <= 12, "{total} calls for 100 records: {calls:?}");
+    // The claims landed on many shards, none holding most of them.
+    let mut shards = std::collections::BTreeMap::new();
+    for i in 0..100 {
+        *shards
+            .entry(tributary_core::stream::dedupe_pk(
+                "orders",
+                &format!("O{i}"),
+            ))
+            .or_insert(0u32) += 1;
+    }
+    assert!(shards.len() > 40, "{shards:?}");
+    assert!(shards.values().all(|&n| n <= 8), "{shards:?}");
+    // Delivered again, every id is already claimed: nothing counts twice.
+    let again = invoke(&h.services(), "stream-aggregate", kinesis.event(&records))
+        .await
+        .unwrap();
+    assert_eq!(realtime_total(&h).await.0, 100, "{again}");
 }

@@ -72,6 +72,9 @@ data "aws_iam_policy_document" "function" {
       sid = "State"
       actions = [
         "dynamodb:GetItem",
+        # The stream consumers read a batch's event-id claims at once
+        # (TransactWriteItems is authorised as the PutItems it holds).
+        "dynamodb:BatchGetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",

@@ -32,6 +32,178 @@ fn n(v: impl ToString) -> AttributeValue {
 }
 
 impl DynamoStateStore {
+    /// The live (unexpired) items among `indices` of `items`, by key, read
+    /// consistently; unprocessed keys are asked again.
+    async fn live_items<'a>(
+        &self,
+        items: &'a [(String, String, serde_json::Value)],
+        indices: &[usize],
+        now_epoch_secs: i64,
+    ) -> PortResult<HashMap<(&'a str, &'a str), serde_json::Value>> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let bug = |e| PortError::permanent("building a batch read", "a bug", e);
+        let mut keys: Vec<Item> = indices
+            .iter()
+            .map(|&i| {
+                HashMap::from([
+                    ("pk".to_string(), s(&items[i].0)),
+                    ("sk".to_string(), s(&items[i].1)),
+                ])
+            })
+            .collect();
+        let mut live = HashMap::new();
+        for _ in 0..8 {
+            if keys.is_empty() {
+                return Ok(live);
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(true)
+                .build()
+                .map_err(bug)?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| {
+                    port_error(format!("reading {} claims", indices.len()), &self.table, e)
+                })?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
+                    (item.get("pk"), item.get("sk"))
+                else {
+                    continue;
+                };
+                let value = self.decode(pk, sk, item)?.value;
+                if tributary_core::ports::expired(&value, now_epoch_secs) {
+                    continue;
+                }
+                if let Some(&i) = indices
+                    .iter()
+                    .find(|&&i| &items[i].0 == pk && &items[i].1 == sk)
+                {
+                    live.insert((items[i].0.as_str(), items[i].1.as_str()), value);
+                }
+            }
+            keys = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+        }
+        Err(PortError::transient(
+            format!("reading {} claims", indices.len()),
+            "DynamoDB left keys unprocessed 8 times",
+        ))
+    }
+
+    /// Insert every item of `indices` in one transaction, each on condition
+    /// that its key is absent or expired. `false`: a condition failed (a
+    /// claim made in between) and nothing was written.
+    async fn insert_all(
+        &self,
+        items: &[(String, String, serde_json::Value)],
+        indices: &[usize],
+        now_epoch_secs: i64,
+    ) -> PortResult<bool> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+        let bug = |e| PortError::permanent("building a claim transaction", "a bug", e);
+        let mut writes = Vec::with_capacity(indices.len());
+        for &i in indices {
+            let (pk, sk, value) = &items[i];
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(pk))
+                .item("sk", s(sk))
+                .item("value", s(&value.to_string()))
+                .item("version", n(1))
+                .condition_expression("attribute_not_exists(pk) OR #expires <= :now")
+                .expression_attribute_names("#expires", "expires_at")
+                .expression_attribute_values(":now", n(now_epoch_secs));
+            if let Some(t) = expires_at(value) {
+                put = put.item("expires_at", n(t));
+            }
+            writes.push(
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(bug)?)
+                    .build(),
+            );
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c))
+                    if c.cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+                {
+                    Ok(false)
+                }
+                _ => Err(port_error(
+                    format!("claiming {} items", indices.len()),
+                    &self.table,
+                    e,
+                )),
+            },
+        }
+    }
+
+    /// One conditional claim, returning the stored item when it is held.
+    async fn put_new_item(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: &serde_json::Value,
+        now_epoch_secs: i64,
+    ) -> PortResult<Option<serde_json::Value>> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk))
+            .item("sk", s(sk))
+            .item("value", s(&value.to_string()))
+            .item("version", n(1))
+            .condition_expression("attribute_not_exists(pk) OR #expires <= :now")
+            .expression_attribute_names("#expires", "expires_at")
+            .expression_attribute_values(":now", n(now_epoch_secs))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(t) = expires_at(value) {
+            put = put.item("expires_at", n(t));
+        }
+        match put.send().await {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                let existing = e.as_service_error().and_then(|s| match s {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                        Some(c.item().cloned())
+                    }
+                    _ => None,
+                });
+                match existing {
+                    Some(Some(item)) => Ok(Some(self.decode(pk, sk, &item)?.value)),
+                    // The service did not return the old item: read it.
+                    Some(None) => Ok(self.get(pk, sk).await?.map(|v| v.value)),
+                    None => Err(port_error(format!("claiming {pk}/{sk}"), &self.table, e)),
+                }
+            }
+        }
+    }
+
     pub fn new(config: &aws_config::SdkConfig, table: &str) -> DynamoStateStore {
         DynamoStateStore {
             client: Client::new(config),
@@ -370,53 +542,51 @@ impl StateStore for DynamoStateStore {
         Ok(out)
     }
 
-    /// One conditional put per item (`attribute_not_exists` or expired),
-    /// returning the stored item when the condition fails.
+    /// A batch of claims in two requests per 100 items: one BatchGetItem
+    /// finds the live ones, one TransactWriteItems inserts the rest, each
+    /// under `attribute_not_exists` or expired. A transaction cancelled by
+    /// a claim another writer made in between writes nothing; that chunk
+    /// then goes item by item.
     async fn put_new_items(
         &self,
-        pk: &str,
-        items: Vec<(String, serde_json::Value)>,
+        items: Vec<(String, String, serde_json::Value)>,
         now_epoch_secs: i64,
     ) -> PortResult<Vec<Option<serde_json::Value>>> {
-        let mut found = Vec::with_capacity(items.len());
-        for (sk, value) in items {
-            let mut put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", s(pk))
-                .item("sk", s(&sk))
-                .item("value", s(&value.to_string()))
-                .item("version", n(1))
-                .condition_expression("attribute_not_exists(pk) OR #expires <= :now")
-                .expression_attribute_names("#expires", "expires_at")
-                .expression_attribute_values(":now", n(now_epoch_secs))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            if let Some(t) = expires_at(&value) {
-                put = put.item("expires_at", n(t));
-            }
-            match put.send().await {
-                Ok(_) => found.push(None),
-                Err(e) => {
-                    let existing = e
-                        .as_service_error()
-                        .and_then(|s| match s {
-                            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
-                                Some(c.item().cloned())
-                            }
-                            _ => None,
-                        });
-                    match existing {
-                        Some(Some(item)) => found.push(Some(self.decode(pk, &sk, &item)?.value)),
-                        // The service did not return the old item: read it.
-                        Some(None) => found.push(self.get(pk, &sk).await?.map(|v| v.value)),
-                        None => {
-                            return Err(port_error(format!("claiming {pk}/{sk}"), &self.table, e))
-                        }
-                    }
+        let mut found: Vec<Option<serde_json::Value>> = vec![None; items.len()];
+        // A key claimed earlier in the same call answers later repeats.
+        let mut first_of: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut unique = Vec::with_capacity(items.len());
+        for (i, (pk, sk, _)) in items.iter().enumerate() {
+            match first_of.get(&(pk.as_str(), sk.as_str())) {
+                Some(&first) => found[i] = Some(items[first].2.clone()),
+                None => {
+                    first_of.insert((pk, sk), i);
+                    unique.push(i);
                 }
+            }
+        }
+        for chunk in unique.chunks(100) {
+            let live = self.live_items(&items, chunk, now_epoch_secs).await?;
+            let mut absent = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                match live.get(&(items[i].0.as_str(), items[i].1.as_str())) {
+                    Some(value) => found[i] = Some(value.clone()),
+                    None => absent.push(i),
+                }
+            }
+            if absent.is_empty() || self.insert_all(&items, &absent, now_epoch_secs).await? {
+                continue;
+            }
+            for &i in &absent {
+                let (pk, sk, value) = &items[i];
+                found[i] = self.put_new_item(pk, sk, value, now_epoch_secs).await?;
+            }
+        }
+        // Repeats whose first occurrence was already held answer with it.
+        for i in 0..items.len() {
+            let first = first_of[&(items[i].0.as_str(), items[i].1.as_str())];
+            if first != i && found[first].is_some() {
+                found[i] = found[first].clone();
             }
         }
         Ok(found)

@@ -467,20 +467,22 @@ async fn state_store_contract(store: Arc<dyn StateStore>) {
     assert_eq!(w.date, d("2025-11-12"), "the largest value wins");
 
     // Put-if-absent claims with a TTL: held, then expired and reclaimed.
-    let claim = |by: &str, expires: i64| {
+    let claim_on = |pk: &str, id: &str, by: &str, expires: i64| {
         (
-            String::from("e1"),
+            pk.to_string(),
+            id.to_string(),
             serde_json::json!({"by": by, "expires_at": expires}),
         )
     };
+    let claim = |by: &str, expires: i64| claim_on("d#s", "e1", by, expires);
     let first = store
-        .put_new_items("d#s", vec![claim("r1", 1000), claim("r2", 1000)], 500)
+        .put_new_items(vec![claim("r1", 1000), claim("r2", 1000)], 500)
         .await
         .unwrap();
     assert_eq!(first[0], None);
     assert_eq!(first[1].as_ref().unwrap()["by"], "r1");
     let later = store
-        .put_new_items("d#s", vec![claim("r3", 3000)], 2000)
+        .put_new_items(vec![claim("r3", 3000)], 2000)
         .await
         .unwrap();
     assert_eq!(later[0], None, "an expired claim counts as absent");
@@ -488,6 +490,25 @@ async fn state_store_contract(store: Arc<dyn StateStore>) {
         store.get("d#s", "e1").await.unwrap().unwrap().value["by"],
         "r3"
     );
+    // One call across partition keys, more than one request's worth (the
+    // DynamoDB adapter reads and writes 100 at a time), some already held.
+    let batch: Vec<_> = (0..150)
+        .map(|i| claim_on(&format!("d#s#{:02}", i % 7), &format!("b{i}"), "r4", 9000))
+        .chain([claim_on("d#s", "e1", "r4", 9000)])
+        .collect();
+    let held = store.put_new_items(batch, 2000).await.unwrap();
+    assert_eq!(held.len(), 151);
+    assert!(held[..150].iter().all(Option::is_none), "{held:?}");
+    assert_eq!(held[150].as_ref().unwrap()["by"], "r3");
+    assert_eq!(
+        store.get("d#s#03", "b3").await.unwrap().unwrap().value["by"],
+        "r4"
+    );
+    let again = store
+        .put_new_items(vec![claim_on("d#s#03", "b3", "r5", 9000)], 2000)
+        .await
+        .unwrap();
+    assert_eq!(again[0].as_ref().unwrap()["by"], "r4");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -181,22 +181,23 @@ pub trait StateStore: Send + Sync {
     /// once, at most `MAX_TRANSACT_WRITES`.
     async fn transact(&self, writes: Vec<TransactWrite>) -> PortResult<()>;
 
-    /// Insert each item unless one with its sort key is already there (in
-    /// order: a later item may find an earlier one of the same call).
-    /// Returns, per item, `None` when it was inserted, or the value already
-    /// stored. Items carry their expiry as `expires_at` (epoch seconds, the
+    /// Insert each item unless one with its key is already there (in
+    /// order: a later item may find an earlier one of the same call). Items
+    /// are (partition key, sort key, value) and may span partition keys, so
+    /// a batch of claims spread over sharded keys is one call. Returns, per
+    /// item, `None` when it was inserted, or the value already stored.
+    /// Items carry their expiry as `expires_at` (epoch seconds, the
     /// DynamoDB TTL attribute); an expired item counts as absent.
     async fn put_new_items(
         &self,
-        pk: &str,
-        items: Vec<(String, serde_json::Value)>,
+        items: Vec<(String, String, serde_json::Value)>,
         now_epoch_secs: i64,
     ) -> PortResult<Vec<Option<serde_json::Value>>> {
         let mut found = Vec::with_capacity(items.len());
-        for (sk, value) in items {
+        for (pk, sk, value) in items {
             let mut outcome = None;
             for _ in 0..8 {
-                let condition = match self.get(pk, &sk).await? {
+                let condition = match self.get(&pk, &sk).await? {
                     Some(v) if !expired(&v.value, now_epoch_secs) => {
                         outcome = Some(Some(v.value));
                         break;
@@ -204,7 +205,7 @@ pub trait StateStore: Send + Sync {
                     Some(v) => Condition::VersionIs(v.version),
                     None => Condition::NotExists,
                 };
-                match self.put(pk, &sk, value.clone(), condition).await {
+                match self.put(&pk, &sk, value.clone(), condition).await {
                     Ok(_) => {
                         outcome = Some(None);
                         break;

@@ -232,27 +232,34 @@ impl StateStore for FileStateStore {
         })
     }
 
-    /// One lock and one rewrite for the whole call; expired items are
-    /// dropped from the partition as DynamoDB's TTL sweep would.
+    /// One lock and one rewrite per partition key of the call; expired
+    /// items are dropped from a partition as DynamoDB's TTL sweep would.
     async fn put_new_items(
         &self,
-        pk: &str,
-        items: Vec<(String, serde_json::Value)>,
+        items: Vec<(String, String, serde_json::Value)>,
         now_epoch_secs: i64,
     ) -> PortResult<Vec<Option<serde_json::Value>>> {
-        self.with_lock(pk, |partition| {
-            partition.retain(|_, item| !expired(&item.value, now_epoch_secs));
-            Ok(items
-                .into_iter()
-                .map(|(sk, value)| match partition.get(&sk) {
-                    Some(existing) => Some(existing.value.clone()),
-                    None => {
-                        partition.insert(sk, StoredItem { value, version: 1 });
-                        None
+        let mut by_pk: BTreeMap<String, Vec<(usize, String, serde_json::Value)>> = BTreeMap::new();
+        let count = items.len();
+        for (i, (pk, sk, value)) in items.into_iter().enumerate() {
+            by_pk.entry(pk).or_default().push((i, sk, value));
+        }
+        let mut found = vec![None; count];
+        for (pk, items) in by_pk {
+            self.with_lock(&pk, |partition| {
+                partition.retain(|_, item| !expired(&item.value, now_epoch_secs));
+                for (i, sk, value) in items {
+                    match partition.get(&sk) {
+                        Some(existing) => found[i] = Some(existing.value.clone()),
+                        None => {
+                            partition.insert(sk, StoredItem { value, version: 1 });
+                        }
                     }
-                })
-                .collect())
-        })
+                }
+                Ok(())
+            })?;
+        }
+        Ok(found)
     }
 
     /// Every partition key involved is locked, in key order (so two

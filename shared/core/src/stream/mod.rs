@@ -45,9 +45,16 @@ pub fn windows_pk(stream: &str, window_start_micros: i64) -> String {
     format!("rt#{stream}#{hour}")
 }
 
-/// Where event ids are remembered for dedupe.
-pub fn dedupe_pk(stream: &str) -> String {
-    format!("dedupe#{stream}")
+/// Event-id claims are spread over this many partition keys: at 10,000
+/// events/s one key would take every write (DynamoDB allows about 1,000
+/// write units a second per partition); 64 keep each well under that.
+pub const DEDUPE_SHARDS: u64 = 64;
+
+/// Where an event id is remembered for dedupe: its shard of the stream's
+/// claims, chosen by a hash of the id.
+pub fn dedupe_pk(stream: &str, event_id: &str) -> String {
+    let shard = xxhash_rust::xxh3::xxh3_64(event_id.as_bytes()) % DEDUPE_SHARDS;
+    format!("dedupe#{stream}#{shard:02}")
 }
 
 /// Kinesis sequence numbers are decimal strings of up to 56 digits: compare

@@ -242,15 +242,14 @@ async fn shard_batch(
         .iter()
         .map(|(r, e, _)| {
             (
+                dedupe_pk(stream, &e.id),
                 e.id.clone(),
                 json!({"by": claim_of(r), "expires_at": now.timestamp() + horizon}),
             )
         })
         .collect();
-    let held = svc
-        .state
-        .put_new_items(&dedupe_pk(stream), claims, now.timestamp())
-        .await?;
+    // One call for the batch, across the claim shards.
+    let held = svc.state.put_new_items(claims, now.timestamp()).await?;
     let mut unique = Vec::with_capacity(valid.len());
     for ((r, e, v), held) in valid.into_iter().zip(held) {
         match held {
@@ -496,8 +495,7 @@ pub async fn replay_dead_letters(
         let held = svc
             .state
             .put_new_items(
-                &dedupe_pk(stream),
-                vec![(event.id.clone(), claim)],
+                vec![(dedupe_pk(stream, &event.id), event.id.clone(), claim)],
                 now.timestamp(),
             )
             .await?;
