@@ -346,6 +346,8 @@ pub enum WatermarkCommand {
 pub enum BenchCommand {
     /// The cleaner on one CSV file, with 1 and 2 threads.
     Clean(commands::bench::BenchCleanArgs),
+    /// One range worker of the distributed clean: time, peak memory, scratch.
+    Range(commands::bench_range::BenchRangeArgs),
     /// The ASL interpreter: cost per state transition, a year of catchup.
     Asl,
     /// The speed layer: throughput, event → queryable latency, query p99.
@@ -396,6 +398,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Bench(BenchCommand::Clean(args)) => return commands::bench::run(args, cli.json),
         Command::Bench(BenchCommand::Asl) => return commands::bench_asl::run(cli.json),
+        Command::Bench(BenchCommand::Range(args)) => return commands::bench_range::run(args),
         Command::Bench(BenchCommand::Stream(args)) => {
             return commands::bench_stream::run(args, cli.json)
         }

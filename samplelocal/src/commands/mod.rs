@@ -2,6 +2,7 @@ pub mod approvals;
 pub mod asl;
 pub mod bench;
 pub mod bench_asl;
+pub mod bench_range;
 pub mod bench_stream;
 pub mod catchup;
 pub mod demo;
