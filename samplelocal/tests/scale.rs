@@ -24,7 +24,7 @@ fn config(dir: &Path, name: &str, scale: &str) -> PathBuf {
     )
     .unwrap();
     let text = format!(
-        "{bench}\n{scale}\n\n[[datasets.orders.expectations]]\nkind = \"row_count_between\"\nmin = 1\n\n[[datasets.orders.expectations]]\nkind = \"between\"\ncolumn = \"amount\"\nmin = 0.5\nmostly = 0.5\n\n[pipelines.orders_daily]\ndatasets = [\"orders\"]\ntimezone = \"UTC\"\n"
+        "{bench}\n{scale}\n\n[[datasets.orders.expectations]]\nkind = \"row_count_between\"\nmin = 1\n\n[[datasets.orders.expectations]]\nkind = \"between\"\ncolumn = \"amount\"\nmin = 0.5\nmostly = 0.5\n\n[[datasets.orders.expectations]]\nkind = \"unique\"\ncolumn = \"user_id\"\nmostly = 0.1\n\n[[datasets.orders.expectations]]\nkind = \"unique\"\ncolumn = \"order_id\"\n\n[pipelines.orders_daily]\ndatasets = [\"orders\"]\ntimezone = \"UTC\"\n"
     );
     // `complete_when` belongs to the dataset table, before its sub-tables.
     let text = text.replacen(
@@ -112,6 +112,21 @@ fn run(dir: &Path, config: &Path, ws: &Path, files: &[PathBuf]) -> Value {
         "{done}"
     );
     cli(&["--json", "partitions", "--dataset", "orders"])
+}
+
+fn find_under(root: &Path, part: &str) -> PathBuf {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(part) {
+                return p;
+            }
+        }
+    }
+    panic!("no {part} under {}", root.display())
 }
 
 fn parquet_under(root: &Path, part: &str) -> Vec<PathBuf> {
@@ -215,6 +230,34 @@ fn a_large_date_cleaned_in_ranges_publishes_what_one_function_publishes() {
         s["clean"]["kept"].as_u64().unwrap()
     );
     assert!(single_rows == distributed_rows, "the kept rows differ");
+    // The quality report, examples included: one pass over the partition
+    // against tallies merged from the buckets and the unique shards.
+    let report = |ws: &Path| -> Value {
+        let mut r: Value = serde_json::from_str(
+            &std::fs::read_to_string(find_under(
+                ws,
+                &format!("quality/orders/date={DATE}/report.json"),
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        r["run_id"] = Value::Null;
+        r
+    };
+    let (single_report, distributed_report) = (report(&single_ws), report(&distributed_ws));
+    assert!(
+        single_report["expectations"][2]["unexpected_count"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{single_report}"
+    );
+    assert_eq!(single_report, distributed_report);
+    // Validate read tallies, not the partition: one per bucket and per
+    // unique shard on the distributed path, one on the other.
+    find_under(&single_ws, "/quality/single.json");
+    find_under(&distributed_ws, "/quality/b0003.json");
+    find_under(&distributed_ws, "/quality/u0003.json");
     let rejects = |ws: &Path| parquet_under(ws, &format!("rejects/orders/date={DATE}/run="));
     let (single_rejects, distributed_rejects) = (
         rows(&rejects(&single_ws), &[]),

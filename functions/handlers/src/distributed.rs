@@ -1,6 +1,7 @@
 //! The distributed clean's steps (statemachines/distributed_clean.asl.json):
 //! plan-clean picks the path for a dataset's date; clean-range,
-//! check-ranges, resolve-bucket and finish-clean run a large one.
+//! check-ranges, resolve-bucket, count-unique and finish-clean run a large
+//! one.
 
 use crate::error::HandlerError;
 use crate::partition::DatasetInput;
@@ -76,6 +77,30 @@ pub async fn resolve_bucket(svc: &Services<'_>, event: Value) -> Result<Value, H
         )
         .await?,
     )
+}
+
+#[derive(Debug, Deserialize)]
+struct UniqueInput {
+    #[serde(flatten)]
+    run: DatasetInput,
+    shard: u32,
+    buckets: u32,
+}
+
+pub async fn count_unique(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: UniqueInput = decode(event, "{dataset, date, run_id, shard, buckets}")?;
+    let tally = distributed::count_unique(
+        svc,
+        &i.run.dataset,
+        i.run.date,
+        &i.run.run_id,
+        i.shard,
+        i.buckets,
+    )
+    .await?;
+    // The tally is in S3 for validate; the map's result stays small.
+    let unexpected: u64 = tally.expectations.iter().map(|e| e.unexpected).sum();
+    encode(&serde_json::json!({"shard": i.shard, "unexpected": unexpected}))
 }
 
 #[derive(Debug, Deserialize)]

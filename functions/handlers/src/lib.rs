@@ -70,6 +70,7 @@ pub static FUNCTIONS: &[Function] = &[
     function!("clean-range", Bulk, distributed::clean_range),
     function!("check-ranges", Light, distributed::check_ranges),
     function!("resolve-bucket", Bulk, distributed::resolve_bucket),
+    function!("count-unique", Light, distributed::count_unique),
     function!("finish-clean", Light, distributed::finish_clean),
     function!("validate-partition", Light, partition::validate_partition),
     function!("publish-partition", Light, partition::publish_partition),

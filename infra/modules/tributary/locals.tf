@@ -38,6 +38,7 @@ locals {
     "clean-range"              = { needs = ["read_data", "write_data", "state"], memory = 1769, timeout = 900 }
     "check-ranges"             = { needs = ["read_data", "write_data", "state"], memory = 512, timeout = 300 }
     "resolve-bucket"           = { needs = ["read_data", "write_data", "state"], memory = 3008, timeout = 900 }
+    "count-unique"             = { needs = ["read_data", "write_data"], memory = 1769, timeout = 900 }
     "finish-clean"             = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
     "validate-partition"       = { needs = ["read_data", "write_data", "state"], memory = 1024, timeout = 300 }
     "publish-partition"        = { needs = ["read_data", "write_data", "state", "catalog"], memory = 1024, timeout = 300 }

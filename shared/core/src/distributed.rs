@@ -29,6 +29,7 @@ use crate::error::{UseCaseError, UseCaseResult};
 use crate::layout::{run_prefix, staging_prefix, Layer};
 use crate::partition::{record_clean_outcome, run_inputs};
 use crate::ports::PortError;
+use crate::quality::{tally_unique_shard, unique_values, QualityTally, Tallier};
 use crate::services::{dataset, scratch_dir, Services};
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
@@ -55,6 +56,9 @@ pub enum CleanRoute {
         buckets: u32,
         /// 0..buckets, the items of the resolve map.
         bucket_ids: Vec<u32>,
+        /// The shards `unique` expectations are counted in (none without
+        /// such an expectation): the items of the count-unique map.
+        unique_shard_ids: Vec<u32>,
         max_concurrency: u32,
     },
 }
@@ -89,6 +93,115 @@ fn bucket_result_key(dataset: &str, date: NaiveDate, run_id: &str, bucket: u32) 
         "{}buckets/{bucket:04}.json",
         work_prefix(dataset, date, run_id)
     )
+}
+
+/// Where the quality tallies of a run's parts go; validate merges them.
+pub fn quality_tally_prefix(dataset: &str, date: NaiveDate, run_id: &str) -> String {
+    format!("{}quality/", work_prefix(dataset, date, run_id))
+}
+
+/// One shard of a `unique` expectation's values, from one source (a bucket
+/// or, without a key, a range).
+fn unique_key(
+    dataset: &str,
+    date: NaiveDate,
+    run_id: &str,
+    expectation: usize,
+    shard: u32,
+    source: &str,
+) -> String {
+    format!(
+        "{}unique/e{expectation:02}/s{shard:04}/from-{source}.arrow",
+        work_prefix(dataset, date, run_id)
+    )
+}
+
+/// Shards of each `unique` expectation's values: one per bucket, at most 64
+/// (each shard worker reads one file from every source).
+pub fn unique_shards(buckets: u32) -> u32 {
+    buckets.clamp(1, 64)
+}
+
+fn has_unique(ds: &DatasetConfig) -> bool {
+    ds.expectations
+        .iter()
+        .any(|e| matches!(e, crate::config::ExpectationConfig::Unique { .. }))
+}
+
+fn unique_schema() -> arrow_schema::SchemaRef {
+    std::sync::Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("value", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("position", arrow_schema::DataType::UInt64, false),
+    ]))
+}
+
+/// Tally a part's final rows (row `i` of batch `b` at `positions[b][i]`)
+/// and write its tally, and its `unique` values shuffled into shards.
+#[allow(clippy::too_many_arguments)]
+async fn tally_part(
+    svc: &Services<'_>,
+    ds: &DatasetConfig,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+    source: &str,
+    batches: &[arrow_array::RecordBatch],
+    positions: &[Vec<u64>],
+    shards: u32,
+) -> UseCaseResult<()> {
+    let decode = |e: arrow_schema::ArrowError| {
+        UseCaseError::Quality(crate::quality::QualityError::Decode {
+            path: source.to_string(),
+            message: e.to_string(),
+        })
+    };
+    let mut tallier = Tallier::new(ds, false);
+    let mut values: std::collections::BTreeMap<usize, Vec<Vec<(String, u64)>>> = Default::default();
+    for (batch, positions) in batches.iter().zip(positions) {
+        tallier.observe(batch, |i| positions[i]).map_err(decode)?;
+        for (e, found) in unique_values(ds, batch, |i| positions[i]).map_err(decode)? {
+            let per_shard = values
+                .entry(e)
+                .or_insert_with(|| vec![Vec::new(); shards as usize]);
+            for (value, position) in found {
+                let shard = xxhash_rust::xxh3::xxh3_64(value.as_bytes()) % u64::from(shards);
+                per_shard[shard as usize].push((value, position));
+            }
+        }
+    }
+    svc.objects
+        .put_bytes(
+            &format!(
+                "{}{source}.json",
+                quality_tally_prefix(dataset_name, date, run_id)
+            ),
+            to_json(&tallier.finish(), "encoding a quality tally")?,
+        )
+        .await?;
+    let schema = unique_schema();
+    for (e, per_shard) in values {
+        for (shard, found) in per_shard.into_iter().enumerate() {
+            let batch = arrow_array::RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    std::sync::Arc::new(arrow_array::StringArray::from_iter_values(
+                        found.iter().map(|(v, _)| v.as_str()),
+                    )),
+                    std::sync::Arc::new(arrow_array::UInt64Array::from_iter_values(
+                        found.iter().map(|(_, p)| *p),
+                    )),
+                ],
+            )
+            .map_err(decode)?;
+            svc.objects
+                .put_bytes(
+                    &unique_key(dataset_name, date, run_id, e, shard as u32, source),
+                    pure::to_ipc(&schema, &[batch])?,
+                )
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 fn bug(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> UseCaseError {
@@ -152,6 +265,11 @@ pub async fn plan_clean(
         ranges: tasks.len() as u32,
         buckets,
         bucket_ids: (0..buckets).collect(),
+        unique_shard_ids: if has_unique(ds) {
+            (0..unique_shards(buckets)).collect()
+        } else {
+            vec![]
+        },
         max_concurrency: scale.max_concurrency,
     })
 }
@@ -232,6 +350,30 @@ pub async fn clean_range(
         svc.objects
             .put_file(&range_part_key(dataset_name, date, run_id, task), &part)
             .await?;
+        // Final rows: tallied here, at their positions in the input.
+        let mut next = 0u64;
+        let positions: Vec<Vec<u64>> = kept
+            .iter()
+            .map(|b| {
+                let first = next;
+                next += b.num_rows() as u64;
+                (first..next)
+                    .map(|i| crate::clean::distributed::position(task.range, i))
+                    .collect()
+            })
+            .collect();
+        tally_part(
+            svc,
+            ds,
+            dataset_name,
+            date,
+            run_id,
+            &format!("r{}", task.id()),
+            &kept,
+            &positions,
+            unique_shards(buckets),
+        )
+        .await?;
     }
     let reject_schema = crate::clean::reject_schema(&plan);
     svc.objects
@@ -340,6 +482,23 @@ pub async fn check_ranges(
                 for o in staged.iter().filter(|o| !current.contains(&o.key)) {
                     svc.objects.delete(&o.key).await?;
                 }
+                let tallies: Vec<String> = ranges
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{}r{}.json",
+                            quality_tally_prefix(dataset_name, date, run_id),
+                            a.task.id()
+                        )
+                    })
+                    .collect();
+                let written = svc
+                    .objects
+                    .list(&quality_tally_prefix(dataset_name, date, run_id))
+                    .await?;
+                for o in written.iter().filter(|o| !tallies.contains(&o.key)) {
+                    svc.objects.delete(&o.key).await?;
+                }
             }
             let accepted = Accepted { ranges, stats };
             svc.objects
@@ -401,6 +560,23 @@ pub async fn resolve_bucket(
             staging_prefix(Layer::Cleaned, dataset_name, date, run_id)
         );
         svc.objects.put_file(&key, &part).await?;
+        let positions: Vec<Vec<u64>> = resolved
+            .positions
+            .iter()
+            .map(|p| p.values().to_vec())
+            .collect();
+        tally_part(
+            svc,
+            ds,
+            dataset_name,
+            date,
+            run_id,
+            &format!("b{bucket:04}"),
+            &resolved.kept,
+            &positions,
+            unique_shards(buckets),
+        )
+        .await?;
     }
     let reject_schema = crate::clean::reject_schema(&plan);
     for (i, a) in accepted.ranges.iter().enumerate() {
@@ -436,6 +612,95 @@ pub async fn resolve_bucket(
         )
         .await?;
     Ok(result)
+}
+
+/// Step 4b (datasets with `unique` expectations): count one shard of each
+/// such expectation's values, gathered from every source, in input order.
+pub async fn count_unique(
+    svc: &Services<'_>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+    shard: u32,
+    buckets: u32,
+) -> UseCaseResult<QualityTally> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let sources: Vec<String> = if keyed(ds) {
+        (0..buckets.max(1)).map(|b| format!("b{b:04}")).collect()
+    } else {
+        let accepted: Accepted = read_json(svc, &accepted_key(dataset_name, date, run_id)).await?;
+        accepted
+            .ranges
+            .iter()
+            .map(|a| format!("r{}", a.task.id()))
+            .collect()
+    };
+    let mut tally = QualityTally::empty(ds);
+    for (e, config) in ds.expectations.iter().enumerate() {
+        if !matches!(config, crate::config::ExpectationConfig::Unique { .. }) {
+            continue;
+        }
+        let mut values = Vec::new();
+        for source in &sources {
+            let key = unique_key(dataset_name, date, run_id, e, shard, source);
+            // A part with no rows wrote no values.
+            let Some(_) = svc.objects.head(&key).await? else {
+                continue;
+            };
+            for batch in pure::from_ipc(svc.objects.get_bytes(&key).await?, &key)? {
+                let (Some(v), Some(p)) = (
+                    batch
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<arrow_array::StringArray>(),
+                    batch
+                        .column(1)
+                        .as_any()
+                        .downcast_ref::<arrow_array::UInt64Array>(),
+                ) else {
+                    return Err(bug(
+                        &format!("reading {key}"),
+                        std::io::Error::other("not a unique-values file"),
+                    ));
+                };
+                values.extend((0..batch.num_rows()).map(|i| (v.value(i).to_string(), p.value(i))));
+            }
+        }
+        tally.expectations[e] = tally_unique_shard(values);
+    }
+    svc.objects
+        .put_bytes(
+            &format!(
+                "{}u{shard:04}.json",
+                quality_tally_prefix(dataset_name, date, run_id)
+            ),
+            to_json(&tally, "encoding a quality tally")?,
+        )
+        .await?;
+    Ok(tally)
+}
+
+/// Every part's quality tally of a run merged, or None when the run wrote
+/// none (cleaned before tallies were written).
+pub async fn merged_quality_tally(
+    svc: &Services<'_>,
+    ds: &DatasetConfig,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<Option<QualityTally>> {
+    let parts = svc
+        .objects
+        .list(&quality_tally_prefix(dataset_name, date, run_id))
+        .await?;
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    let mut merged = QualityTally::empty(ds);
+    for o in parts {
+        merged.merge(&read_json::<QualityTally>(svc, &o.key).await?);
+    }
+    Ok(Some(merged))
 }
 
 /// Step 5: the date's counts from the accepted ranges and the buckets,

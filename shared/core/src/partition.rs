@@ -468,6 +468,19 @@ async fn clean_inner(
     );
     svc.objects.put_file(&cleaned_key, &kept_path).await?;
     svc.objects.put_file(&rejects_key, &rejects_path).await?;
+    // The quality tally while the rows are on this disk: validate then
+    // reads a few hundred bytes instead of the partition.
+    let tally = crate::quality::tally_files(ds, &[kept_path.as_path()])?;
+    svc.objects
+        .put_bytes(
+            &format!(
+                "{}single.json",
+                crate::distributed::quality_tally_prefix(dataset_name, date, run_id)
+            ),
+            serde_json::to_vec(&tally)
+                .map_err(|e| PortError::permanent("encoding a quality tally", "a bug", e))?,
+        )
+        .await?;
     Ok(CleanSummary {
         dataset: dataset_name.to_string(),
         date,
@@ -500,15 +513,29 @@ pub async fn validate_partition(
             what: format!("run {run_id} has no cleaned output to validate; clean it first"),
         });
     }
-    let scratch = scratch_dir(svc.scratch)?;
-    let mut paths = Vec::new();
-    for (i, o) in staged.iter().enumerate() {
-        let p = scratch.path().join(format!("{i}.parquet"));
-        svc.objects.get_to_file(&o.key, &p).await?;
-        paths.push(p);
-    }
-    let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
-    let (rows, results) = evaluate_files(ds, &refs)?;
+    let (rows, results) = match crate::distributed::merged_quality_tally(
+        svc,
+        ds,
+        dataset_name,
+        date,
+        run_id,
+    )
+    .await?
+    {
+        Some(tally) => (tally.rows, tally.results(ds)),
+        // A run cleaned before tallies were written: read its files.
+        None => {
+            let scratch = scratch_dir(svc.scratch)?;
+            let mut paths = Vec::new();
+            for (i, o) in staged.iter().enumerate() {
+                let p = scratch.path().join(format!("{i}.parquet"));
+                svc.objects.get_to_file(&o.key, &p).await?;
+                paths.push(p);
+            }
+            let refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+            evaluate_files(ds, &refs)?
+        }
+    };
     let s = score(&results);
     let report = QualityReport {
         dataset: dataset_name.to_string(),

@@ -53,48 +53,193 @@ pub struct QualityReport {
     pub expectations: Vec<ExpectationResult>,
 }
 
-/// Running state of one expectation.
-struct Tally {
-    config: ExpectationConfig,
-    considered: u64,
-    unexpected: u64,
-    examples: Vec<String>,
-    seen: HashSet<String>,
-    regex: Option<regex::Regex>,
+/// What evaluating a part of a partition found, mergeable with the other
+/// parts': per expectation, the values considered, the unexpected ones and
+/// the first distinct unexpected values with their positions in the input,
+/// so merged parts give the report one pass over the whole would.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct QualityTally {
+    pub rows: u64,
+    pub expectations: Vec<PartialTally>,
 }
 
-impl Tally {
-    fn note(&mut self, value: String) {
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PartialTally {
+    pub considered: u64,
+    pub unexpected: u64,
+    /// (position, value), in position order, distinct values, at most
+    /// `EXAMPLES`: a part's first five distinct include every value among
+    /// the merged first five, whose earlier occurrences are all earlier.
+    pub examples: Vec<(u64, String)>,
+}
+
+impl PartialTally {
+    fn note(&mut self, position: u64, value: String) {
         self.unexpected += 1;
-        if self.examples.len() < EXAMPLES && !self.examples.contains(&value) {
-            self.examples.push(value);
+        if self.examples.len() < EXAMPLES && !self.examples.iter().any(|(_, v)| *v == value) {
+            self.examples.push((position, value));
+        }
+    }
+
+    fn merge(&mut self, other: &PartialTally) {
+        self.considered += other.considered;
+        self.unexpected += other.unexpected;
+        let mut all: Vec<(u64, String)> = self
+            .examples
+            .drain(..)
+            .chain(other.examples.iter().cloned())
+            .collect();
+        all.sort();
+        for (position, value) in all {
+            if self.examples.len() < EXAMPLES && !self.examples.iter().any(|(_, v)| *v == value) {
+                self.examples.push((position, value));
+            }
         }
     }
 }
 
-/// Evaluate a dataset's expectations over Parquet files (streamed batch by
-/// batch; `unique` keeps the distinct values of its column).
-pub fn evaluate_files(
+impl QualityTally {
+    /// An empty tally for a dataset's expectations.
+    pub fn empty(ds: &DatasetConfig) -> QualityTally {
+        QualityTally {
+            rows: 0,
+            expectations: vec![PartialTally::default(); ds.expectations.len()],
+        }
+    }
+
+    pub fn merge(&mut self, other: &QualityTally) {
+        self.rows += other.rows;
+        if self.expectations.len() < other.expectations.len() {
+            self.expectations
+                .resize(other.expectations.len(), PartialTally::default());
+        }
+        for (mine, theirs) in self.expectations.iter_mut().zip(&other.expectations) {
+            mine.merge(theirs);
+        }
+    }
+
+    /// The expectations' results over everything merged.
+    pub fn results(&self, ds: &DatasetConfig) -> Vec<ExpectationResult> {
+        ds.expectations
+            .iter()
+            .zip(
+                self.expectations
+                    .iter()
+                    .chain(std::iter::repeat(&PartialTally::default())),
+            )
+            .map(|(config, part)| finish(config, part, self.rows))
+            .collect()
+    }
+}
+
+/// Evaluates a dataset's expectations batch by batch.
+pub struct Tallier {
+    configs: Vec<ExpectationConfig>,
+    regexes: Vec<Option<regex::Regex>>,
+    /// `unique` is counted here (every row of the partition passes through
+    /// this tallier) or by a shuffle of its values ([`unique_values`]).
+    unique_here: bool,
+    seen: Vec<HashSet<String>>,
+    tally: QualityTally,
+}
+
+impl Tallier {
+    pub fn new(ds: &DatasetConfig, unique_here: bool) -> Tallier {
+        Tallier {
+            regexes: ds
+                .expectations
+                .iter()
+                .map(|e| match e {
+                    // Validated at config load.
+                    ExpectationConfig::MatchesRegex { regex, .. } => regex::Regex::new(regex).ok(),
+                    _ => None,
+                })
+                .collect(),
+            configs: ds.expectations.clone(),
+            unique_here,
+            seen: vec![HashSet::new(); ds.expectations.len()],
+            tally: QualityTally::empty(ds),
+        }
+    }
+
+    /// Count a batch whose row `i` is at `position(i)` in the input.
+    pub fn observe(
+        &mut self,
+        batch: &RecordBatch,
+        position: impl Fn(usize) -> u64,
+    ) -> Result<(), arrow_schema::ArrowError> {
+        self.tally.rows += batch.num_rows() as u64;
+        for (e, config) in self.configs.iter().enumerate() {
+            if matches!(config, ExpectationConfig::Unique { .. }) && !self.unique_here {
+                continue;
+            }
+            tally_batch(
+                config,
+                self.regexes[e].as_ref(),
+                &mut self.seen[e],
+                &mut self.tally.expectations[e],
+                batch,
+                &position,
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> QualityTally {
+        self.tally
+    }
+}
+
+/// Values with their positions in the input.
+pub type PositionedValues = Vec<(String, u64)>;
+
+/// The non-null values of each `unique` expectation's column in a batch,
+/// with their positions: what a shuffle by value brings together.
+pub fn unique_values(
     ds: &DatasetConfig,
-    files: &[&Path],
-) -> Result<(u64, Vec<ExpectationResult>), QualityError> {
-    let mut tallies: Vec<Tally> = ds
-        .expectations
-        .iter()
-        .map(|e| Tally {
-            regex: match e {
-                // Validated at config load.
-                ExpectationConfig::MatchesRegex { regex, .. } => regex::Regex::new(regex).ok(),
-                _ => None,
-            },
-            config: e.clone(),
-            considered: 0,
-            unexpected: 0,
-            examples: Vec::new(),
-            seen: HashSet::new(),
-        })
-        .collect();
-    let mut rows = 0u64;
+    batch: &RecordBatch,
+    position: impl Fn(usize) -> u64,
+) -> Result<Vec<(usize, PositionedValues)>, arrow_schema::ArrowError> {
+    let options = FormatOptions::default();
+    let mut out = Vec::new();
+    for (e, config) in ds.expectations.iter().enumerate() {
+        let ExpectationConfig::Unique { column: name, .. } = config else {
+            continue;
+        };
+        let mut values = Vec::new();
+        if let Some(array) = column(batch, name) {
+            let fmt = ArrayFormatter::try_new(array.as_ref(), &options)?;
+            for i in 0..array.len() {
+                if !array.is_null(i) {
+                    values.push((fmt.value(i).to_string(), position(i)));
+                }
+            }
+        }
+        out.push((e, values));
+    }
+    Ok(out)
+}
+
+/// Count one shard of a `unique` expectation's values (every occurrence
+/// of a value is in the same shard): in position order, each repeat is
+/// unexpected, as one pass over the partition counts it.
+pub fn tally_unique_shard(mut values: Vec<(String, u64)>) -> PartialTally {
+    values.sort_by_key(|(_, position)| *position);
+    let mut seen = HashSet::new();
+    let mut part = PartialTally::default();
+    for (value, position) in values {
+        part.considered += 1;
+        if !seen.insert(value.clone()) {
+            part.note(position, value);
+        }
+    }
+    part
+}
+
+/// Tally Parquet files read in order, rows numbered from 0 across them.
+pub fn tally_files(ds: &DatasetConfig, files: &[&Path]) -> Result<QualityTally, QualityError> {
+    let mut tallier = Tallier::new(ds, true);
+    let mut next = 0u64;
     for path in files {
         let display = path.display().to_string();
         let file = std::fs::File::open(path).map_err(|source| QualityError::Read {
@@ -111,17 +256,32 @@ pub fn evaluate_files(
             .map_err(|e| decode(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| decode(&e))?;
-            rows += batch.num_rows() as u64;
-            for t in &mut tallies {
-                tally_batch(t, &batch).map_err(|e| decode(&e))?;
-            }
+            let first = next;
+            tallier
+                .observe(&batch, |i| first + i as u64)
+                .map_err(|e| decode(&e))?;
+            next += batch.num_rows() as u64;
         }
     }
-    Ok((rows, tallies.into_iter().map(|t| finish(t, rows)).collect()))
+    Ok(tallier.finish())
+}
+
+/// Evaluate a dataset's expectations over Parquet files (streamed batch by
+/// batch; `unique` keeps the distinct values of its column).
+pub fn evaluate_files(
+    ds: &DatasetConfig,
+    files: &[&Path],
+) -> Result<(u64, Vec<ExpectationResult>), QualityError> {
+    let tally = tally_files(ds, files)?;
+    Ok((tally.rows, tally.results(ds)))
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
-    batch.schema().index_of(name).ok().map(|i| batch.column(i))
+    batch
+        .schema_ref()
+        .index_of(name)
+        .ok()
+        .map(|i| batch.column(i))
 }
 
 fn numeric(array: &ArrayRef, i: usize) -> Option<f64> {
@@ -134,11 +294,18 @@ fn numeric(array: &ArrayRef, i: usize) -> Option<f64> {
         .map(|a| a.value(i) as f64)
 }
 
-fn tally_batch(t: &mut Tally, batch: &RecordBatch) -> Result<(), arrow_schema::ArrowError> {
-    let Some(name) = t.config.column().map(str::to_string) else {
+fn tally_batch(
+    config: &ExpectationConfig,
+    regex: Option<&regex::Regex>,
+    seen: &mut HashSet<String>,
+    t: &mut PartialTally,
+    batch: &RecordBatch,
+    position: &impl Fn(usize) -> u64,
+) -> Result<(), arrow_schema::ArrowError> {
+    let Some(name) = config.column() else {
         return Ok(());
     };
-    let Some(array) = column(batch, &name) else {
+    let Some(array) = column(batch, name) else {
         // A column missing from the data fails every row.
         t.considered += batch.num_rows() as u64;
         t.unexpected += batch.num_rows() as u64;
@@ -148,19 +315,19 @@ fn tally_batch(t: &mut Tally, batch: &RecordBatch) -> Result<(), arrow_schema::A
     let fmt = ArrayFormatter::try_new(array.as_ref(), &options)?;
     for i in 0..array.len() {
         let null = array.is_null(i);
-        match &t.config {
+        match config {
             ExpectationConfig::NotNull { .. } => {
                 t.considered += 1;
                 if null {
-                    t.note("null".into());
+                    t.note(position(i), "null".into());
                 }
             }
             _ if null => {}
             ExpectationConfig::Unique { .. } => {
                 t.considered += 1;
                 let v = fmt.value(i).to_string();
-                if !t.seen.insert(v.clone()) {
-                    t.note(v);
+                if !seen.insert(v.clone()) {
+                    t.note(position(i), v);
                 }
             }
             ExpectationConfig::Between { min, max, .. } => {
@@ -168,21 +335,21 @@ fn tally_batch(t: &mut Tally, batch: &RecordBatch) -> Result<(), arrow_schema::A
                 let ok = numeric(array, i)
                     .is_some_and(|x| min.is_none_or(|m| x >= m) && max.is_none_or(|m| x <= m));
                 if !ok {
-                    t.note(fmt.value(i).to_string());
+                    t.note(position(i), fmt.value(i).to_string());
                 }
             }
             ExpectationConfig::InSet { values, .. } => {
                 t.considered += 1;
                 let v = fmt.value(i).to_string();
                 if !values.contains(&v) {
-                    t.note(v);
+                    t.note(position(i), v);
                 }
             }
             ExpectationConfig::MatchesRegex { .. } => {
                 t.considered += 1;
                 let v = fmt.value(i).to_string();
-                if !t.regex.as_ref().is_some_and(|r| r.is_match(&v)) {
-                    t.note(v);
+                if !regex.is_some_and(|r| r.is_match(&v)) {
+                    t.note(position(i), v);
                 }
             }
             ExpectationConfig::RowCountBetween { .. } => {}
@@ -191,8 +358,8 @@ fn tally_batch(t: &mut Tally, batch: &RecordBatch) -> Result<(), arrow_schema::A
     Ok(())
 }
 
-fn finish(t: Tally, rows: u64) -> ExpectationResult {
-    let kind = match &t.config {
+fn finish(config: &ExpectationConfig, t: &PartialTally, rows: u64) -> ExpectationResult {
+    let kind = match config {
         ExpectationConfig::RowCountBetween { .. } => "row_count_between",
         ExpectationConfig::NotNull { .. } => "not_null",
         ExpectationConfig::Unique { .. } => "unique",
@@ -200,7 +367,7 @@ fn finish(t: Tally, rows: u64) -> ExpectationResult {
         ExpectationConfig::InSet { .. } => "in_set",
         ExpectationConfig::MatchesRegex { .. } => "matches_regex",
     };
-    if let ExpectationConfig::RowCountBetween { min, max } = &t.config {
+    if let ExpectationConfig::RowCountBetween { min, max } = config {
         let ok = min.is_none_or(|m| rows >= m) && max.is_none_or(|m| rows <= m);
         return ExpectationResult {
             expectation: kind.into(),
@@ -217,7 +384,7 @@ fn finish(t: Tally, rows: u64) -> ExpectationResult {
             ),
         };
     }
-    let mostly = t.config.mostly().unwrap_or(1.0);
+    let mostly = config.mostly().unwrap_or(1.0);
     let fraction = if t.considered == 0 {
         1.0
     } else {
@@ -225,12 +392,12 @@ fn finish(t: Tally, rows: u64) -> ExpectationResult {
     };
     ExpectationResult {
         expectation: kind.into(),
-        column: t.config.column().map(str::to_string),
+        column: config.column().map(str::to_string),
         passed: fraction >= mostly,
         success_fraction: fraction,
         mostly,
         unexpected_count: t.unexpected,
-        unexpected_examples: t.examples,
+        unexpected_examples: t.examples.iter().map(|(_, v)| v.clone()).collect(),
         observed: format!("{} of {} values unexpected", t.unexpected, t.considered),
     }
 }
@@ -341,6 +508,76 @@ regex = "^[a-z]$"
         let want = (1.0 + 1.0 + 0.75 + 0.8 + 0.75 + 0.75) / 6.0;
         assert!((s - want).abs() < 1e-9, "{s} vs {want}");
         assert_eq!(score(&[]), 1.0);
+    }
+
+    /// Rows split among workers however (here by row number modulo 3),
+    /// each tallied with its positions, `unique` shuffled by value into
+    /// two shards: the merged report is the one pass's, examples included.
+    #[test]
+    fn parts_merged_report_exactly_what_one_pass_reports() {
+        let ids = vec![
+            Some("a"),
+            Some("b"),
+            None,
+            Some("b"),
+            Some("Z"),
+            Some("c"),
+            Some("a"),
+            Some("a"),
+            Some("Z"),
+            Some("q"),
+            Some("r"),
+            Some("s"),
+            Some("t"),
+            Some("b"),
+            None,
+            Some("u"),
+        ];
+        let amounts: Vec<i64> = (0..ids.len() as i64).map(|i| i * 37 % 150).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole.parquet");
+        write(&whole, ids.clone(), amounts.clone());
+        let c = Config::parse(CONFIG, "t.toml").unwrap();
+        let ds = &c.datasets["t"];
+        let (rows, single) = evaluate_files(ds, &[&whole]).unwrap();
+        assert!(single[2].unexpected_count >= 3 && single[3].unexpected_count > 0);
+        let mut merged = QualityTally::empty(ds);
+        let mut shards: Vec<Vec<Vec<(String, u64)>>> = vec![vec![vec![]; 2]; ds.expectations.len()];
+        for part in 0..3 {
+            let rows_of: Vec<usize> = (0..ids.len()).filter(|i| i % 3 == part).collect();
+            let path = dir.path().join(format!("part{part}.parquet"));
+            write(
+                &path,
+                rows_of.iter().map(|&i| ids[i]).collect(),
+                rows_of.iter().map(|&i| amounts[i]).collect(),
+            );
+            let file = std::fs::File::open(&path).unwrap();
+            let mut tallier = Tallier::new(ds, false);
+            for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let batch = batch.unwrap();
+                tallier.observe(&batch, |i| rows_of[i] as u64).unwrap();
+                for (e, values) in unique_values(ds, &batch, |i| rows_of[i] as u64).unwrap() {
+                    for (v, p) in values {
+                        let shard = usize::from(v.as_bytes()[0] % 2);
+                        shards[e][shard].push((v, p));
+                    }
+                }
+            }
+            merged.merge(&tallier.finish());
+        }
+        for (e, per_shard) in shards.into_iter().enumerate() {
+            for values in per_shard {
+                let mut shard = QualityTally::empty(ds);
+                shard.expectations[e] = tally_unique_shard(values);
+                merged.merge(&shard);
+            }
+        }
+        assert_eq!(merged.rows, rows);
+        assert_eq!(merged.results(ds), single);
     }
 
     #[test]

@@ -196,6 +196,12 @@ pub fn bucket_schema(plan: &CleanPlan) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// A valid row's position in the input: its range, then its place among
+/// the range's valid rows (ordered as the rows are in the files).
+pub fn position(range: u32, index: u64) -> u64 {
+    row_id(range as usize, index)
+}
+
 /// The bucket of a packed key, out of `buckets`.
 pub fn bucket_of(key: u128, buckets: u32) -> u32 {
     let mut h = PackedKeyHasher::default();
@@ -601,9 +607,10 @@ pub fn absolute_rejects(
 }
 
 /// One bucket resolved: its winning rows (kept columns only, in input
-/// order) and how many lost.
+/// order) with their positions in the input, and how many lost.
 pub struct ResolvedBucket {
     pub kept: Vec<RecordBatch>,
+    pub positions: Vec<UInt64Array>,
     pub duplicates: u64,
 }
 
@@ -651,6 +658,7 @@ pub fn resolve_bucket(
         winners[*b][*i] = true;
     }
     let mut kept = Vec::with_capacity(batches.len());
+    let mut kept_positions = Vec::with_capacity(batches.len());
     let mut won = 0u64;
     for (batch, mask) in batches.iter().zip(winners) {
         let mask = arrow_array::BooleanArray::from(mask);
@@ -661,11 +669,24 @@ pub fn resolve_bucket(
         let filtered = arrow_select::filter::filter_record_batch(&narrowed, &mask)
             .map_err(|e| CleanError::Plan(format!("filtering duplicates: {e}")))?;
         if filtered.num_rows() > 0 {
+            let positions = batch
+                .column_by_name(ROW_COLUMN)
+                .ok_or_else(|| bad("position"))?;
+            let positions = arrow_select::filter::filter(positions, &mask)
+                .map_err(|e| CleanError::Plan(format!("filtering duplicates: {e}")))?;
+            kept_positions.push(
+                positions
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .ok_or_else(|| bad("position"))?
+                    .clone(),
+            );
             kept.push(filtered);
         }
     }
     Ok(ResolvedBucket {
         kept,
+        positions: kept_positions,
         duplicates: rows - won,
     })
 }
