@@ -19,6 +19,11 @@ const DATE: &str = "2025-01-01";
 /// The benchmark's dataset in a pipeline of its own, completed by a marker
 /// so the three files are cleaned together.
 fn config(dir: &Path, name: &str, scale: &str) -> PathBuf {
+    config_with(dir, name, scale, "")
+}
+
+/// The same, with more keys of the dataset's own table (`output_mode`).
+fn config_with(dir: &Path, name: &str, scale: &str, dataset_keys: &str) -> PathBuf {
     let bench = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/orders-clean.toml"),
     )
@@ -29,7 +34,7 @@ fn config(dir: &Path, name: &str, scale: &str) -> PathBuf {
     // `complete_when` belongs to the dataset table, before its sub-tables.
     let text = text.replacen(
         "trim = true\n",
-        "trim = true\ncomplete_when = \"marker\"\n",
+        &format!("trim = true\ncomplete_when = \"marker\"\n{dataset_keys}"),
         1,
     );
     let path = dir.join(name);
@@ -40,11 +45,15 @@ fn config(dir: &Path, name: &str, scale: &str) -> PathBuf {
 /// The workload cut into three files, every 40th line of the second
 /// followed by an order whose product holds a quoted line break.
 fn inputs(dir: &Path) -> Vec<PathBuf> {
+    inputs_of(dir, 200_000)
+}
+
+fn inputs_of(dir: &Path, rows: u32) -> Vec<PathBuf> {
     let data = dir.join("orders.csv");
     let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers/workload.py");
     let made = std::process::Command::new("python3")
         .arg(&generator)
-        .args(["--rows", "200000", "--out"])
+        .args(["--rows", &rows.to_string(), "--out"])
         .arg(&data)
         .output()
         .expect("run python3 workload.py");
@@ -80,13 +89,23 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn run(dir: &Path, config: &Path, ws: &Path, files: &[PathBuf]) -> Value {
+    run_round(dir, config, ws, files, 1)
+}
+
+/// Upload `files` and a marker that differs each round. Once a date has
+/// its marker, every new file starts the date's run again; the last run
+/// started in the round must succeed.
+fn run_round(dir: &Path, config: &Path, ws: &Path, files: &[PathBuf], round: u32) -> Value {
     let cli = |args: &[&str]| {
         let mut all = vec!["--config", config.to_str().unwrap()];
         all.extend_from_slice(args);
         json_of(&tributary(ws, &all))
     };
-    for f in files {
-        cli(&[
+    let marker = dir.join("_SUCCESS");
+    std::fs::write(&marker, format!("round {round}\n")).unwrap();
+    let mut last_run = Value::Null;
+    for f in files.iter().chain([&marker]) {
+        let up = cli(&[
             "--json",
             "upload",
             f.to_str().unwrap(),
@@ -95,21 +114,13 @@ fn run(dir: &Path, config: &Path, ws: &Path, files: &[PathBuf]) -> Value {
             "--date",
             DATE,
         ]);
+        if let Some(run) = up["runs"].as_array().and_then(|r| r.last()) {
+            last_run = run.clone();
+        }
     }
-    let marker = dir.join("_SUCCESS");
-    std::fs::write(&marker, "").unwrap();
-    let done = cli(&[
-        "--json",
-        "upload",
-        marker.to_str().unwrap(),
-        "--dataset",
-        "orders",
-        "--date",
-        DATE,
-    ]);
     assert_eq!(
-        done["runs"][0]["execution"]["status"], "SUCCEEDED",
-        "{done}"
+        last_run["execution"]["status"], "SUCCEEDED",
+        "round {round}: {last_run}"
     );
     cli(&["--json", "partitions", "--dataset", "orders"])
 }
@@ -268,4 +279,72 @@ fn a_large_date_cleaned_in_ranges_publishes_what_one_function_publishes() {
         s["clean"]["rejected_total"].as_u64().unwrap()
     );
     assert!(single_rejects == distributed_rejects, "the rejects differ");
+}
+
+/// Append and merge modes on both paths: a first delivery, then a new
+/// file and a new version of an old one. The published rows after each
+/// round are the same multiset on both paths.
+#[test]
+fn append_and_merge_publish_the_same_rows_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = inputs_of(dir.path(), 60_000);
+    // Round 2: orders-1.csv again, its first half only (a new version).
+    let second = dir.path().join("v2");
+    std::fs::create_dir_all(&second).unwrap();
+    let first_version = std::fs::read_to_string(&files[1]).unwrap();
+    let lines: Vec<&str> = first_version.lines().collect();
+    let half = lines[..lines.len() / 2].join("\n") + "\n";
+    let renewed = second.join("orders-1.csv");
+    std::fs::write(&renewed, half).unwrap();
+    for mode in ["append", "merge"] {
+        let keys = format!("output_mode = \"{mode}\"\n");
+        let single_config = config_with(dir.path(), &format!("{mode}-single.toml"), "", &keys);
+        let distributed_config = config_with(
+            dir.path(),
+            &format!("{mode}-distributed.toml"),
+            "[datasets.orders.scale]\nmax_single_bytes = 4096\nrange_bytes = \"64KiB\"\nbuckets = 3\n",
+            &keys,
+        );
+        let single_ws = dir.path().join(format!("{mode}-single"));
+        let distributed_ws = dir.path().join(format!("{mode}-distributed"));
+        for (config, ws) in [
+            (&single_config, &single_ws),
+            (&distributed_config, &distributed_ws),
+        ] {
+            let one = run_round(dir.path(), config, ws, &files[..2], 1);
+            assert_eq!(one["partitions"][0]["state"], "published", "{mode}: {one}");
+            let two = run_round(
+                dir.path(),
+                config,
+                ws,
+                &[files[2].clone(), renewed.clone()],
+                2,
+            );
+            assert_eq!(two["partitions"][0]["state"], "published", "{mode}: {two}");
+        }
+        // The published run only: older runs' files stay until retention.
+        let published = |ws: &Path| {
+            let manifest: Value = serde_json::from_str(
+                &std::fs::read_to_string(find_under(
+                    ws,
+                    &format!("cleaned/orders/date={DATE}/_manifest.json"),
+                ))
+                .unwrap(),
+            )
+            .unwrap();
+            let location = manifest["location"].as_str().unwrap().to_string();
+            parquet_under(ws, &location)
+        };
+        let (single_rows, distributed_rows) = (
+            rows(&published(&single_ws), &[]),
+            rows(&published(&distributed_ws), &[]),
+        );
+        assert!(!single_rows.is_empty(), "{mode}");
+        assert!(
+            single_rows == distributed_rows,
+            "{mode}: {} rows against {}",
+            single_rows.len(),
+            distributed_rows.len()
+        );
+    }
 }
