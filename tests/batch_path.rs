@@ -534,7 +534,9 @@ async fn an_interrupted_publish_leaves_the_previous_publication_whole() {
     for (mode, fail_on) in [
         ("overwrite", "_manifest.json"),
         ("merge", "_manifest.json"),
-        ("append", "/run="),
+        // Publishing an append of a new version copies nothing (the parts
+        // are written in the run's prefix): the manifest switch is its one write.
+        ("append", "_manifest.json"),
     ] {
         let h = Harness::new(&config(mode));
         let d = date("2025-12-03");
@@ -1335,5 +1337,70 @@ async fn an_expired_approval_link_decides_nothing() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// A run held for approval keeps its files however long the person takes
+/// (the approval link lives 48 hours); a run nothing names is swept once
+/// it is a day old.
+#[tokio::test]
+async fn retention_keeps_the_files_of_a_run_held_for_approval() {
+    let h = Harness::new(&config("overwrite"));
+    arrive(
+        &h,
+        "raw/orders/date=2025-12-01/a.csv",
+        csv(&[("a", 1.0, T1)]),
+    )
+    .await;
+    run_all(&h).await;
+    let day = date("2025-12-01");
+    let held = "cleaned/orders/date=2025-12-01/run=held1/part-00000.parquet";
+    let held_rejects = "rejects/orders/date=2025-12-01/run=held1/rejects.parquet";
+    let stray = "cleaned/orders/date=2025-12-01/run=stray1/part-00000.parquet";
+    for key in [held, held_rejects, stray] {
+        h.adapters
+            .objects
+            .put_bytes(key, b"x".to_vec())
+            .await
+            .unwrap();
+    }
+    tributary_core::state::update_partition(&h.adapters.state, "orders", day, |s| {
+        s.run_id = Some("held1".into());
+        s.state = tributary_core::state::PartitionState::Held;
+    })
+    .await
+    .unwrap();
+    // Thirty hours old, past the day a stray run is given.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 3600);
+    let mut stack = vec![h.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains("run=held1")
+                || p.to_string_lossy().contains("run=stray1")
+            {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(old)
+                    .unwrap();
+            }
+        }
+    }
+    retention::retention_sweep(&h.services(), date("2025-12-05"), false)
+        .await
+        .unwrap();
+    for key in [held, held_rejects] {
+        assert!(
+            h.adapters.objects.head(key).await.unwrap().is_some(),
+            "{key} was swept"
+        );
+    }
+    assert!(
+        h.adapters.objects.head(stray).await.unwrap().is_none(),
+        "the stray run stays"
     );
 }

@@ -26,7 +26,7 @@ use crate::clean::distributed::{
 use crate::clean::{CleanError, CleanOptions, CleanPlan, CleanStats};
 use crate::config::DatasetConfig;
 use crate::error::{UseCaseError, UseCaseResult};
-use crate::layout::{run_prefix, staging_prefix, Layer};
+use crate::layout::{cleaned_output_prefix, run_prefix, Layer};
 use crate::partition::{record_clean_outcome, run_inputs};
 use crate::ports::PortError;
 use crate::quality::{tally_unique_shard, unique_values, QualityTally, Tallier};
@@ -348,7 +348,10 @@ pub async fn clean_range(
         let part = scratch.path().join("part.parquet");
         write_parquet(&part, plan.kept_schema(), &kept)?;
         svc.objects
-            .put_file(&range_part_key(dataset_name, date, run_id, task), &part)
+            .put_file(
+                &range_part_key(ds.output_mode, dataset_name, date, run_id, task),
+                &part,
+            )
             .await?;
         // Final rows: tallied here, at their positions in the input.
         let mut next = 0u64;
@@ -392,10 +395,16 @@ pub async fn clean_range(
 }
 
 /// A dataset without a key: a range's rows are final, one part per range.
-fn range_part_key(dataset: &str, date: NaiveDate, run_id: &str, task: &RangeTask) -> String {
+fn range_part_key(
+    mode: crate::config::OutputMode,
+    dataset: &str,
+    date: NaiveDate,
+    run_id: &str,
+    task: &RangeTask,
+) -> String {
     format!(
         "{}part-r{}.parquet",
-        staging_prefix(Layer::Cleaned, dataset, date, run_id),
+        cleaned_output_prefix(mode, dataset, date, run_id),
         task.id()
     )
 }
@@ -473,11 +482,16 @@ pub async fn check_ranges(
                 // Parts of ranges a merged range replaced are not the run's.
                 let current: Vec<String> = ranges
                     .iter()
-                    .map(|a| range_part_key(dataset_name, date, run_id, &a.task))
+                    .map(|a| range_part_key(ds.output_mode, dataset_name, date, run_id, &a.task))
                     .collect();
                 let staged = svc
                     .objects
-                    .list(&staging_prefix(Layer::Cleaned, dataset_name, date, run_id))
+                    .list(&cleaned_output_prefix(
+                        ds.output_mode,
+                        dataset_name,
+                        date,
+                        run_id,
+                    ))
                     .await?;
                 for o in staged.iter().filter(|o| !current.contains(&o.key)) {
                     svc.objects.delete(&o.key).await?;
@@ -557,7 +571,7 @@ pub async fn resolve_bucket(
         write_parquet(&part, plan.kept_schema(), &resolved.kept)?;
         let key = format!(
             "{}part-b{bucket:04}.parquet",
-            staging_prefix(Layer::Cleaned, dataset_name, date, run_id)
+            cleaned_output_prefix(ds.output_mode, dataset_name, date, run_id)
         );
         svc.objects.put_file(&key, &part).await?;
         let positions: Vec<Vec<u64>> = resolved
@@ -736,7 +750,7 @@ pub async fn finish_clean(
         date,
         run_id: run_id.to_string(),
         stats,
-        cleaned_key: staging_prefix(Layer::Cleaned, dataset_name, date, run_id),
+        cleaned_key: cleaned_output_prefix(ds.output_mode, dataset_name, date, run_id),
         rejects_key: run_prefix(Layer::Rejects, dataset_name, date, run_id),
     })
 }

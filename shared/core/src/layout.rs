@@ -306,6 +306,23 @@ pub fn staging_prefix(layer: Layer, name: &str, date: NaiveDate, run_id: &str) -
     )
 }
 
+/// Where a run's cleaned parts are written. Overwrite and append runs
+/// write them straight into the run's own prefix, which publishing then
+/// points the manifest and catalog at without copying a byte (readers see
+/// the prefix only once the manifest names it). A merge run stages them,
+/// because its published prefix holds the merged file instead.
+pub fn cleaned_output_prefix(
+    mode: crate::config::OutputMode,
+    name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> String {
+    match mode {
+        crate::config::OutputMode::Merge => staging_prefix(Layer::Cleaned, name, date, run_id),
+        _ => run_prefix(Layer::Cleaned, name, date, run_id),
+    }
+}
+
 /// The pointer readers follow: the manifest a publish switches atomically
 /// (see publish.rs).
 pub fn manifest_key(layer: Layer, name: &str, date: NaiveDate) -> String {

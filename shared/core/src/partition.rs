@@ -6,9 +6,7 @@
 use crate::clean::{clean_files, CleanError, CleanInput, CleanOptions, CleanPlan, CleanStats};
 use crate::config::{is_marker_name, Completion, DatasetConfig, OutputMode};
 use crate::error::{UseCaseError, UseCaseResult};
-use crate::layout::{
-    partition_prefix, quality_report_key, staging_prefix, KeyError, Layer, PartitionKey,
-};
+use crate::layout::{partition_prefix, quality_report_key, KeyError, Layer, PartitionKey};
 use crate::ports::{CatalogPartition, PortError};
 use crate::publish::{
     plan_append, publish_run, read_manifest, Manifest, PublishRequest, RunSources, SourceFile,
@@ -460,7 +458,7 @@ async fn clean_inner(
     )?;
     let cleaned_key = format!(
         "{}part-00000.parquet",
-        staging_prefix(Layer::Cleaned, dataset_name, date, run_id)
+        crate::layout::cleaned_output_prefix(ds.output_mode, dataset_name, date, run_id)
     );
     let rejects_key = format!(
         "{}rejects.parquet",
@@ -502,7 +500,12 @@ pub async fn validate_partition(
     let ds = dataset(svc.config, dataset_name)?;
     let staged = svc
         .objects
-        .list(&staging_prefix(Layer::Cleaned, dataset_name, date, run_id))
+        .list(&crate::layout::cleaned_output_prefix(
+            ds.output_mode,
+            dataset_name,
+            date,
+            run_id,
+        ))
         .await?;
     if staged.is_empty() {
         let st = state::partition_status(svc.state, dataset_name, date).await?;
@@ -605,7 +608,12 @@ pub async fn publish_partition(
     }
     let staged = svc
         .objects
-        .list(&staging_prefix(Layer::Cleaned, dataset_name, date, run_id))
+        .list(&crate::layout::cleaned_output_prefix(
+            ds.output_mode,
+            dataset_name,
+            date,
+            run_id,
+        ))
         .await?;
     let scratch = scratch_dir(svc.scratch)?;
     let manifest = publish_run(

@@ -1,10 +1,13 @@
 //! Atomic partition publication: readers follow one manifest per partition,
 //! which a publish replaces in a single put.
 //!
-//! The cleaner stages a run under `cleaned/<ds>/date=D/_staging/run=<id>/`.
-//! Publishing composes the run's final files under its own prefix
-//! `cleaned/<ds>/date=D/run=<id>/` (holding exactly the published files, so a
-//! catalog reader listing the location sees nothing else), then writes the
+//! Overwrite and append runs write their parts straight into their own
+//! prefix `cleaned/<ds>/date=D/run=<id>/`, which nothing points at until
+//! publication; a merge run stages them under `_staging/run=<id>/`.
+//! Publishing composes the run's final files in its prefix (holding exactly
+//! the published files, so a catalog reader listing the location sees
+//! nothing else: the run's own parts stay where they are, an append copies
+//! the published files it keeps, a merge writes its merged file), then writes the
 //! partition's `_manifest.json` (one atomic put), then switches the catalog
 //! partition's location to the run prefix. Until the
 //! manifest is replaced, readers keep seeing the previous run in full; after,
@@ -170,6 +173,13 @@ pub async fn publish_run(
         }
     }
     let location = run_prefix(Layer::Cleaned, req.dataset, req.date, req.run_id);
+    // A publish retried after copying the kept files of an append finds
+    // them in the run's prefix beside the cleaned parts: they are not the
+    // run's own rows.
+    let mut req = req;
+    req.staged.retain(|f| {
+        !(f.key.starts_with(&location) && file_name_of(&f.key).starts_with(PREVIOUS_PREFIX))
+    });
     let file_name = |key: &str| key.rsplit('/').next().unwrap_or("part.parquet").to_string();
     let mut files: Vec<ManifestFile> = Vec::new();
     let mut rows = req.staged_rows;
@@ -203,7 +213,7 @@ pub async fn publish_run(
             (None, None) => &[],
         };
         for (i, f) in kept.iter().enumerate() {
-            let dest = format!("{location}prev-{i:04}-{}", file_name(&f.key));
+            let dest = format!("{location}{PREVIOUS_PREFIX}{i:04}-{}", file_name(&f.key));
             let meta = objects.copy(&f.key, &dest).await?;
             rows += f.rows.unwrap_or(0);
             files.push(published(meta, f.sources.clone(), f.rows));
@@ -212,9 +222,15 @@ pub async fn publish_run(
     match (req.mode, &previous) {
         (OutputMode::Overwrite | OutputMode::Append, _) | (OutputMode::Merge, None) => {
             for f in &req.staged {
-                let meta = objects
-                    .copy(&f.key, &format!("{location}{}", file_name(&f.key)))
-                    .await?;
+                // Parts the cleaner wrote into the run's prefix are
+                // published where they are; only staged ones are copied.
+                let meta = if f.key.starts_with(&location) {
+                    f.clone()
+                } else {
+                    objects
+                        .copy(&f.key, &format!("{location}{}", file_name(&f.key)))
+                        .await?
+                };
                 files.push(published(meta, cleaned_sources.clone(), staged_file_rows));
             }
         }
@@ -249,6 +265,14 @@ pub async fn publish_run(
         .put_bytes(&manifest_key(Layer::Cleaned, req.dataset, req.date), body)
         .await?;
     Ok(manifest)
+}
+
+/// The name prefix of published files an append run keeps, copied into
+/// its prefix.
+const PREVIOUS_PREFIX: &str = "prev-";
+
+fn file_name_of(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
 }
 
 /// Which raw files an append run cleans, and which published files it

@@ -148,10 +148,18 @@ async fn sweep_prefix(
         }
         if matches!(layer, Layer::Cleaned | Layer::Rejects) {
             let manifest = read_manifest(svc.objects, name, date).await?;
-            let keep: Vec<String> = manifest
+            let mut keep: Vec<String> = manifest
                 .iter()
                 .flat_map(|m| std::iter::once(m.run_id.clone()).chain(m.previous_run.clone()))
                 .collect();
+            // The partition's current run, however old: a run held for
+            // approval waits up to 48 hours for its decision with its files.
+            if let Some(current) = state::partition_status(svc.state, name, date)
+                .await?
+                .and_then(|s| s.run_id)
+            {
+                keep.push(current);
+            }
             let mut runs: BTreeMap<String, Vec<_>> = BTreeMap::new();
             for o in objs {
                 if let Some(run) = run_of_key(&o.key) {
