@@ -348,3 +348,63 @@ fn append_and_merge_publish_the_same_rows_on_both_paths() {
         );
     }
 }
+
+/// A gzip file cannot be cut into ranges: one larger than a single clean
+/// may take is refused before any work, with what to do, and the date is
+/// marked failed rather than retried.
+#[test]
+fn a_gzip_file_too_large_for_one_worker_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = inputs_of(dir.path(), 5_000);
+    let gz = dir.path().join("orders-0.csv.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut encoder, &std::fs::read(&files[0]).unwrap()).unwrap();
+    encoder.finish().unwrap();
+    let config = config(
+        dir.path(),
+        "gz.toml",
+        "[datasets.orders.scale]\nmax_single_bytes = 4096\nrange_bytes = \"64KiB\"\n",
+    );
+    let ws = dir.path().join("ws");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        json_of(&tributary(&ws, &all))
+    };
+    cli(&[
+        "--json",
+        "upload",
+        gz.to_str().unwrap(),
+        "--dataset",
+        "orders",
+        "--date",
+        DATE,
+    ]);
+    let marker = dir.path().join("_SUCCESS");
+    std::fs::write(&marker, "").unwrap();
+    let done = cli(&[
+        "--json",
+        "upload",
+        marker.to_str().unwrap(),
+        "--dataset",
+        "orders",
+        "--date",
+        DATE,
+    ]);
+    assert_eq!(done["runs"][0]["execution"]["status"], "FAILED", "{done}");
+    let parts = cli(&["--json", "partitions", "--dataset", "orders"]);
+    let p = &parts["partitions"][0];
+    assert_eq!(p["state"], "failed", "{p}");
+    let error = p["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cannot be cut into ranges"), "{error}");
+    assert!(
+        error.contains("split it into smaller files") || error.contains("split"),
+        "{error}"
+    );
+    // Refused once, not retried: the plan step ran one time.
+    let history = done.to_string();
+    assert!(!history.contains("Tributary.Retryable"), "{history}");
+}
