@@ -250,7 +250,7 @@ fn partition_pipeline(
         name,
         file: "partition_pipeline.asl.json",
         input: json!({"pipeline": "orders_daily", "date": "2025-12-03", "run_id": "r1"}),
-        results: vec![partition_answer(datasets, quality_passed); 4 * datasets.len() + 3],
+        results: vec![partition_answer(datasets, quality_passed); 6 * datasets.len() + 3],
         answers,
     }
 }

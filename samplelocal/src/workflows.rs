@@ -28,6 +28,8 @@ pub fn function_vars() -> BTreeMap<String, String> {
         .collect();
     // The workspace is one bucket; child machines are found by name.
     vars.insert("data_bucket".into(), "tributary-local".into());
+    // One process runs one clean at a time locally; slots only matter on AWS.
+    vars.insert("clean_slots".into(), "4".into());
     vars.insert(
         "distributed_clean_arn".into(),
         format!("tributary-{DISTRIBUTED_CLEAN_NAME}"),
@@ -145,6 +147,8 @@ mod tests {
     /// clean function returns before it succeeds.
     struct Scripted {
         clean_failures: Vec<&'static str>,
+        /// Times acquire-slot answers that every slot is held.
+        slot_waits: usize,
         calls: Vec<(String, Value)>,
     }
 
@@ -162,6 +166,12 @@ mod tests {
                 "plan-clean" => {
                     TaskOutcome::ok(json!({"path": "single", "raw_bytes": 10, "files": 1}))
                 }
+                "acquire-slot" if self.slot_waits > 0 => {
+                    self.slot_waits -= 1;
+                    TaskOutcome::failed("Tributary.NoSlot", "all 4 clean slots are held")
+                }
+                "acquire-slot" => TaskOutcome::ok(json!({"held": 1, "limit": 4})),
+                "release-slot" => TaskOutcome::ok(json!({"held": 0})),
                 "clean-partition" if !self.clean_failures.is_empty() => {
                     TaskOutcome::failed(self.clean_failures.remove(0), "scripted")
                 }
@@ -181,9 +191,17 @@ mod tests {
     }
 
     fn run(clean_failures: Vec<&'static str>) -> (tributary_asl::Execution, Vec<(String, Value)>) {
+        run_waiting(clean_failures, 0)
+    }
+
+    fn run_waiting(
+        clean_failures: Vec<&'static str>,
+        slot_waits: usize,
+    ) -> (tributary_asl::Execution, Vec<(String, Value)>) {
         let machine = tributary_asl::load(&super::partition_pipeline().unwrap()).unwrap();
         let mut host = Scripted {
             clean_failures,
+            slot_waits,
             calls: vec![],
         };
         let input = json!({"pipeline": "p", "date": "2026-01-01", "run_id": "r1"});
@@ -244,6 +262,38 @@ mod tests {
             .expect("mark-failed ran");
         assert_eq!(marked.1["error"]["Error"], "Tributary.BadData");
         assert!(!calls.iter().any(|c| c.0 == "publish-partition"));
+    }
+
+    /// Back-pressure: with every clean slot held, a dataset waits and asks
+    /// again (a NoSlot is retried, never a failed date), cleans once it has
+    /// a slot, and gives it back after validating, before any approval.
+    #[test]
+    fn a_run_waits_for_a_clean_slot_and_gives_it_back() {
+        let (exec, calls) = run_waiting(vec![], 5);
+        assert_eq!(exec.status, Status::Succeeded, "{:?}", exec.error);
+        let names: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
+        let count = |f: &str| names.iter().filter(|n| **n == f).count();
+        assert_eq!(count("acquire-slot"), 2 + 5, "{names:?}");
+        assert_eq!(count("release-slot"), 2, "{names:?}");
+        for dataset in ["orders", "refunds"] {
+            let at = |f: &str| {
+                calls
+                    .iter()
+                    .position(|c| c.0 == f && c.1["dataset"] == dataset)
+                    .unwrap()
+            };
+            assert!(at("acquire-slot") < at("clean-partition"));
+            assert!(at("validate-partition") < at("release-slot"));
+            assert!(at("release-slot") < at("publish-partition"));
+        }
+        // A failed clean gives its slot back too.
+        let (_, failed) = run(vec!["Tributary.BadData"]);
+        let released: Vec<_> = failed
+            .iter()
+            .filter(|c| c.0 == "release-slot")
+            .map(|c| c.1["dataset"].clone())
+            .collect();
+        assert!(released.contains(&json!("orders")), "{failed:?}");
     }
 
     #[test]

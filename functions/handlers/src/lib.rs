@@ -66,6 +66,8 @@ pub static FUNCTIONS: &[Function] = &[
     function!("object-created", Light, partition::object_created),
     function!("plan-partition", Light, partition::plan_partition),
     function!("clean-partition", Bulk, partition::clean_partition),
+    function!("acquire-slot", Light, partition::acquire_slot),
+    function!("release-slot", Light, partition::release_slot),
     function!("plan-clean", Light, distributed::plan_clean),
     function!("clean-range", Bulk, distributed::clean_range),
     function!("check-ranges", Light, distributed::check_ranges),

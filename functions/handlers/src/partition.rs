@@ -310,3 +310,35 @@ mod tests {
         assert!(parse(json!({"dataset": "o", "date": "2025-02-03", "run_id": "r1"})).is_ok());
     }
 }
+
+/// `{execution, dataset, slots}`: a dataset clean of one execution asking
+/// for (or giving back) a clean slot. `slots` may come as text: Terraform
+/// fills it into the state machine from the clean function's reserved
+/// concurrency.
+#[derive(Debug, Deserialize)]
+struct SlotInput {
+    execution: String,
+    dataset: String,
+    #[serde(default, deserialize_with = "wire::count")]
+    slots: usize,
+}
+
+impl SlotInput {
+    fn holder(&self) -> String {
+        format!("{}/{}", self.execution, self.dataset)
+    }
+}
+
+pub async fn acquire_slot(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: SlotInput = decode(event, "{execution, dataset, slots}")?;
+    encode(
+        &tributary_core::slots::acquire(svc.state, &i.holder(), i.slots, chrono::Utc::now())
+            .await?,
+    )
+}
+
+pub async fn release_slot(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: SlotInput = decode(event, "{execution, dataset}")?;
+    let held = tributary_core::slots::release(svc.state, &i.holder(), chrono::Utc::now()).await?;
+    encode(&serde_json::json!({"released": i.holder(), "held": held}))
+}

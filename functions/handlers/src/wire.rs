@@ -80,6 +80,23 @@ pub fn run_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(text)
 }
 
+/// A count given as a number or as its decimal text (what a template
+/// placeholder inside a JSON string becomes).
+pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Number(usize),
+        Text(String),
+    }
+    match Count::deserialize(d)? {
+        Count::Number(n) => Ok(n),
+        Count::Text(t) => t.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!("{t:?} is not a count (a whole number)"))
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,8 @@ locals {
     "object-created"           = { needs = ["read_data", "state", "start_pipeline"], memory = 256, timeout = 60 }
     "plan-partition"           = { needs = ["read_data", "state"], memory = 256, timeout = 60 }
     "clean-partition"          = { needs = ["read_data", "write_data", "state"], memory = 2048, timeout = 900 }
+    "acquire-slot"             = { needs = ["state"], memory = 256, timeout = 30 }
+    "release-slot"             = { needs = ["state"], memory = 256, timeout = 30 }
     "plan-clean"               = { needs = ["read_data", "write_data", "state"], memory = 256, timeout = 60 }
     "clean-range"              = { needs = ["read_data", "write_data", "state"], memory = 1769, timeout = 900 }
     "check-ranges"             = { needs = ["read_data", "write_data", "state"], memory = 512, timeout = 300 }
@@ -104,5 +106,9 @@ locals {
     # The distributed clean reads its manifest from and writes Map results
     # to the data bucket; the partition pipeline starts it per large date.
     { data_bucket = local.bucket_name, distributed_clean_arn = local.distributed_clean_arn },
+    # How many dataset cleans run at once across every partition run: the
+    # clean function's reserved concurrency, so a backfill waits for slots
+    # instead of being throttled.
+    { clean_slots = tostring(lookup(var.reserved_concurrency, "clean-partition", 8)) },
   )
 }

@@ -53,6 +53,11 @@ pub enum UseCaseError {
         available: u64,
         what: String,
     },
+    /// Every clean slot is taken: the state machine waits and asks again.
+    #[error(
+        "all {limit} clean slots are held ({held} now): waiting for a run to finish its clean"
+    )]
+    NoSlot { held: usize, limit: usize },
 }
 
 impl UseCaseError {
@@ -83,6 +88,7 @@ impl UseCaseError {
                     "Tributary.WrongState"
                 }
                 UseCaseError::ScratchTooSmall { .. } => "Tributary.ScratchTooSmall",
+                UseCaseError::NoSlot { .. } => "Tributary.NoSlot",
                 _ => "Tributary.Failed",
             }
         }

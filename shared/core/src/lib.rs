@@ -22,6 +22,7 @@ pub mod published;
 pub mod quality;
 pub mod retention;
 pub mod services;
+pub mod slots;
 pub mod state;
 pub mod stream;
 pub mod table_schema;
