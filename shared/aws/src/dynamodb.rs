@@ -119,18 +119,12 @@ impl DynamoStateStore {
         let mut writes = Vec::with_capacity(indices.len());
         for &i in indices {
             let (pk, sk, value) = &items[i];
-            let mut put = Put::builder()
+            let put = Put::builder()
                 .table_name(&self.table)
-                .item("pk", s(pk))
-                .item("sk", s(sk))
-                .item("value", s(&value.to_string()))
-                .item("version", n(1))
-                .condition_expression("attribute_not_exists(pk) OR #expires <= :now")
+                .set_item(Some(claim_item(pk, sk, value)))
+                .condition_expression(CLAIM_CONDITION)
                 .expression_attribute_names("#expires", "expires_at")
                 .expression_attribute_values(":now", n(now_epoch_secs));
-            if let Some(t) = expires_at(value) {
-                put = put.item("expires_at", n(t));
-            }
             writes.push(
                 TransactWriteItem::builder()
                     .put(put.build().map_err(bug)?)
@@ -170,21 +164,15 @@ impl DynamoStateStore {
         value: &serde_json::Value,
         now_epoch_secs: i64,
     ) -> PortResult<Option<serde_json::Value>> {
-        let mut put = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(pk))
-            .item("sk", s(sk))
-            .item("value", s(&value.to_string()))
-            .item("version", n(1))
-            .condition_expression("attribute_not_exists(pk) OR #expires <= :now")
+            .set_item(Some(claim_item(pk, sk, value)))
+            .condition_expression(CLAIM_CONDITION)
             .expression_attribute_names("#expires", "expires_at")
             .expression_attribute_values(":now", n(now_epoch_secs))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if let Some(t) = expires_at(value) {
-            put = put.item("expires_at", n(t));
-        }
         match put.send().await {
             Ok(_) => Ok(None),
             Err(e) => {
@@ -288,6 +276,24 @@ fn key(name: &str, kind: KeyType) -> PortResult<KeySchemaElement> {
 
 fn expires_at(value: &serde_json::Value) -> Option<i64> {
     value.get("expires_at").and_then(serde_json::Value::as_i64)
+}
+
+/// A claim is inserted only where no live one is: absent, or its TTL passed
+/// (DynamoDB's TTL sweep runs late).
+const CLAIM_CONDITION: &str = "attribute_not_exists(pk) OR #expires <= :now";
+
+/// A claim as stored, with its TTL attribute when the value has one.
+fn claim_item(pk: &str, sk: &str, value: &serde_json::Value) -> Item {
+    let mut item = HashMap::from([
+        ("pk".to_string(), s(pk)),
+        ("sk".to_string(), s(sk)),
+        ("value".to_string(), s(&value.to_string())),
+        ("version".to_string(), n(1)),
+    ]);
+    if let Some(t) = expires_at(value) {
+        item.insert("expires_at".to_string(), n(t));
+    }
+    item
 }
 
 fn condition_detail(condition: Condition) -> String {
