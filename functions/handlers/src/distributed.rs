@@ -26,19 +26,62 @@ struct RangeInput {
     buckets: u32,
 }
 
+/// A batch of ranges from the manifest (the Distributed Map's ItemBatcher:
+/// `{"Items": [ranges], "BatchInput": {dataset, date, run_id, buckets}}`),
+/// small ranges batched so a worker gets enough to do.
+#[derive(Debug, Deserialize)]
+struct RangeBatch {
+    #[serde(rename = "Items")]
+    items: Vec<RangeTask>,
+    #[serde(rename = "BatchInput")]
+    run: BatchRun,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchRun {
+    #[serde(flatten)]
+    run: DatasetInput,
+    buckets: u32,
+}
+
+/// A batch of ranges, or one (a merged range cleaned again).
 pub async fn clean_range(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let i: RangeInput = decode(event, "{dataset, date, run_id, range, buckets}")?;
-    let summary = distributed::clean_range(
-        svc,
-        &i.run.dataset,
-        i.run.date,
-        &i.run.run_id,
-        &i.range,
-        i.buckets,
-    )
-    .await?;
-    // The summary is in S3 for check-ranges; the map's result stays small.
-    encode(&serde_json::json!({"range": summary.task.id(), "failed": summary.failure.is_some()}))
+    let items: Vec<RangeInput> = if event.get("Items").is_some() {
+        let batch: RangeBatch = decode(
+            event,
+            "{Items: [ranges], BatchInput: {dataset, date, run_id, buckets}}",
+        )?;
+        batch
+            .items
+            .into_iter()
+            .map(|range| RangeInput {
+                run: DatasetInput {
+                    dataset: batch.run.run.dataset.clone(),
+                    date: batch.run.run.date,
+                    run_id: batch.run.run.run_id.clone(),
+                },
+                range,
+                buckets: batch.run.buckets,
+            })
+            .collect()
+    } else {
+        vec![decode(event, "{dataset, date, run_id, range, buckets}")?]
+    };
+    let mut ranges = Vec::with_capacity(items.len());
+    for i in &items {
+        let summary = distributed::clean_range(
+            svc,
+            &i.run.dataset,
+            i.run.date,
+            &i.run.run_id,
+            &i.range,
+            i.buckets,
+        )
+        .await?;
+        ranges.push(summary.task.id());
+    }
+    // The summaries are in S3 for check-ranges; the map's result stays small.
+    encode(&serde_json::json!({ "ranges": ranges }))
 }
 
 #[derive(Debug, Deserialize)]

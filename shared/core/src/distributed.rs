@@ -41,6 +41,10 @@ use serde::{Deserialize, Serialize};
 /// last record usually ends.
 const TAIL_BYTES: u64 = 1 << 20;
 
+/// A worker's start and its S3 round trips are worth it from about this
+/// much raw data: smaller ranges are batched up to it.
+const BATCH_BYTES: u64 = 64 << 20;
+
 /// Which path cleans the date.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "path", rename_all = "snake_case")]
@@ -56,6 +60,9 @@ pub enum CleanRoute {
         buckets: u32,
         /// 0..buckets, the items of the resolve map.
         bucket_ids: Vec<u32>,
+        /// Ranges one worker cleans (the map's ItemBatcher): small ranges
+        /// are batched to about `BATCH_BYTES` of work each.
+        ranges_per_worker: u32,
         /// The shards `unique` expectations are counted in (none without
         /// such an expectation): the items of the count-unique map.
         unique_shard_ids: Vec<u32>,
@@ -265,6 +272,7 @@ pub async fn plan_clean(
         ranges: tasks.len() as u32,
         buckets,
         bucket_ids: (0..buckets).collect(),
+        ranges_per_worker: (BATCH_BYTES / scale.range_bytes.max(1)).clamp(1, 1000) as u32,
         unique_shard_ids: if has_unique(ds) {
             (0..unique_shards(buckets)).collect()
         } else {

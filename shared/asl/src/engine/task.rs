@@ -308,7 +308,11 @@ impl Engine<'_, '_> {
         }
         let _ = self.advance(now, stop);
         if child.status != Status::Succeeded {
-            return Err(Failure::new(errors::TASK_FAILED, describe.to_string()));
+            // DescribeExecution names a failed child's error and cause.
+            let mut described = describe;
+            described["Error"] = json!(child.error);
+            described["Cause"] = json!(child.cause);
+            return Err(Failure::new(errors::TASK_FAILED, described.to_string()));
         }
         let mut out = describe;
         if suffix == ".sync" {
