@@ -306,13 +306,14 @@ pub async fn clean_range(
     let plan = compile(ds)?;
     let scratch = scratch_dir(svc.scratch)?;
     let local = scratch.path().join("range");
-    let header_len = pure::HEADER_PROBE_BYTES.min(task.size);
-    let header = if task.compressed {
+    let (from, mut to) = task.fetch_span(TAIL_BYTES);
+    // A range at the file's start fetches its header with its bytes.
+    let header = if task.compressed || from == 0 {
         Vec::new()
     } else {
+        let header_len = pure::HEADER_PROBE_BYTES.min(task.size);
         svc.objects.get_range(&task.key, 0, header_len).await?
     };
-    let (from, mut to) = task.fetch_span(TAIL_BYTES);
     let mut body = svc.objects.get_range(&task.key, from, to - from).await?;
     let opts = CleanOptions::default();
     let shards = if keyed(ds) { buckets.max(1) } else { 0 };
@@ -665,11 +666,13 @@ pub async fn count_unique(
         let mut values = Vec::new();
         for source in &sources {
             let key = unique_key(dataset_name, date, run_id, e, shard, source);
-            // A part with no rows wrote no values.
-            let Some(_) = svc.objects.head(&key).await? else {
-                continue;
+            let bytes = match svc.objects.get_bytes(&key).await {
+                Ok(bytes) => bytes,
+                // A part with no rows wrote no values.
+                Err(PortError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
             };
-            for batch in pure::from_ipc(svc.objects.get_bytes(&key).await?, &key)? {
+            for batch in pure::from_ipc(bytes, &key)? {
                 let (Some(v), Some(p)) = (
                     batch
                         .column(0)

@@ -323,6 +323,11 @@ pub fn cleaned_output_prefix(
     }
 }
 
+/// The last segment of an object key.
+pub fn file_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or_default()
+}
+
 /// The pointer readers follow: the manifest a publish switches atomically
 /// (see publish.rs).
 pub fn manifest_key(layer: Layer, name: &str, date: NaiveDate) -> String {

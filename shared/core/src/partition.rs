@@ -6,7 +6,9 @@
 use crate::clean::{clean_files, CleanError, CleanInput, CleanOptions, CleanPlan, CleanStats};
 use crate::config::{is_marker_name, Completion, DatasetConfig, OutputMode};
 use crate::error::{UseCaseError, UseCaseResult};
-use crate::layout::{partition_prefix, quality_report_key, KeyError, Layer, PartitionKey};
+use crate::layout::{
+    file_name, partition_prefix, quality_report_key, KeyError, Layer, PartitionKey,
+};
 use crate::ports::{CatalogPartition, PortError};
 use crate::publish::{
     plan_append, publish_run, read_manifest, Manifest, PublishRequest, RunSources, SourceFile,
@@ -124,10 +126,6 @@ async fn record_arrival(
     })
     .await?;
     Ok(())
-}
-
-fn file_name(key: &str) -> &str {
-    key.rsplit('/').next().unwrap_or_default()
 }
 
 /// The objects directly in a raw partition (data files and markers; not

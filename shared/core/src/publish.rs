@@ -24,7 +24,7 @@
 
 use crate::config::OutputMode;
 use crate::keys::KeyPacker;
-use crate::layout::{manifest_key, run_prefix, Layer};
+use crate::layout::{file_name, manifest_key, run_prefix, Layer};
 use crate::ports::{ObjectMeta, ObjectStore, PortError};
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
@@ -178,9 +178,8 @@ pub async fn publish_run(
     // run's own rows.
     let mut req = req;
     req.staged.retain(|f| {
-        !(f.key.starts_with(&location) && file_name_of(&f.key).starts_with(PREVIOUS_PREFIX))
+        !(f.key.starts_with(&location) && file_name(&f.key).starts_with(PREVIOUS_PREFIX))
     });
-    let file_name = |key: &str| key.rsplit('/').next().unwrap_or("part.parquet").to_string();
     let mut files: Vec<ManifestFile> = Vec::new();
     let mut rows = req.staged_rows;
     // One staged file (the cleaner writes one) holds all the run's rows.
@@ -270,10 +269,6 @@ pub async fn publish_run(
 /// The name prefix of published files an append run keeps, copied into
 /// its prefix.
 const PREVIOUS_PREFIX: &str = "prev-";
-
-fn file_name_of(key: &str) -> &str {
-    key.rsplit('/').next().unwrap_or(key)
-}
 
 /// Which raw files an append run cleans, and which published files it
 /// keeps, so every raw file's rows are published exactly once: a published
