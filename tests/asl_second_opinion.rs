@@ -514,3 +514,36 @@ async fn known_difference_on_a_malformed_result() {
         "moto no longer catches States.Runtime: compare this scenario in full: {theirs:?}"
     );
 }
+
+/// Known difference: moto's Step Functions (5.2) cannot take the
+/// distributed clean: its ASL grammar has no `ItemBatcher`, so it refuses
+/// the definition (and its ItemReader reads CSV and JSON objects, not the
+/// JSON Lines of the ranges manifest). The file runs in our interpreter in
+/// samplelocal/tests/scale.rs; this pins moto's refusal, so a moto that
+/// takes the definition shows up here.
+#[tokio::test]
+async fn known_difference_moto_refuses_the_distributed_clean() {
+    let moto = Moto::start();
+    // With executions on, moto parses a definition when it is created.
+    moto.execute_state_machines().unwrap();
+    let (text, functions) = definition("distributed_clean.asl.json");
+    moto.create_lambda_functions(&functions).unwrap();
+    let config = moto.sdk_config().await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let created = sfn
+        .create_state_machine()
+        .name("distributed-clean")
+        .definition(text)
+        .role_arn("arn:aws:iam::123456789012:role/tributary-test")
+        .send()
+        .await;
+    let refusal = match created {
+        Ok(_) => String::new(),
+        Err(e) => aws_sdk_sfn::error::DisplayErrorContext(e).to_string(),
+    };
+    assert!(
+        refusal.contains("ASLParserException") && refusal.contains("at \\\"ItemBatcher"),
+        "moto now takes the distributed clean: compare it there ({})",
+        &refusal[..refusal.len().min(400)]
+    );
+}

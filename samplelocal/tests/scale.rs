@@ -322,17 +322,19 @@ fn append_and_merge_publish_the_same_rows_on_both_paths() {
             );
             assert_eq!(two["partitions"][0]["state"], "published", "{mode}: {two}");
         }
-        // The published run only: older runs' files stay until retention.
-        let published = |ws: &Path| {
-            let manifest: Value = serde_json::from_str(
+        let manifest = |ws: &Path| -> Value {
+            serde_json::from_str(
                 &std::fs::read_to_string(find_under(
                     ws,
                     &format!("cleaned/orders/date={DATE}/_manifest.json"),
                 ))
                 .unwrap(),
             )
-            .unwrap();
-            let location = manifest["location"].as_str().unwrap().to_string();
+            .unwrap()
+        };
+        // The published run only: older runs' files stay until retention.
+        let published = |ws: &Path| {
+            let location = manifest(ws)["location"].as_str().unwrap().to_string();
             parquet_under(ws, &location)
         };
         let (single_rows, distributed_rows) = (
@@ -346,6 +348,23 @@ fn append_and_merge_publish_the_same_rows_on_both_paths() {
             single_rows.len(),
             distributed_rows.len()
         );
+        for ws in [&single_ws, &distributed_ws] {
+            assert_eq!(
+                manifest(ws)["rows"].as_u64(),
+                Some(single_rows.len() as u64),
+                "{mode}: the manifest counts what it publishes"
+            );
+        }
+        if mode == "merge" {
+            // The buckets merged the published rows: one part per bucket,
+            // no merged file written at publish.
+            let names: Vec<String> = published(&distributed_ws)
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect();
+            assert!(names.iter().all(|n| n.starts_with("part-b")), "{names:?}");
+            assert_eq!(names.len(), 3, "{names:?}");
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::partition::DatasetInput;
 use crate::wire::{decode, encode};
 use serde::Deserialize;
 use serde_json::Value;
-use tributary_core::clean::distributed::RangeTask;
+use tributary_core::clean::distributed::CleanItem;
 use tributary_core::distributed;
 use tributary_core::services::Services;
 
@@ -22,7 +22,7 @@ pub async fn plan_clean(svc: &Services<'_>, event: Value) -> Result<Value, Handl
 struct RangeInput {
     #[serde(flatten)]
     run: DatasetInput,
-    range: RangeTask,
+    range: CleanItem,
     buckets: u32,
 }
 
@@ -32,7 +32,7 @@ struct RangeInput {
 #[derive(Debug, Deserialize)]
 struct RangeBatch {
     #[serde(rename = "Items")]
-    items: Vec<RangeTask>,
+    items: Vec<CleanItem>,
     #[serde(rename = "BatchInput")]
     run: BatchRun,
 }
@@ -44,7 +44,9 @@ struct BatchRun {
     buckets: u32,
 }
 
-/// A batch of ranges, or one (a merged range cleaned again).
+/// A batch of manifest lines (ranges, and in merge mode the published
+/// rows to bring into the buckets), or one range (a merged range cleaned
+/// again).
 pub async fn clean_range(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let items: Vec<RangeInput> = if event.get("Items").is_some() {
         let batch: RangeBatch = decode(
@@ -69,16 +71,18 @@ pub async fn clean_range(svc: &Services<'_>, event: Value) -> Result<Value, Hand
     };
     let mut ranges = Vec::with_capacity(items.len());
     for i in &items {
-        let summary = distributed::clean_range(
-            svc,
-            &i.run.dataset,
-            i.run.date,
-            &i.run.run_id,
-            &i.range,
-            i.buckets,
-        )
-        .await?;
-        ranges.push(summary.task.id());
+        let (dataset, date, run_id) = (&i.run.dataset, i.run.date, &i.run.run_id);
+        match &i.range {
+            CleanItem::Range(range) => {
+                let summary =
+                    distributed::clean_range(svc, dataset, date, run_id, range, i.buckets).await?;
+                ranges.push(summary.task.id());
+            }
+            CleanItem::Previous(task) => {
+                distributed::scatter_previous(svc, dataset, date, run_id, task, i.buckets).await?;
+                ranges.push(task.id());
+            }
+        }
     }
     // The summaries are in S3 for check-ranges; the map's result stays small.
     encode(&serde_json::json!({ "ranges": ranges }))

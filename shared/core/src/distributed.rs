@@ -21,14 +21,16 @@
 //! redelivered step rewrites the same objects.
 
 use crate::clean::distributed::{
-    self as pure, AcceptedRange, Boundaries, RangeRead, RangeSummary, RangeTask,
+    self as pure, AcceptedRange, Boundaries, CleanItem, PreviousTask, RangeRead, RangeSummary,
+    RangeTask,
 };
 use crate::clean::{CleanError, CleanOptions, CleanPlan, CleanStats};
-use crate::config::DatasetConfig;
+use crate::config::{DatasetConfig, OutputMode};
 use crate::error::{UseCaseError, UseCaseResult};
-use crate::layout::{cleaned_output_prefix, run_prefix, Layer};
+use crate::layout::{run_prefix, Layer};
 use crate::partition::{record_clean_outcome, run_inputs};
 use crate::ports::PortError;
+use crate::publish::{decode_parquet_footer, parquet_footer, read_manifest, PublishError};
 use crate::quality::{tally_unique_shard, unique_values, QualityTally, Tallier};
 use crate::services::{dataset, scratch_dir, Services};
 use chrono::NaiveDate;
@@ -44,6 +46,10 @@ const TAIL_BYTES: u64 = 1 << 20;
 /// A worker's start and its S3 round trips are worth it from about this
 /// much raw data: smaller ranges are batched up to it.
 const BATCH_BYTES: u64 = 64 << 20;
+
+/// A byte of published Parquet holds about this many bytes of raw CSV, and
+/// of rows in memory: how previous data counts against a worker's limits.
+const PARQUET_EXPANSION: u64 = 4;
 
 /// Which path cleans the date.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +73,10 @@ pub enum CleanRoute {
         /// such an expectation): the items of the count-unique map.
         unique_shard_ids: Vec<u32>,
         max_concurrency: u32,
+        /// Merge mode: manifest lines that bring the published rows into
+        /// the buckets (after the ranges).
+        #[serde(default)]
+        previous_tasks: u32,
     },
 }
 
@@ -89,6 +99,78 @@ fn range_prefix(dataset: &str, date: NaiveDate, run_id: &str, task: &RangeTask) 
 
 fn bucket_key(range_prefix: &str, bucket: u32) -> String {
     format!("{range_prefix}bucket-{bucket:04}.arrow")
+}
+
+/// Merge mode: the publication the run merges with, and how many previous
+/// tasks bring its rows into the buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PreviousPlan {
+    base_run: String,
+    tasks: u32,
+}
+
+fn previous_plan_key(dataset: &str, date: NaiveDate, run_id: &str) -> String {
+    format!("{}previous.json", work_prefix(dataset, date, run_id))
+}
+
+fn previous_bucket_key(
+    dataset: &str,
+    date: NaiveDate,
+    run_id: &str,
+    task: u32,
+    bucket: u32,
+) -> String {
+    format!(
+        "{}previous/p{task:05}/bucket-{bucket:04}.arrow",
+        work_prefix(dataset, date, run_id)
+    )
+}
+
+async fn read_previous_plan(
+    svc: &Services<'_>,
+    dataset: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> UseCaseResult<Option<PreviousPlan>> {
+    match read_json(svc, &previous_plan_key(dataset, date, run_id)).await {
+        Ok(plan) => Ok(Some(plan)),
+        Err(UseCaseError::Port(PortError::NotFound { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Merge mode: the tasks that bring a published file's rows into the
+/// buckets, about `budget` Parquet bytes each (a large file by row groups,
+/// read from its footer).
+async fn previous_tasks_of(
+    svc: &Services<'_>,
+    file: &crate::publish::ManifestFile,
+    budget: u64,
+    next: &mut u32,
+) -> UseCaseResult<Vec<PreviousTask>> {
+    let spans = if file.size <= budget {
+        vec![None]
+    } else {
+        let (_, footer) = parquet_footer(svc.objects, &file.key, file.size).await?;
+        let metadata = decode_parquet_footer(&file.key, &footer)?;
+        pure::row_group_spans(&metadata, budget)
+            .into_iter()
+            .map(Some)
+            .collect()
+    };
+    Ok(spans
+        .into_iter()
+        .map(|row_groups| {
+            let task = PreviousTask {
+                previous: *next,
+                key: file.key.clone(),
+                size: file.size,
+                row_groups,
+            };
+            *next += 1;
+            task
+        })
+        .collect())
 }
 
 fn accepted_key(dataset: &str, date: NaiveDate, run_id: &str) -> String {
@@ -241,7 +323,15 @@ pub async fn plan_clean(
     let raw_bytes: u64 = raw.iter().map(|o| o.size).sum();
     let files = raw.len() as u64;
     let scale = &ds.scale;
-    if raw_bytes <= scale.max_single_bytes {
+    // A merge also reads the published rows it merges with.
+    let previous = if ds.output_mode == OutputMode::Merge {
+        read_manifest(svc.objects, dataset_name, date).await?
+    } else {
+        None
+    };
+    let previous_bytes: u64 = previous.iter().flat_map(|m| &m.files).map(|f| f.size).sum();
+    let work_bytes = raw_bytes.saturating_add(previous_bytes.saturating_mul(PARQUET_EXPANSION));
+    if work_bytes <= scale.max_single_bytes {
         return Ok(CleanRoute::Single { raw_bytes, files });
     }
     if let Some(huge) = raw
@@ -257,19 +347,51 @@ pub async fn plan_clean(
     }
     let listing: Vec<(String, u64)> = raw.iter().map(|o| (o.key.clone(), o.size)).collect();
     let tasks = pure::cut_ranges(&listing, scale.range_bytes);
+    let ranges = tasks.len() as u32;
+    let mut items: Vec<CleanItem> = tasks.into_iter().map(CleanItem::Range).collect();
+    let mut previous_tasks = 0u32;
+    if let Some(prev) = &previous {
+        let budget = (scale.range_bytes / PARQUET_EXPANSION).max(1);
+        for f in &prev.files {
+            let found = previous_tasks_of(svc, f, budget, &mut previous_tasks).await?;
+            items.extend(found.into_iter().map(CleanItem::Previous));
+        }
+        let plan = PreviousPlan {
+            base_run: prev.run_id.clone(),
+            tasks: previous_tasks,
+        };
+        svc.objects
+            .put_bytes(
+                &previous_plan_key(dataset_name, date, run_id),
+                to_json(&plan, "encoding the previous plan")?,
+            )
+            .await?;
+    }
+    if ds.output_mode == OutputMode::Merge {
+        // The buckets merge: the run's parts are final, and stay right only
+        // while the publication they merged with is the published one.
+        let base_run = previous.as_ref().map(|p| p.run_id.clone());
+        crate::state::update_partition(svc.state, dataset_name, date, |s| {
+            if let Some(sources) = s.sources.as_mut() {
+                sources.base_run = base_run.clone();
+                sources.merged_in_clean = true;
+            }
+        })
+        .await?;
+    }
     let mut manifest = Vec::new();
-    for t in &tasks {
-        manifest.extend(to_json(t, "encoding a range")?);
+    for item in &items {
+        manifest.extend(to_json(item, "encoding a range")?);
         manifest.push(b'\n');
     }
     let key = manifest_key(dataset_name, date, run_id);
     svc.objects.put_bytes(&key, manifest).await?;
-    let buckets = scale.buckets_for(raw_bytes);
+    let buckets = scale.buckets_for(work_bytes);
     Ok(CleanRoute::Distributed {
         raw_bytes,
         files,
         manifest: key,
-        ranges: tasks.len() as u32,
+        ranges,
         buckets,
         bucket_ids: (0..buckets).collect(),
         ranges_per_worker: (BATCH_BYTES / scale.range_bytes.max(1)).clamp(1, 1000) as u32,
@@ -279,6 +401,7 @@ pub async fn plan_clean(
             vec![]
         },
         max_concurrency: scale.max_concurrency,
+        previous_tasks,
     })
 }
 
@@ -316,7 +439,14 @@ pub async fn clean_range(
     };
     let mut body = svc.objects.get_range(&task.key, from, to - from).await?;
     let opts = CleanOptions::default();
-    let shards = if keyed(ds) { buckets.max(1) } else { 0 };
+    // A merge buckets rows by their key's stored values, the key it
+    // matches previous rows on (see `bucket_by_values`).
+    let by_values = keyed(ds) && ds.output_mode == OutputMode::Merge;
+    let shards = match (keyed(ds), by_values) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => buckets.max(1),
+    };
     let cleaned = loop {
         pure::write_local_copy(&local, &header, &body, from).map_err(|source| {
             UseCaseError::Scratch {
@@ -341,6 +471,11 @@ pub async fn clean_range(
         }
     };
     drop(body);
+    let mut cleaned = cleaned;
+    if by_values {
+        let rows: Vec<_> = cleaned.buckets.drain(..).flatten().collect();
+        cleaned.buckets = pure::bucket_by_values(&rows, &ds.key, buckets)?;
+    }
     let prefix = range_prefix(dataset_name, date, run_id, task);
     if keyed(ds) {
         let schema = pure::bucket_schema(&plan);
@@ -357,10 +492,7 @@ pub async fn clean_range(
         let part = scratch.path().join("part.parquet");
         write_parquet(&part, plan.kept_schema(), &kept)?;
         svc.objects
-            .put_file(
-                &range_part_key(ds.output_mode, dataset_name, date, run_id, task),
-                &part,
-            )
+            .put_file(&range_part_key(dataset_name, date, run_id, task), &part)
             .await?;
         // Final rows: tallied here, at their positions in the input.
         let mut next = 0u64;
@@ -403,17 +535,88 @@ pub async fn clean_range(
     Ok(cleaned.summary)
 }
 
-/// A dataset without a key: a range's rows are final, one part per range.
-fn range_part_key(
-    mode: crate::config::OutputMode,
-    dataset: &str,
+/// Merge mode: bring the rows of a published file (or of some of its row
+/// groups) into the run's buckets, by their key's stored values. Fetches
+/// only the task's row groups and the file's footer.
+pub async fn scatter_previous(
+    svc: &Services<'_>,
+    dataset_name: &str,
     date: NaiveDate,
     run_id: &str,
-    task: &RangeTask,
-) -> String {
+    task: &PreviousTask,
+    buckets: u32,
+) -> UseCaseResult<()> {
+    let ds = dataset(svc.config, dataset_name)?;
+    let plan = compile(ds)?;
+    let scratch = scratch_dir(svc.scratch)?;
+    let local = scratch.path().join("previous.parquet");
+    let fetched = match task.row_groups {
+        None => svc.objects.get_to_file(&task.key, &local).await.map(|_| ()),
+        Some(span) => {
+            let footer = parquet_footer(svc.objects, &task.key, task.size).await;
+            let body = svc
+                .objects
+                .get_range(&task.key, span.start, span.end - span.start)
+                .await;
+            match (footer, body) {
+                (Ok((at, footer)), Ok(body)) => {
+                    pure::write_sparse(&local, &[(span.start, &body), (at, &footer)]).map_err(
+                        |source| UseCaseError::Scratch {
+                            path: local.display().to_string(),
+                            source,
+                        },
+                    )?;
+                    Ok(())
+                }
+                (Err(PublishError::Port(e)), _) | (_, Err(e)) => Err(e),
+                (Err(e), _) => return Err(e.into()),
+            }
+        }
+    };
+    if let Err(e) = fetched {
+        if !matches!(e, PortError::NotFound { .. }) {
+            return Err(e.into());
+        }
+        // Only a newer publication (and retention after it) removes a
+        // published file: this run's merge is out of date.
+        let planned = read_previous_plan(svc, dataset_name, date, run_id).await?;
+        let current = read_manifest(svc.objects, dataset_name, date).await?;
+        return Err(PublishError::Superseded {
+            dataset: dataset_name.to_string(),
+            date,
+            planned_against: planned.map(|p| p.base_run),
+            published: current.map(|m| m.run_id),
+        }
+        .into());
+    }
+    let kept_schema = plan.kept_schema();
+    let rows =
+        pure::read_row_groups(&local, task.row_groups, &kept_schema, &task.key).map_err(|e| {
+            PublishError::Merge {
+                dataset: dataset_name.to_string(),
+                date,
+                message: e.to_string(),
+            }
+        })?;
+    for (b, batches) in pure::bucket_by_values(&rows, &ds.key, buckets)?
+        .iter()
+        .enumerate()
+    {
+        svc.objects
+            .put_bytes(
+                &previous_bucket_key(dataset_name, date, run_id, task.previous, b as u32),
+                pure::to_ipc(&kept_schema, batches)?,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// A dataset without a key: a range's rows are final, one part per range.
+fn range_part_key(dataset: &str, date: NaiveDate, run_id: &str, task: &RangeTask) -> String {
     format!(
         "{}part-r{}.parquet",
-        cleaned_output_prefix(mode, dataset, date, run_id),
+        run_prefix(Layer::Cleaned, dataset, date, run_id),
         task.id()
     )
 }
@@ -491,16 +694,11 @@ pub async fn check_ranges(
                 // Parts of ranges a merged range replaced are not the run's.
                 let current: Vec<String> = ranges
                     .iter()
-                    .map(|a| range_part_key(ds.output_mode, dataset_name, date, run_id, &a.task))
+                    .map(|a| range_part_key(dataset_name, date, run_id, &a.task))
                     .collect();
                 let staged = svc
                     .objects
-                    .list(&cleaned_output_prefix(
-                        ds.output_mode,
-                        dataset_name,
-                        date,
-                        run_id,
-                    ))
+                    .list(&run_prefix(Layer::Cleaned, dataset_name, date, run_id))
                     .await?;
                 for o in staged.iter().filter(|o| !current.contains(&o.key)) {
                     svc.objects.delete(&o.key).await?;
@@ -544,6 +742,9 @@ pub struct BucketResult {
     pub bucket: u32,
     pub kept: u64,
     pub duplicates: u64,
+    /// Merge mode: previous rows the bucket's part keeps beside its new ones.
+    #[serde(default)]
+    pub previous_kept: u64,
 }
 
 /// Step 4: resolve one bucket into one Parquet part of the run, and write
@@ -565,6 +766,7 @@ pub async fn resolve_bucket(
         bucket,
         kept: 0,
         duplicates: 0,
+        previous_kept: 0,
     };
     if keyed(ds) {
         let mut batches = Vec::new();
@@ -576,11 +778,28 @@ pub async fn resolve_bucket(
         drop(batches);
         result.duplicates = resolved.duplicates;
         result.kept = resolved.kept.iter().map(|b| b.num_rows() as u64).sum();
+        // A merge: the previous rows of the bucket no new row replaces go
+        // into the same part.
+        let mut part_rows = Vec::new();
+        if ds.output_mode == OutputMode::Merge {
+            if let Some(previous) = read_previous_plan(svc, dataset_name, date, run_id).await? {
+                let mut rows = Vec::new();
+                for t in 0..previous.tasks {
+                    let key = previous_bucket_key(dataset_name, date, run_id, t, bucket);
+                    rows.extend(pure::from_ipc(svc.objects.get_bytes(&key).await?, &key)?);
+                }
+                let (kept, n) = pure::previous_rows_kept(&resolved.kept, &rows, &ds.key)?;
+                result.previous_kept = n;
+                part_rows = kept;
+            }
+        }
+        part_rows.extend(resolved.kept.iter().cloned());
         let part = scratch.path().join("part.parquet");
-        write_parquet(&part, plan.kept_schema(), &resolved.kept)?;
+        write_parquet(&part, plan.kept_schema(), &part_rows)?;
+        drop(part_rows);
         let key = format!(
             "{}part-b{bucket:04}.parquet",
-            cleaned_output_prefix(ds.output_mode, dataset_name, date, run_id)
+            run_prefix(Layer::Cleaned, dataset_name, date, run_id)
         );
         svc.objects.put_file(&key, &part).await?;
         let positions: Vec<Vec<u64>> = resolved
@@ -748,6 +967,7 @@ pub async fn finish_clean(
         }
         stats.kept -= stats.duplicates.min(stats.kept);
     }
+
     if !stats.balanced() {
         let e = UseCaseError::Clean(CleanError::Plan(format!(
             "the distributed clean's counts do not add up: {stats:?}"
@@ -761,7 +981,7 @@ pub async fn finish_clean(
         date,
         run_id: run_id.to_string(),
         stats,
-        cleaned_key: cleaned_output_prefix(ds.output_mode, dataset_name, date, run_id),
+        cleaned_key: run_prefix(Layer::Cleaned, dataset_name, date, run_id),
         rejects_key: run_prefix(Layer::Rejects, dataset_name, date, run_id),
     })
 }

@@ -32,6 +32,34 @@ impl KeyPacker {
     }
 }
 
+/// The packed key of every row of `batch` from its stored values, as text
+/// (an integer key `007` is `7` here): merge matches previous rows on these,
+/// whatever spelling the raw files used.
+pub fn value_keys(
+    batch: &arrow_array::RecordBatch,
+    key_columns: &[String],
+    packer: &mut KeyPacker,
+) -> Result<Vec<u128>, String> {
+    use arrow_cast::display::{ArrayFormatter, FormatOptions};
+    let options = FormatOptions::default();
+    let mut formatters = Vec::with_capacity(key_columns.len());
+    for k in key_columns {
+        let column = batch
+            .column_by_name(k)
+            .ok_or_else(|| format!("key column {k:?} is missing from the data"))?;
+        formatters
+            .push(ArrayFormatter::try_new(column.as_ref(), &options).map_err(|e| e.to_string())?);
+    }
+    let mut out = Vec::with_capacity(batch.num_rows());
+    let mut parts: Vec<String> = Vec::with_capacity(key_columns.len());
+    for row in 0..batch.num_rows() {
+        parts.clear();
+        parts.extend(formatters.iter().map(|f| f.value(row).to_string()));
+        out.push(packer.pack(parts.iter().map(|p| p.as_bytes())));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

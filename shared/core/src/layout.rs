@@ -309,17 +309,20 @@ pub fn staging_prefix(layer: Layer, name: &str, date: NaiveDate, run_id: &str) -
 /// Where a run's cleaned parts are written. Overwrite and append runs
 /// write them straight into the run's own prefix, which publishing then
 /// points the manifest and catalog at without copying a byte (readers see
-/// the prefix only once the manifest names it). A merge run stages them,
-/// because its published prefix holds the merged file instead.
+/// the prefix only once the manifest names it). A merge run cleaned by one
+/// function stages them (`publish_merges`, see
+/// [`crate::publish::publish_merges`]), because its published prefix holds
+/// the merged file instead; one cleaned in ranges merges as it cleans.
 pub fn cleaned_output_prefix(
-    mode: crate::config::OutputMode,
+    publish_merges: bool,
     name: &str,
     date: NaiveDate,
     run_id: &str,
 ) -> String {
-    match mode {
-        crate::config::OutputMode::Merge => staging_prefix(Layer::Cleaned, name, date, run_id),
-        _ => run_prefix(Layer::Cleaned, name, date, run_id),
+    if publish_merges {
+        staging_prefix(Layer::Cleaned, name, date, run_id)
+    } else {
+        run_prefix(Layer::Cleaned, name, date, run_id)
     }
 }
 

@@ -399,6 +399,7 @@ pub(crate) async fn run_inputs(
             base_run: None,
             cleaned: all_sources,
             kept: vec![],
+            merged_in_clean: false,
         },
     };
     let raw: Vec<_> = raw
@@ -456,7 +457,12 @@ async fn clean_inner(
     )?;
     let cleaned_key = format!(
         "{}part-00000.parquet",
-        crate::layout::cleaned_output_prefix(ds.output_mode, dataset_name, date, run_id)
+        crate::layout::cleaned_output_prefix(
+            crate::publish::publish_merges(ds.output_mode, None),
+            dataset_name,
+            date,
+            run_id
+        )
     );
     let rejects_key = format!(
         "{}rejects.parquet",
@@ -489,6 +495,26 @@ async fn clean_inner(
 
 // ---------------------------------------------------------------- validate
 
+/// Where the run's cleaned parts are, as its clean recorded them.
+fn run_parts_prefix(
+    ds: &DatasetConfig,
+    status: Option<&PartitionStatus>,
+    dataset_name: &str,
+    date: NaiveDate,
+    run_id: &str,
+) -> String {
+    // Sources recorded for another run say nothing about this one.
+    let sources = status
+        .filter(|s| s.run_id.as_deref() == Some(run_id))
+        .and_then(|s| s.sources.as_ref());
+    crate::layout::cleaned_output_prefix(
+        crate::publish::publish_merges(ds.output_mode, sources),
+        dataset_name,
+        date,
+        run_id,
+    )
+}
+
 pub async fn validate_partition(
     svc: &Services<'_>,
     dataset_name: &str,
@@ -496,17 +522,19 @@ pub async fn validate_partition(
     run_id: &str,
 ) -> UseCaseResult<QualityReport> {
     let ds = dataset(svc.config, dataset_name)?;
+    let status = state::partition_status(svc.state, dataset_name, date).await?;
     let staged = svc
         .objects
-        .list(&crate::layout::cleaned_output_prefix(
-            ds.output_mode,
+        .list(&run_parts_prefix(
+            ds,
+            status.as_ref(),
             dataset_name,
             date,
             run_id,
         ))
         .await?;
     if staged.is_empty() {
-        let st = state::partition_status(svc.state, dataset_name, date).await?;
+        let st = status;
         return Err(UseCaseError::WrongState {
             dataset: dataset_name.to_string(),
             date,
@@ -606,8 +634,9 @@ pub async fn publish_partition(
     }
     let staged = svc
         .objects
-        .list(&crate::layout::cleaned_output_prefix(
-            ds.output_mode,
+        .list(&run_parts_prefix(
+            ds,
+            Some(&status),
             dataset_name,
             date,
             run_id,

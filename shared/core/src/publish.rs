@@ -23,11 +23,10 @@
 //! `merge` rewrites previous rows whose key reappears (upsert) into one file.
 
 use crate::config::OutputMode;
-use crate::keys::KeyPacker;
+use crate::keys::{value_keys, KeyPacker};
 use crate::layout::{file_name, manifest_key, run_prefix, Layer};
 use crate::ports::{ObjectMeta, ObjectStore, PortError};
 use arrow_array::{BooleanArray, RecordBatch};
-use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -85,6 +84,18 @@ pub struct RunSources {
     pub cleaned: Vec<SourceFile>,
     /// Append mode: published files carried over unchanged.
     pub kept: Vec<ManifestFile>,
+    /// Merge mode, cleaned in ranges: the run's parts, in its own prefix,
+    /// already hold the rows of `base_run` that no new row replaces, and
+    /// are published as they are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merged_in_clean: bool,
+}
+
+/// Whether publish still has to merge a run's parts with the published rows
+/// (a merge run cleaned by one function): those parts are staged. Every
+/// other run's parts are final in the run's own prefix.
+pub fn publish_merges(mode: OutputMode, sources: Option<&RunSources>) -> bool {
+    mode == OutputMode::Merge && !sources.is_some_and(|s| s.merged_in_clean)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,13 +114,15 @@ pub enum PublishError {
         date: NaiveDate,
         message: String,
     },
-    #[error("{dataset} {date}: this append run was planned against published run {planned_against:?}, but {published:?} is published now; run the date again so the new files are planned against it")]
+    #[error("{dataset} {date}: this run was planned against published run {planned_against:?}, but {published:?} is published now; run the date again so the new files are planned against it")]
     Superseded {
         dataset: String,
         date: NaiveDate,
         planned_against: Option<String>,
         published: Option<String>,
     },
+    #[error("{key}: not a readable Parquet file: {message}")]
+    NotParquet { key: String, message: String },
     #[error("scratch file {path}: {source}")]
     Scratch {
         path: String,
@@ -181,7 +194,6 @@ pub async fn publish_run(
         !(f.key.starts_with(&location) && file_name(&f.key).starts_with(PREVIOUS_PREFIX))
     });
     let mut files: Vec<ManifestFile> = Vec::new();
-    let mut rows = req.staged_rows;
     // One staged file (the cleaner writes one) holds all the run's rows.
     let staged_file_rows = (req.staged.len() == 1).then_some(req.staged_rows);
     let published = |meta: ObjectMeta, sources: Vec<SourceFile>, rows: Option<u64>| ManifestFile {
@@ -192,33 +204,54 @@ pub async fn publish_run(
         rows,
     };
     let cleaned_sources = req.sources.map(|s| s.cleaned.clone()).unwrap_or_default();
+    let merged_in_clean = req.sources.is_some_and(|s| s.merged_in_clean);
+    // What a run decided against one publication is wrong against another:
+    // the files an append keeps, the previous rows a merge in ranges kept.
+    let current = previous.as_ref().map(|p| p.run_id.clone());
+    if let Some(plan) = req.sources {
+        let planned = req.mode == OutputMode::Append || merged_in_clean;
+        if planned && plan.base_run != current {
+            return Err(PublishError::Superseded {
+                dataset: req.dataset.to_string(),
+                date: req.date,
+                planned_against: plan.base_run.clone(),
+                published: current,
+            });
+        }
+    }
     if req.mode == OutputMode::Append {
-        // The published files the run keeps: its plan's, checked against
-        // what is published now; a run cleaned without a plan keeps all.
+        // The published files the run keeps: its plan's; a run cleaned
+        // without a plan keeps all.
         let kept = match (req.sources, &previous) {
-            (Some(plan), _) => {
-                let current = previous.as_ref().map(|p| p.run_id.clone());
-                if plan.base_run != current {
-                    return Err(PublishError::Superseded {
-                        dataset: req.dataset.to_string(),
-                        date: req.date,
-                        planned_against: plan.base_run.clone(),
-                        published: current,
-                    });
-                }
-                plan.kept.as_slice()
-            }
+            (Some(plan), _) => plan.kept.as_slice(),
             (None, Some(prev)) => prev.files.as_slice(),
             (None, None) => &[],
         };
         for (i, f) in kept.iter().enumerate() {
             let dest = format!("{location}{PREVIOUS_PREFIX}{i:04}-{}", file_name(&f.key));
             let meta = objects.copy(&f.key, &dest).await?;
-            rows += f.rows.unwrap_or(0);
             files.push(published(meta, f.sources.clone(), f.rows));
         }
     }
+    let merged_sources = |prev: &Manifest| {
+        let mut sources: Vec<SourceFile> = prev
+            .files
+            .iter()
+            .flat_map(|f| f.sources.iter().cloned())
+            .filter(|s| !cleaned_sources.iter().any(|n| n.key == s.key))
+            .collect();
+        sources.extend(cleaned_sources.iter().cloned());
+        sources
+    };
     match (req.mode, &previous) {
+        (OutputMode::Merge, Some(prev)) if merged_in_clean => {
+            // The parts hold the previous rows they keep: published where
+            // they are, each naming every source of the date.
+            let sources = merged_sources(prev);
+            for f in &req.staged {
+                files.push(published(f.clone(), sources.clone(), None));
+            }
+        }
         (OutputMode::Overwrite | OutputMode::Append, _) | (OutputMode::Merge, None) => {
             for f in &req.staged {
                 // Parts the cleaner wrote into the run's prefix are
@@ -235,17 +268,20 @@ pub async fn publish_run(
         }
         (OutputMode::Merge, Some(prev)) => {
             let (meta, merged_rows) = merge(objects, scratch, &req, prev, &location).await?;
-            let mut sources: Vec<SourceFile> = prev
-                .files
-                .iter()
-                .flat_map(|f| f.sources.iter().cloned())
-                .filter(|s| !cleaned_sources.iter().any(|n| n.key == s.key))
-                .collect();
-            sources.extend(cleaned_sources.iter().cloned());
-            files = vec![published(meta, sources, Some(merged_rows))];
-            rows = merged_rows;
+            files = vec![published(meta, merged_sources(prev), Some(merged_rows))];
         }
     }
+    // The manifest counts every file's rows: from its footer where no step
+    // counted them (parts of a run cleaned in ranges, files of old manifests).
+    for f in files.iter_mut().filter(|f| f.rows.is_none()) {
+        let (_, footer) = parquet_footer(objects, &f.key, f.size).await?;
+        f.rows = Some(
+            decode_parquet_footer(&f.key, &footer)?
+                .file_metadata()
+                .num_rows() as u64,
+        );
+    }
+    let rows = files.iter().filter_map(|f| f.rows).sum();
     let manifest = Manifest {
         dataset: req.dataset.to_string(),
         date: req.date,
@@ -264,6 +300,50 @@ pub async fn publish_run(
         .put_bytes(&manifest_key(Layer::Cleaned, req.dataset, req.date), body)
         .await?;
     Ok(manifest)
+}
+
+/// The last bytes of a Parquet object fetched to read its footer; a longer
+/// footer is fetched again whole.
+const PARQUET_FOOTER_PROBE_BYTES: u64 = 64 << 10;
+
+/// The end of a Parquet object that holds its footer (metadata, length and
+/// magic): where it starts, and its bytes. One ranged read, two for a
+/// footer longer than 64 KiB.
+pub(crate) async fn parquet_footer(
+    objects: &dyn ObjectStore,
+    key: &str,
+    size: u64,
+) -> Result<(u64, Vec<u8>), PublishError> {
+    let not_parquet = |message: String| PublishError::NotParquet {
+        key: key.to_string(),
+        message,
+    };
+    let probe = PARQUET_FOOTER_PROBE_BYTES.min(size);
+    let tail = objects.get_range(key, size - probe, probe).await?;
+    let need = crate::clean::distributed::parquet_footer_bytes(&tail)
+        .ok_or_else(|| not_parquet("it does not end with a Parquet footer".into()))?;
+    if need <= probe {
+        let cut = (probe - need) as usize;
+        return Ok((size - need, tail[cut..].to_vec()));
+    }
+    let start = size
+        .checked_sub(need)
+        .ok_or_else(|| not_parquet(format!("its footer claims {need} bytes of {size}")))?;
+    Ok((start, objects.get_range(key, start, need).await?))
+}
+
+/// A Parquet object's metadata from its footer's bytes.
+pub(crate) fn decode_parquet_footer(
+    key: &str,
+    footer: &[u8],
+) -> Result<parquet::file::metadata::ParquetMetaData, PublishError> {
+    let metadata = &footer[..footer.len().saturating_sub(8)];
+    parquet::file::metadata::ParquetMetaDataReader::decode_metadata(metadata).map_err(|e| {
+        PublishError::NotParquet {
+            key: key.to_string(),
+            message: e.to_string(),
+        }
+    })
 }
 
 /// The name prefix of published files an append run keeps, copied into
@@ -297,6 +377,7 @@ pub fn plan_append(raw: &[SourceFile], previous: Option<&Manifest>) -> RunSource
         base_run: previous.map(|m| m.run_id.clone()),
         cleaned,
         kept,
+        merged_in_clean: false,
     }
 }
 
@@ -305,33 +386,6 @@ fn remove_scratch(path: &Path) -> Result<(), PublishError> {
         path: path.display().to_string(),
         source,
     })
-}
-
-fn key_strings(
-    batch: &RecordBatch,
-    key_columns: &[String],
-    packer: &mut KeyPacker,
-) -> Result<Vec<u128>, String> {
-    let options = FormatOptions::default();
-    let mut formatters = Vec::new();
-    for k in key_columns {
-        let i = batch
-            .schema()
-            .index_of(k)
-            .map_err(|_| format!("key column {k:?} is missing from the data"))?;
-        formatters.push((batch.column(i).clone(), i));
-    }
-    let fmts = formatters
-        .iter()
-        .map(|(a, _)| ArrayFormatter::try_new(a.as_ref(), &options))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(batch.num_rows());
-    for row in 0..batch.num_rows() {
-        let parts: Vec<String> = fmts.iter().map(|f| f.value(row).to_string()).collect();
-        out.push(packer.pack(parts.iter().map(|p| p.as_bytes())));
-    }
-    Ok(out)
 }
 
 /// Upsert: previous rows whose key appears in the new run are replaced.
@@ -380,7 +434,7 @@ async fn merge(
         let (s, batches) = read_batches(p).map_err(fail)?;
         schema.get_or_insert(s);
         for batch in batches {
-            new_keys.extend(key_strings(&batch, req.key_columns, &mut packer).map_err(fail)?);
+            new_keys.extend(value_keys(&batch, req.key_columns, &mut packer).map_err(fail)?);
         }
     }
     let schema = schema.ok_or_else(|| fail("the run staged no files".into()))?;
@@ -400,7 +454,7 @@ async fn merge(
     };
     for p in &old_local {
         for batch in read_batches(p).map_err(fail)?.1 {
-            let keys = key_strings(&batch, req.key_columns, &mut packer).map_err(fail)?;
+            let keys = value_keys(&batch, req.key_columns, &mut packer).map_err(fail)?;
             let keep: BooleanArray = keys.iter().map(|k| Some(!new_keys.contains(k))).collect();
             let filtered = arrow_select::filter::filter_record_batch(&batch, &keep)
                 .map_err(|e| fail(e.to_string()))?;

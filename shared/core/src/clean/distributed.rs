@@ -29,7 +29,7 @@ use super::{
     parse_range, CleanError, CleanInput, CleanOptions, CleanPlan, CleanStats, FileStats, Range,
     SourceFile,
 };
-use crate::keys::KeyPacker;
+use crate::keys::{value_keys, KeyPacker};
 use arrow_array::{
     Array, ArrayRef, FixedSizeBinaryArray, Int64Array, RecordBatch, UInt32Array, UInt64Array,
 };
@@ -93,6 +93,199 @@ impl RangeTask {
     fn covers(&self, other: &RangeTask) -> bool {
         self.range <= other.range && other.last <= self.last
     }
+}
+
+/// Merge mode: a file of the publication the run was planned against, or
+/// some of its row groups, whose rows go into the run's buckets so each
+/// bucket replaces the previous rows whose key its new rows hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousTask {
+    /// The task's place among the run's previous tasks.
+    pub previous: u32,
+    pub key: String,
+    pub size: u64,
+    /// Row groups `first..=last` and the bytes `[start, end)` they take;
+    /// None: the whole file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_groups: Option<RowGroupSpan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowGroupSpan {
+    pub first: usize,
+    pub last: usize,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl PreviousTask {
+    pub fn id(&self) -> String {
+        format!("p{:05}", self.previous)
+    }
+}
+
+/// One line of the ranges manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CleanItem {
+    Range(RangeTask),
+    Previous(PreviousTask),
+}
+
+/// Bytes at a Parquet file's end that hold its footer's length and magic.
+pub const PARQUET_TAIL_BYTES: u64 = 8;
+
+/// How many bytes at the end of a Parquet file its footer takes (metadata,
+/// length and magic), from at least its last 8 bytes; None when they are
+/// not a Parquet file's end.
+pub fn parquet_footer_bytes(tail: &[u8]) -> Option<u64> {
+    let n = tail.len();
+    if n < 8 || &tail[n - 4..] != b"PAR1" {
+        return None;
+    }
+    let len = u32::from_le_bytes(tail[n - 8..n - 4].try_into().ok()?);
+    Some(u64::from(len) + PARQUET_TAIL_BYTES)
+}
+
+/// Consecutive row groups grouped into spans of about `budget` compressed
+/// bytes (a row group larger than that is a span of its own).
+pub fn row_group_spans(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    budget: u64,
+) -> Vec<RowGroupSpan> {
+    let mut spans: Vec<RowGroupSpan> = Vec::new();
+    for (i, rg) in metadata.row_groups().iter().enumerate() {
+        let (start, end) = rg.columns().iter().fold((u64::MAX, 0u64), |(s, e), c| {
+            let (at, len) = c.byte_range();
+            (s.min(at), e.max(at + len))
+        });
+        if start >= end {
+            continue;
+        }
+        match spans.last_mut() {
+            Some(span) if end - span.start <= budget => {
+                span.last = i;
+                span.end = end;
+            }
+            _ => spans.push(RowGroupSpan {
+                first: i,
+                last: i,
+                start,
+                end,
+            }),
+        }
+    }
+    spans
+}
+
+/// The rows of a Parquet file's row groups `groups` (all when None) from
+/// `local`, a copy holding at least those groups and the footer at their
+/// offsets; the file's schema must be `expected` (merge adds previous
+/// rows to new ones).
+pub fn read_row_groups(
+    local: &Path,
+    groups: Option<RowGroupSpan>,
+    expected: &SchemaRef,
+    name: &str,
+) -> Result<Vec<RecordBatch>, CleanError> {
+    let unreadable = |e: parquet::errors::ParquetError| {
+        CleanError::Input(format!("{name}: cannot read the published file: {e}"))
+    };
+    let file = std::fs::File::open(local).map_err(|source| CleanError::Read {
+        file: name.to_string(),
+        source,
+    })?;
+    let mut builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(unreadable)?;
+    let differs = |have: &Schema| {
+        let shape = |s: &Schema| -> Vec<(String, DataType)> {
+            s.fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        };
+        shape(have) != shape(expected)
+    };
+    if differs(builder.schema()) {
+        return Err(CleanError::Input(format!(
+            "{name}: previous and new data differ in schema: published {:?}, cleaned now {:?}",
+            builder.schema().fields(),
+            expected.fields()
+        )));
+    }
+    if let Some(g) = groups {
+        builder = builder.with_row_groups((g.first..=g.last).collect());
+    }
+    builder
+        .build()
+        .map_err(unreadable)?
+        .map(|b| b.map_err(|e| CleanError::Input(format!("{name}: {e}"))))
+        .collect()
+}
+
+/// Rows split into `buckets` by their key's stored values ([`value_keys`]),
+/// the key merge matches previous rows on: a new row and the previous row
+/// it replaces meet in one bucket, and so do rows one dedupe key holds.
+pub fn bucket_by_values(
+    batches: &[RecordBatch],
+    key_columns: &[String],
+    buckets: u32,
+) -> Result<Vec<Vec<RecordBatch>>, CleanError> {
+    let mut out = vec![Vec::new(); buckets.max(1) as usize];
+    let mut packer = KeyPacker::default();
+    for batch in batches {
+        let keys = value_keys(batch, key_columns, &mut packer).map_err(CleanError::Plan)?;
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); out.len()];
+        for (i, k) in keys.into_iter().enumerate() {
+            rows[bucket_of(k, buckets) as usize].push(i as u32);
+        }
+        for (b, indices) in rows.into_iter().enumerate() {
+            if indices.is_empty() {
+                continue;
+            }
+            let indices = UInt32Array::from(indices);
+            let columns = batch
+                .columns()
+                .iter()
+                .map(|c| arrow_select::take::take(c.as_ref(), &indices, None))
+                .collect::<Result<Vec<ArrayRef>, _>>()
+                .map_err(|e| CleanError::Plan(format!("splitting rows into buckets: {e}")))?;
+            out[b].push(
+                RecordBatch::try_new(batch.schema(), columns)
+                    .map_err(|e| CleanError::Plan(format!("splitting rows into buckets: {e}")))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Merge: the previous rows no new row replaces (none holds their key), and
+/// how many they are.
+pub fn previous_rows_kept(
+    new_rows: &[RecordBatch],
+    previous: &[RecordBatch],
+    key_columns: &[String],
+) -> Result<(Vec<RecordBatch>, u64), CleanError> {
+    let mut packer = KeyPacker::default();
+    let mut replaced =
+        std::collections::HashSet::<u128, BuildHasherDefault<PackedKeyHasher>>::default();
+    for batch in new_rows {
+        replaced.extend(value_keys(batch, key_columns, &mut packer).map_err(CleanError::Plan)?);
+    }
+    let mut kept = Vec::with_capacity(previous.len());
+    let mut rows = 0u64;
+    for batch in previous {
+        let keys = value_keys(batch, key_columns, &mut packer).map_err(CleanError::Plan)?;
+        let keep: arrow_array::BooleanArray =
+            keys.iter().map(|k| Some(!replaced.contains(k))).collect();
+        let filtered = arrow_select::filter::filter_record_batch(batch, &keep)
+            .map_err(|e| CleanError::Plan(format!("filtering replaced rows: {e}")))?;
+        rows += filtered.num_rows() as u64;
+        if filtered.num_rows() > 0 {
+            kept.push(filtered);
+        }
+    }
+    Ok((kept, rows))
 }
 
 /// Whether a raw file's name says it is gzip (one range: not splittable).
@@ -700,10 +893,16 @@ pub fn write_local_copy(
     body: &[u8],
     body_at: u64,
 ) -> std::io::Result<()> {
+    write_sparse(path, &[(0, header), (body_at, body)])
+}
+
+/// A file holding each `(offset, bytes)` at its offset, holes between.
+pub fn write_sparse(path: &Path, pieces: &[(u64, &[u8])]) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::create(path)?;
-    file.write_all_at(header, 0)?;
-    file.write_all_at(body, body_at)?;
+    for (at, bytes) in pieces {
+        file.write_all_at(bytes, *at)?;
+    }
     Ok(())
 }
 
