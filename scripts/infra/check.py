@@ -15,9 +15,16 @@ is checked every other way available).
                         (each entry justified there): any failed check or
                         parsing error fails
     check.py schema     every resource's and data source's arguments and
-                        blocks exist in hashicorp/aws 5.99.1 and every
+                        blocks exist in hashicorp/aws 6.40.0 and every
                         required one is given (schema from the .jsii file of
-                        @cdktf/provider-aws 19.65.1)
+                        @cdktn/provider-aws 23.7.0)
+    check.py deploy     what a deploy needs that no schema says: every
+                        function URL permission has its InvokeFunction twin
+                        (invoked_via_function_url, required since October
+                        2025); functions publish versions and the state
+                        machines call them; every SNS topic an alarm or an EventBridge
+                        rule publishes to is encrypted with a key of ours
+                        whose policy lets CloudWatch and EventBridge use it
 
 Each prints one line per problem, "file:line: what is wrong", and exits 1
 when there is any. --repo points at a checkout (or a broken copy of one).
@@ -32,7 +39,7 @@ from pathlib import Path
 
 import hcl2
 
-SCHEMA_VERSION = "5.99.1"
+SCHEMA_VERSION = "6.40.0"
 META_ARGUMENTS = {"count", "for_each", "depends_on", "provider", "lifecycle", "provisioner", "connection"}
 # Names an expression may start with that are not declarations.
 BUILTIN_ROOTS = {"var", "local", "module", "data", "path", "terraform", "each", "count", "self"}
@@ -279,7 +286,7 @@ def snake(name):
 
 def struct_fqn(type_ref):
     """The struct a property holds, for a block (single or list)."""
-    if "fqn" in type_ref and not type_ref["fqn"].startswith("cdktf."):
+    if "fqn" in type_ref and not type_ref["fqn"].startswith(("cdktf.", "cdktn.")):
         return type_ref["fqn"]
     if "collection" in type_ref:
         return struct_fqn(type_ref["collection"]["elementtype"])
@@ -381,7 +388,7 @@ def check_body(problems, schema, struct, body, where, what):
 def check_schema(repo, schema):
     problems = Problems()
     if schema.get("provider_version") != SCHEMA_VERSION:
-        problems.add("schema", f"the schema is of hashicorp/aws {schema.get('provider_version')}, not {SCHEMA_VERSION}: install @cdktf/provider-aws 19.65.1")
+        problems.add("schema", f"the schema is of hashicorp/aws {schema.get('provider_version')}, not {SCHEMA_VERSION}: install @cdktn/provider-aws 23.7.0")
     for directory, files in modules(repo).items():
         for tf, parsed in files.items():
             for kind, table in (("resource", "resources"), ("data", "data_sources")):
@@ -395,6 +402,111 @@ def check_schema(repo, schema):
                         problems.add(where, f"{rtype} is not a {kind} type of hashicorp/aws {SCHEMA_VERSION}")
                         continue
                     check_body(problems, schema, struct, body, where, f"{rtype}.{name}")
+    return problems
+
+
+# ---------------------------------------------------------------- deploy
+
+def resources_of(files, rtype):
+    """(name, body, file) of every resource of a type in a module."""
+    found = []
+    for tf, parsed in files.items():
+        for (kind, name), body in blocks(parsed, "resource"):
+            if kind == rtype:
+                found.append((name, body, tf))
+    return found
+
+
+def plain(value):
+    """An attribute's value as written: a literal unquoted, an expression as
+    its text."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("${") and text.endswith("}"):
+            text = text[2:-1]
+        return unquote(text)
+    return value
+
+
+def check_deploy(repo):
+    problems = Problems()
+    for directory, files in modules(repo).items():
+        permissions = resources_of(files, "aws_lambda_permission")
+        # Since October 2025 a function URL answers 403 unless the caller may
+        # also InvokeFunction through it.
+        for name, body, tf in permissions:
+            if plain(body.get("action")) != "lambda:InvokeFunctionUrl":
+                continue
+            function, principal = plain(body.get("function_name")), plain(body.get("principal"))
+            twin = [
+                n for n, b, _ in permissions
+                if plain(b.get("action")) == "lambda:InvokeFunction"
+                and plain(b.get("function_name")) == function
+                and plain(b.get("principal")) == principal
+                and plain(b.get("invoked_via_function_url")) in (True, "true")
+                and plain(b.get("for_each")) == plain(body.get("for_each"))
+            ]
+            if not twin:
+                permission_header = 'resource "aws_lambda_permission" "%s"' % name
+                problems.add(
+                    f"{tf.relative_to(repo)}:{line_of(tf, permission_header)}",
+                    f"aws_lambda_permission.{name} grants lambda:InvokeFunctionUrl on {function} to {principal}, but no "
+                    "lambda:InvokeFunction permission with invoked_via_function_url = true does: the URL answers 403 (AWS requires both since October 2025)",
+                )
+        # State machines call published versions: an execution keeps the
+        # definition it started with, so a run waiting for an approval must
+        # not reach code deployed after it started.
+        for name, body, tf in resources_of(files, "aws_lambda_function"):
+            if plain(body.get("publish")) not in (True, "true"):
+                header = 'resource "aws_lambda_function" "%s"' % name
+                problems.add(f"{tf.relative_to(repo)}:{line_of(tf, header)}",
+                             f"aws_lambda_function.{name} does not publish versions (publish = true): the state machines would call $LATEST, and a run waiting for an approval would run its later steps on code deployed after it started")
+        for tf, parsed in files.items():
+            for _, body in blocks(parsed, "locals"):
+                expression = json.dumps(body.get("asl_functions", ""))
+                for found in re.findall(r"\b(fn\.arn|aws_lambda_function\.[a-z0-9_]+(?:\[[^\]]*\])?\.arn)\b", expression):
+                    problems.add(f"{tf.relative_to(repo)}:{line_of(tf, 'asl_functions')}",
+                                 f"local.asl_functions gives the state machines {found}, the unqualified function: give them its qualified_arn (the published version)")
+        # Topics that CloudWatch alarms or EventBridge rules publish to.
+        text = "\n".join(tf.read_text() for tf in files)
+        targeted = set()
+        for _, body, _ in resources_of(files, "aws_cloudwatch_metric_alarm"):
+            for key in ("alarm_actions", "ok_actions", "insufficient_data_actions"):
+                targeted.update(re.findall(r"aws_sns_topic\.([a-z0-9_]+)\.arn", json.dumps(body.get(key, ""))))
+        for _, body, _ in resources_of(files, "aws_cloudwatch_event_target"):
+            targeted.update(re.findall(r"aws_sns_topic\.([a-z0-9_]+)\.arn", json.dumps(body.get("arn", ""))))
+        topics = {name: (body, tf) for name, body, tf in resources_of(files, "aws_sns_topic")}
+        for name in sorted(targeted):
+            if name not in topics:
+                continue
+            body, tf = topics[name]
+            topic_header = 'resource "aws_sns_topic" "%s"' % name
+            where = f"{tf.relative_to(repo)}:{line_of(tf, topic_header)}"
+            key = plain(body.get("kms_master_key_id", ""))
+            if not key:
+                continue
+            m = re.fullmatch(r"aws_kms_(key|alias)\.([a-z0-9_]+)\.(arn|key_id|id|name|target_key_arn)", str(key))
+            if not m:
+                problems.add(where, f"aws_sns_topic.{name} is encrypted with {key}, which CloudWatch alarms and EventBridge cannot use (an AWS-managed key's policy cannot name them): encrypt it with an aws_kms_key of the module")
+                continue
+            # The key's policy must let both services use it.
+            key_name = m.group(2)
+            if m.group(1) == "alias":
+                alias = dict((n, b) for n, b, _ in resources_of(files, "aws_kms_alias")).get(key_name, {})
+                km = re.search(r"aws_kms_key\.([a-z0-9_]+)", str(alias.get("target_key_id", "")))
+                key_name = km.group(1) if km else key_name
+            keys = dict((n, b) for n, b, _ in resources_of(files, "aws_kms_key"))
+            if key_name not in keys:
+                problems.add(where, f"aws_sns_topic.{name}: its key {key} is not an aws_kms_key of the module")
+                continue
+            policy = str(keys[key_name].get("policy", ""))
+            pm = re.search(r"data\.aws_iam_policy_document\.([a-z0-9_]+)\.json", policy)
+            if pm:
+                m2 = re.search(r'data "aws_iam_policy_document" "%s" \{(.*?)\n\}' % re.escape(pm.group(1)), text, re.S)
+                policy = m2.group(1) if m2 else ""
+            for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
+                if service not in policy:
+                    problems.add(where, f"aws_sns_topic.{name}: the policy of its key aws_kms_key.{key_name} does not let {service} use it, so its alarms or rules cannot publish")
     return problems
 
 
@@ -450,10 +562,10 @@ def check_checkov(repo, checkov):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=["fmt", "references", "schema", "checkov"])
+    parser.add_argument("check", choices=["fmt", "references", "schema", "checkov", "deploy"])
     parser.add_argument("--checkov", type=Path, help="the checkov executable")
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[2])
-    parser.add_argument("--jsii", type=Path, help="the .jsii of @cdktf/provider-aws (schema)")
+    parser.add_argument("--jsii", type=Path, help="the .jsii of @cdktn/provider-aws (schema)")
     parser.add_argument("--schema-cache", type=Path, help="where the extracted schema is kept")
     parser.add_argument("--functions", help="references: the function table's names, comma-separated (`tributary infra functions | cut -f1 | paste -sd,`)")
     args = parser.parse_args()
@@ -465,6 +577,8 @@ def main():
             print("references: pass --functions with the function table's names (`tributary infra functions | cut -f1 | paste -sd,`)", file=sys.stderr)
             return 2
         return check_references(repo, {f for f in args.functions.split(",") if f}).report("references")
+    if args.check == "deploy":
+        return check_deploy(repo).report("deploy")
     if args.check == "checkov":
         checkov = args.checkov or Path(sys.executable).parent / "checkov"
         return check_checkov(repo, checkov).report("checkov")
@@ -473,7 +587,7 @@ def main():
         schema = json.loads(cache.read_text())
     else:
         if not args.jsii or not args.jsii.exists():
-            print("schema: pass --jsii .tools/npm/node_modules/@cdktf/provider-aws/.jsii (scripts/test.sh installs it)", file=sys.stderr)
+            print("schema: pass --jsii .tools/npm/node_modules/@cdktn/provider-aws/.jsii (scripts/test.sh installs it)", file=sys.stderr)
             return 2
         schema = extract_schema(args.jsii, cache or Path(os.devnull))
     return check_schema(repo, schema).report("schema")

@@ -9,6 +9,7 @@ use tributary_core::partition;
 use tributary_core::services::Services;
 
 use crate::error::{bad_event, HandlerError};
+use crate::metrics;
 use crate::wire::{self, decode, encode};
 
 /// A catchup's input: from the schedule `{pipeline, scheduled_time}`, or
@@ -37,7 +38,40 @@ pub async fn plan_catchup(svc: &Services<'_>, event: Value) -> Result<Value, Han
         }
     }
     let at = i.scheduled_time.unwrap_or_else(Utc::now);
-    encode(&orchestration::plan_catchup(svc, &i.pipeline, at, i.start, i.end, i.force).await?)
+    let plan = orchestration::plan_catchup(svc, &i.pipeline, at, i.start, i.end, i.force).await?;
+    if i.start.is_none() {
+        // The nightly run says how fresh the pipeline is.
+        let watermark = tributary_core::state::watermark(svc.state, &i.pipeline)
+            .await
+            .map_err(tributary_core::error::UseCaseError::from)?;
+        let lag = freshness_lag_days(&plan, watermark.map(|w| w.date));
+        metrics::emit(&metrics::line(
+            Utc::now(),
+            &[("pipeline", &i.pipeline)],
+            &[metrics::Metric {
+                name: "WatermarkLagDays",
+                unit: "Count",
+                value: lag as f64,
+            }],
+        ));
+    }
+    encode(&plan)
+}
+
+/// How many days the pipeline's watermark lags behind the date it should
+/// have reached (yesterday in its time zone): 0 when current. Without a
+/// watermark, the days from the first date with data; without data, 0.
+fn freshness_lag_days(plan: &orchestration::CatchupPlan, watermark: Option<NaiveDate>) -> i64 {
+    let behind_since = watermark.or_else(|| {
+        plan.dates
+            .iter()
+            .chain(&plan.skipped)
+            .min()
+            .map(|first| *first - chrono::Duration::days(1))
+    });
+    behind_since.map_or(0, |reached| {
+        (plan.execution_date - reached).num_days().max(0)
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,4 +136,36 @@ struct ReportInput {
 pub async fn catchup_report(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let i: ReportInput = decode(event, "{pipeline, results[, published]}")?;
     Ok(orchestration::report_catchup(svc, &i.pipeline, &i.results, &i.published).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 12, d).unwrap()
+    }
+
+    fn plan(dates: &[u32], skipped: &[u32]) -> orchestration::CatchupPlan {
+        orchestration::CatchupPlan {
+            pipeline: "orders_daily".into(),
+            execution_date: day(10),
+            dates: dates.iter().map(|d| day(*d)).collect(),
+            skipped: skipped.iter().map(|d| day(*d)).collect(),
+            force: false,
+        }
+    }
+
+    /// Freshness: days between where the watermark is and yesterday.
+    #[test]
+    fn freshness_is_how_far_the_watermark_lags_behind_yesterday() {
+        assert_eq!(freshness_lag_days(&plan(&[], &[]), Some(day(10))), 0);
+        assert_eq!(freshness_lag_days(&plan(&[8, 9, 10], &[]), Some(day(7))), 3);
+        // A watermark ahead (moved by hand) is not negative lag.
+        assert_eq!(freshness_lag_days(&plan(&[], &[]), Some(day(12))), 0);
+        // No watermark yet: late since the first date with data.
+        assert_eq!(freshness_lag_days(&plan(&[9, 10], &[8]), None), 3);
+        // No data at all: nothing is late.
+        assert_eq!(freshness_lag_days(&plan(&[], &[]), None), 0);
+    }
 }

@@ -15,6 +15,7 @@ pub mod features;
 pub mod http;
 pub mod inference;
 pub mod labeling;
+pub mod metrics;
 pub mod model;
 pub mod partition;
 pub mod retention;

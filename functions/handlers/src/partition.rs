@@ -2,7 +2,7 @@
 //! and object-created, the S3 trigger that starts it.
 
 use aws_lambda_events::event::s3::S3Event;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tributary_core::orchestration;
@@ -11,6 +11,7 @@ use tributary_core::quality::QualityReport;
 use tributary_core::services::Services;
 
 use crate::error::{bad_event, HandlerError};
+use crate::metrics;
 use crate::wire::{self, decode, encode};
 
 /// One created object, whichever notification shape carried it.
@@ -134,9 +135,49 @@ pub async fn clean_partition(svc: &Services<'_>, event: Value) -> Result<Value, 
     encode(&partition::clean_partition(svc, &i.dataset, i.date, &i.run_id).await?)
 }
 
+/// Validates the run, and logs the partition's metrics (one embedded-metric
+/// line: rows in, kept, rejected, duplicates, quality score, run duration).
 pub async fn validate_partition(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let i: DatasetInput = decode(event, DATASET_SHAPE)?;
-    encode(&partition::validate_partition(svc, &i.dataset, i.date, &i.run_id).await?)
+    let report = partition::validate_partition(svc, &i.dataset, i.date, &i.run_id).await?;
+    let status = tributary_core::state::partition_status(svc.state, &i.dataset, i.date)
+        .await
+        .map_err(tributary_core::error::UseCaseError::from)?;
+    metrics::emit(&partition_metrics(&report, status.as_ref(), Utc::now()));
+    encode(&report)
+}
+
+/// A validated run's metrics, per dataset.
+fn partition_metrics(
+    report: &QualityReport,
+    status: Option<&tributary_core::state::PartitionStatus>,
+    now: DateTime<Utc>,
+) -> Value {
+    let stats = status.and_then(|s| s.clean.clone()).unwrap_or_default();
+    let count = |name, value: u64| metrics::Metric {
+        name,
+        unit: "Count",
+        value: value as f64,
+    };
+    let mut found = vec![
+        count("RowsIn", stats.input),
+        count("RowsKept", stats.kept),
+        count("RowsRejected", stats.rejected_total),
+        count("Duplicates", stats.duplicates),
+        metrics::Metric {
+            name: "QualityScore",
+            unit: "None",
+            value: report.score,
+        },
+    ];
+    if let Some(started) = status.and_then(|s| s.run_started_at) {
+        found.push(metrics::Metric {
+            name: "RunSeconds",
+            unit: "Seconds",
+            value: (now - started).num_milliseconds() as f64 / 1000.0,
+        });
+    }
+    metrics::line(now, &[("dataset", &report.dataset)], &found)
 }
 
 /// publish-partition's input: a dataset's step, and whether a person
@@ -255,6 +296,63 @@ pub async fn mark_failed(svc: &Services<'_>, event: Value) -> Result<Value, Hand
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A validated run's metrics: its counts, quality score and how long
+    /// its clean and validate took, per dataset.
+    #[test]
+    fn a_validated_run_reports_its_counts_score_and_duration() {
+        let now = Utc::now();
+        let date = NaiveDate::from_ymd_opt(2025, 12, 3).unwrap();
+        let mut status = tributary_core::state::PartitionStatus::new("orders", date);
+        status.clean = Some(tributary_core::clean::CleanStats {
+            input: 10,
+            kept: 7,
+            rejected_total: 2,
+            duplicates: 1,
+            ..Default::default()
+        });
+        status.run_started_at = Some(now - chrono::Duration::seconds(90));
+        let report = QualityReport {
+            dataset: "orders".into(),
+            date: "2025-12-03".into(),
+            run_id: "r1".into(),
+            rows: 7,
+            score: 0.75,
+            threshold: 0.9,
+            passed: false,
+            expectations: vec![],
+        };
+        let line = partition_metrics(&report, Some(&status), now);
+        assert_eq!(line["dataset"], "orders");
+        let values: Vec<(String, f64)> = [
+            "RowsIn",
+            "RowsKept",
+            "RowsRejected",
+            "Duplicates",
+            "QualityScore",
+            "RunSeconds",
+        ]
+        .iter()
+        .map(|m| (m.to_string(), line[*m].as_f64().unwrap()))
+        .collect();
+        assert_eq!(
+            values,
+            [
+                ("RowsIn", 10.0),
+                ("RowsKept", 7.0),
+                ("RowsRejected", 2.0),
+                ("Duplicates", 1.0),
+                ("QualityScore", 0.75),
+                ("RunSeconds", 90.0)
+            ]
+            .map(|(m, v)| (m.to_string(), v))
+        );
+        let declared = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(declared, 6);
+    }
 
     #[test]
     fn both_notification_shapes() {

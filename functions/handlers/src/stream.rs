@@ -4,6 +4,7 @@
 
 use crate::error::{bad_event, HandlerError};
 use crate::http::{json_response, HttpRequest};
+use crate::metrics;
 use crate::wire::{decode, encode, parse_day};
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -175,8 +176,8 @@ pub async fn build_views(svc: &Services<'_>, event: Value) -> Result<Value, Hand
     Ok(json!({"built": built}))
 }
 
-/// The hourly reconciliation. Logs one CloudWatch embedded-metric line per
-/// stream (`ReconcileDeviationPct`), which the deviation alarm watches.
+/// The hourly reconciliation. Logs one embedded-metric line per stream
+/// (`ReconcileDeviationPct`), which the deviation alarm watches.
 pub async fn reconcile_streams(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let input: ViewsInput = decode(event, "{stream?, date?}")?;
     let dates = match (&input.date, &input.start) {
@@ -186,18 +187,22 @@ pub async fn reconcile_streams(svc: &Services<'_>, event: Value) -> Result<Value
     let mut reports = Vec::new();
     for stream in streams_of(svc, &input.stream) {
         let report = reconcile::reconcile(svc, stream, dates.clone(), Utc::now()).await?;
-        eprintln!(
-            "{}",
-            json!({
-                "_aws": {"Timestamp": Utc::now().timestamp_millis(), "CloudWatchMetrics": [{
-                    "Namespace": "tributary", "Dimensions": [["stream"]],
-                    "Metrics": [{"Name": "ReconcileDeviationPct", "Unit": "Percent"},
-                                {"Name": "ReconcileCorrectedWindows", "Unit": "Count"}]}]},
-                "stream": stream,
-                "ReconcileDeviationPct": report.max_deviation_pct,
-                "ReconcileCorrectedWindows": report.corrected_windows,
-            })
-        );
+        metrics::emit(&metrics::line(
+            Utc::now(),
+            &[("stream", stream)],
+            &[
+                metrics::Metric {
+                    name: "ReconcileDeviationPct",
+                    unit: "Percent",
+                    value: report.max_deviation_pct,
+                },
+                metrics::Metric {
+                    name: "ReconcileCorrectedWindows",
+                    unit: "Count",
+                    value: report.corrected_windows as f64,
+                },
+            ],
+        ));
         reports.push(encode(&report)?);
     }
     Ok(json!({"reports": reports}))

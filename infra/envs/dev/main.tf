@@ -7,16 +7,17 @@
 #   terraform -chdir=infra/envs/dev apply
 
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.10"
 
   required_providers {
     aws = {
       source  = "hashicorp/aws"
-      version = "~> 5.99.1"
+      version = "~> 6.40"
     }
   }
 
-  # State stays on this machine by default. For a team, keep it in S3:
+  # State stays on this machine by default. For a team, keep it in S3
+  # (infra/README.md, "Remote state"):
   # backend "s3" { bucket = "…", key = "tributary/dev.tfstate", region = "…", use_lockfile = true }
 }
 

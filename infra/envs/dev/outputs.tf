@@ -18,7 +18,27 @@ output "state_machine_arns" {
   value       = module.tributary.state_machine_arns
 }
 
-output "notifications_topic_arn" {
-  description = "Approval requests and alerts."
-  value       = module.tributary.notifications_topic_arn
+output "approvals_topic_arn" {
+  description = "Approval requests."
+  value       = module.tributary.approvals_topic_arn
+}
+
+output "alerts_topic_arn" {
+  description = "Alarms, failed runs and reconciliation alerts."
+  value       = module.tributary.alerts_topic_arn
+}
+
+output "streams" {
+  description = "Kinesis stream names, by configured stream."
+  value       = module.tributary.streams
+}
+
+output "state_table" {
+  description = "The DynamoDB state table (watermarks, partitions, approvals)."
+  value       = module.tributary.state_table
+}
+
+output "glue_database" {
+  description = "The Glue database of the published tables (query them with Athena)."
+  value       = module.tributary.glue_database
 }

@@ -17,9 +17,13 @@ variable "lambda_zip_dir" {
 }
 
 variable "notification_emails" {
-  description = "Approvers and on-call: they receive approval links and alerts."
+  description = "Approvers and on-call: they receive approval links and alerts. Required: without anyone subscribed, approvals wait unseen and alarms reach no one."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.notification_emails) > 0 && alltrue([for e in var.notification_emails : can(regex("^[^@ ]+@[^@ ]+\\.[^@ ]+$", e))])
+    error_message = "notification_emails needs at least one e-mail address (approvers and on-call); each must look like name@example.com."
+  }
 }
 
 variable "query_api_principals" {

@@ -137,7 +137,17 @@ data "aws_iam_policy_document" "function" {
     content {
       sid       = "Notify"
       actions   = ["sns:Publish"]
-      resources = [aws_sns_topic.notifications.arn]
+      resources = [aws_sns_topic.approvals.arn, aws_sns_topic.alerts.arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(each.value.needs, "notify") ? [1] : []
+    content {
+      # The topics are encrypted with the notifications key.
+      sid       = "NotifyKey"
+      actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+      resources = [aws_kms_key.notifications.arn]
     }
   }
 
@@ -214,6 +224,9 @@ resource "aws_lambda_function" "this" {
   memory_size                    = each.value.memory
   timeout                        = each.value.timeout
   reserved_concurrent_executions = lookup(var.reserved_concurrency, each.key, -1)
+  # Every deploy of changed code publishes a version; the state machines
+  # call versions (local.asl_functions), everything else the `live` alias.
+  publish = true
 
   ephemeral_storage {
     size = lookup(local.scratch_mb, each.key, 512)
@@ -250,6 +263,7 @@ resource "aws_lambda_function" "approval_callback" {
   filename                       = "${var.lambda_zip_dir}/approval-callback.zip"
   source_code_hash               = filebase64sha256("${var.lambda_zip_dir}/approval-callback.zip")
   memory_size                    = local.functions["approval-callback"].memory
+  publish                        = true
   timeout                        = local.functions["approval-callback"].timeout
   reserved_concurrent_executions = lookup(var.reserved_concurrency, "approval-callback", -1)
 
@@ -279,12 +293,22 @@ resource "aws_lambda_function_url" "approval_callback" {
   authorization_type = "NONE"
 }
 
+# A function URL needs both statements since October 2025: the URL action,
+# and InvokeFunction limited to calls that come through the URL.
 resource "aws_lambda_permission" "approval_callback_url" {
   statement_id           = "PublicApprovalLinks"
   action                 = "lambda:InvokeFunctionUrl"
   function_name          = aws_lambda_function.approval_callback.function_name
   principal              = "*"
   function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "approval_callback_url_invoke" {
+  statement_id             = "PublicApprovalLinksInvoke"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.approval_callback.function_name
+  principal                = "*"
+  invoked_via_function_url = true
 }
 
 # The query API answers only signed (SigV4) requests of the principals named.
@@ -302,6 +326,15 @@ resource "aws_lambda_permission" "query_api" {
   function_url_auth_type = "AWS_IAM"
 }
 
+resource "aws_lambda_permission" "query_api_invoke" {
+  for_each                 = toset(var.query_api_principals)
+  statement_id             = "QueryApiInvoke${substr(sha256(each.value), 0, 12)}"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.this["query-api"].function_name
+  principal                = each.value
+  invoked_via_function_url = true
+}
+
 # Asynchronous invocations (EventBridge, Scheduler) that still fail after
 # Lambda's own retries are kept with their event.
 resource "aws_lambda_function_event_invoke_config" "async" {
@@ -315,4 +348,13 @@ resource "aws_lambda_function_event_invoke_config" "async" {
       destination = aws_sqs_queue.event_failures.arn
     }
   }
+}
+
+# `live`: the version deployed last, for whoever calls a function by name
+# and wants what is deployed now (an operator, a test, a new trigger).
+resource "aws_lambda_alias" "live" {
+  for_each         = local.function_arns
+  name             = "live"
+  function_name    = each.value
+  function_version = each.key == "approval-callback" ? aws_lambda_function.approval_callback.version : aws_lambda_function.this[each.key].version
 }

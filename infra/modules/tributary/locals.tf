@@ -4,7 +4,7 @@ data "aws_partition" "current" {}
 
 locals {
   account   = data.aws_caller_identity.current.account_id
-  region    = data.aws_region.current.name
+  region    = data.aws_region.current.region
   partition = data.aws_partition.current.partition
 
   bucket_name = "${var.name_prefix}-data-${local.account}"
@@ -96,13 +96,24 @@ locals {
     TRIBUTARY_TABLE             = aws_dynamodb_table.state.name
     TRIBUTARY_GLUE_DATABASE     = aws_glue_catalog_database.this.name
     TRIBUTARY_STATE_MACHINE_ARN = local.partition_pipeline_arn
-    TRIBUTARY_TOPIC_ARN         = aws_sns_topic.notifications.arn
+    TRIBUTARY_TOPIC_ARN         = aws_sns_topic.approvals.arn
+    TRIBUTARY_ALERTS_TOPIC_ARN  = aws_sns_topic.alerts.arn
   }
 
-  # The ASL placeholders (${clean_partition_function} …) → function ARNs.
+  # Every function's unqualified ARN (IAM grants it and its versions).
+  function_arns = merge(
+    { for f, fn in aws_lambda_function.this : f => fn.arn },
+    { "approval-callback" = aws_lambda_function.approval_callback.arn },
+  )
+
+  # The ASL placeholders (${clean_partition_function} …) → the version each
+  # function was published as. An execution keeps the definition it started
+  # with, so one waiting 48 hours for an approval runs its later steps on
+  # the code it started on, not on whatever was deployed meanwhile (the
+  # `live` alias moves; a version does not).
   asl_functions = merge(
-    { for f, fn in aws_lambda_function.this : "${replace(f, "-", "_")}_function" => fn.arn },
-    { approval_callback_function = aws_lambda_function.approval_callback.arn },
+    { for f, fn in aws_lambda_function.this : "${replace(f, "-", "_")}_function" => fn.qualified_arn },
+    { approval_callback_function = aws_lambda_function.approval_callback.qualified_arn },
     # The distributed clean reads its manifest from and writes Map results
     # to the data bucket; the partition pipeline starts it per large date.
     { data_bucket = local.bucket_name, distributed_clean_arn = local.distributed_clean_arn },

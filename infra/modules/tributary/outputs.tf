@@ -23,9 +23,14 @@ output "streams" {
   value       = { for s, k in aws_kinesis_stream.this : s => k.name }
 }
 
-output "notifications_topic_arn" {
-  description = "Where approval requests and alerts are published."
-  value       = aws_sns_topic.notifications.arn
+output "approvals_topic_arn" {
+  description = "Where approval requests are published."
+  value       = aws_sns_topic.approvals.arn
+}
+
+output "alerts_topic_arn" {
+  description = "Where alarms, failed runs and reconciliation alerts are published."
+  value       = aws_sns_topic.alerts.arn
 }
 
 output "state_table" {

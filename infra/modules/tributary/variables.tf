@@ -49,9 +49,13 @@ variable "pipelines" {
 }
 
 variable "notification_emails" {
-  description = "Who receives approval requests and alerts (SNS email subscriptions; each address must confirm once)."
+  description = "Who receives approval requests and alerts (SNS email subscriptions; each address must confirm once). Required: without anyone subscribed, approvals wait unseen and alarms reach no one."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.notification_emails) > 0 && alltrue([for e in var.notification_emails : can(regex("^[^@ ]+@[^@ ]+\\.[^@ ]+$", e))])
+    error_message = "notification_emails needs at least one e-mail address (approvers and on-call); each must look like name@example.com."
+  }
 }
 
 variable "query_api_principals" {
@@ -106,4 +110,10 @@ variable "deletion_protection" {
   description = "Protect the state table from deletion (turn off only to tear down a test environment)."
   type        = bool
   default     = true
+}
+
+variable "freshness_alarm_days" {
+  description = "Alarm when a pipeline's watermark is more than this many days behind yesterday (at the nightly catchup, yesterday's data may still be on its way: 1 allows that)."
+  type        = number
+  default     = 1
 }

@@ -48,8 +48,8 @@ data "aws_iam_policy_document" "state_machine" {
     actions = ["lambda:InvokeFunction"]
     resources = flatten([
       for f in local.state_machine_functions[each.key] : [
-        local.asl_functions["${replace(f, "-", "_")}_function"],
-        "${local.asl_functions["${replace(f, "-", "_")}_function"]}:*",
+        local.function_arns[f],
+        "${local.function_arns[f]}:*",
       ]
     ])
   }

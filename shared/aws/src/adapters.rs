@@ -37,9 +37,14 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "TRIBUTARY_TOPIC_ARN",
-        "the SNS topic for approvals and alerts",
+        "the SNS topic for approval requests (and alerts, unless TRIBUTARY_ALERTS_TOPIC_ARN names their own)",
     ),
 ];
+
+/// The SNS topic for operational alerts (failed runs, reconciliation), when
+/// they go to other people than approval requests (Terraform deploys two
+/// topics). Unset: alerts go to TRIBUTARY_TOPIC_ARN.
+pub const ALERTS_TOPIC_ARN: &str = "TRIBUTARY_ALERTS_TOPIC_ARN";
 
 /// The approval signing secret: the ARN of a Secrets Manager secret (how
 /// Terraform deploys it: the value never appears in the function's
@@ -98,10 +103,13 @@ impl AwsAdapters {
             state: DynamoStateStore::new(&config, &var("TRIBUTARY_TABLE")),
             catalog: GlueCatalog::new(&config, &var("TRIBUTARY_GLUE_DATABASE"), &bucket),
             workflows: SfnWorkflows::new(&config, &var("TRIBUTARY_STATE_MACHINE_ARN")),
-            notifier: SnsNotifier::new(
-                &config,
-                BTreeMap::from([("*".to_string(), var("TRIBUTARY_TOPIC_ARN"))]),
-            ),
+            notifier: SnsNotifier::new(&config, {
+                let mut topics = BTreeMap::from([("*".to_string(), var("TRIBUTARY_TOPIC_ARN"))]);
+                if let Some(alerts) = set(ALERTS_TOPIC_ARN) {
+                    topics.insert("alerts".to_string(), alerts);
+                }
+                topics
+            }),
             callbacks: SfnCallbacks::new(&config),
             approval_secret: match set(APPROVAL_SECRET_ARN) {
                 Some(arn) => crate::secrets::secret_string(&config, &arn)

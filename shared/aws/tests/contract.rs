@@ -986,3 +986,54 @@ async fn wiring_reads_the_approval_secret_from_secrets_manager_on_moto() {
     let message = e.to_string();
     assert!(message.contains("secret:gone"), "{message}");
 }
+
+/// Approval requests and alerts reach their own topics when Terraform
+/// deploys two: with only the alerts topic there, alerts are published and
+/// approval requests fail naming the approvals topic.
+#[tokio::test]
+async fn alerts_and_approval_requests_go_to_their_own_topics_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let alerts = aws_sdk_sns::Client::new(&config)
+        .create_topic()
+        .name("tributary-alerts")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let approvals = alerts.replace("tributary-alerts", "tributary-approvals");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    let url = moto.url.clone();
+    let environment = move |name: &str| -> Option<String> {
+        Some(match name {
+            "AWS_ENDPOINT_URL" => url.clone(),
+            "AWS_REGION" => "us-east-1".into(),
+            "TRIBUTARY_TOPIC_ARN" => approvals.clone(),
+            "TRIBUTARY_ALERTS_TOPIC_ARN" => alerts.clone(),
+            "TRIBUTARY_APPROVAL_SECRET_ARN" | "TRIBUTARY_APPROVAL_BASE_URL" => return None,
+            other if other.starts_with("TRIBUTARY_") => format!("value-of-{other}"),
+            _ => return None,
+        })
+    };
+    let adapters = tributary_aws::AwsAdapters::from_env(environment)
+        .await
+        .unwrap();
+    use tributary_core::ports::Notifier;
+    let sent = adapters
+        .notifier
+        .notify("alerts", "a run failed", "body")
+        .await;
+    assert!(sent.is_ok(), "{sent:?}");
+    let refused = adapters
+        .notifier
+        .notify("approvals", "approve?", "body")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("tributary-approvals"),
+        "{refused}"
+    );
+}

@@ -410,6 +410,7 @@ pub(crate) async fn run_inputs(
         s.state = PartitionState::Running;
         s.run_id = Some(run_id.to_string());
         s.sources = Some(sources.clone());
+        s.run_started_at = Some(chrono::Utc::now());
     })
     .await?;
     Ok(raw)

@@ -80,6 +80,9 @@ pub struct PartitionStatus {
     /// Set by the clean of the current run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<crate::publish::RunSources>,
+    /// When the current run's clean began (its duration is reported from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_started_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -98,6 +101,7 @@ impl PartitionStatus {
             quality_passed: None,
             error: None,
             sources: None,
+            run_started_at: None,
             updated_at: Utc::now(),
         }
     }
