@@ -1,6 +1,7 @@
 //! The declared `rust-version` is true: every crate of the workspace
 //! inherits it (so clippy's `incompatible_msrv` checks our own code against
-//! it), and no dependency needs a newer compiler than it says.
+//! it), and no dependency needs a newer compiler than it says. And the
+//! first `tributary demo` build compiles no AWS SDK.
 
 use serde_json::Value;
 
@@ -52,5 +53,51 @@ fn the_declared_rust_version_covers_every_crate_and_dependency() {
     assert!(
         version(declared) >= version(needed),
         "rust-version {declared} is older than {by} needs ({needed})"
+    );
+}
+
+/// `cargo run -p tributary -- demo` builds what `cargo tree -p tributary`
+/// lists: no AWS SDK crate. The `aws` feature (`--stack`) brings them.
+#[test]
+fn the_default_cli_build_leaves_the_aws_sdk_out() {
+    let tree = |features: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "-p",
+                "tributary",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "--locked",
+                "--offline",
+            ])
+            .args(features)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let default = tree(&[]);
+    assert!(default.contains("tributary-core"), "{default}");
+    let sdk: Vec<&str> = default
+        .lines()
+        .filter(|l| {
+            l.starts_with("aws-sdk-")
+                || l.starts_with("aws-config")
+                || l.starts_with("tributary-aws")
+        })
+        .collect();
+    assert!(sdk.is_empty(), "the default CLI build compiles {sdk:?}");
+    let with_aws = tree(&["--features", "aws"]);
+    assert!(
+        with_aws.lines().any(|l| l.starts_with("aws-sdk-dynamodb")),
+        "{with_aws}"
     );
 }

@@ -28,6 +28,13 @@ pub struct Cli {
     /// Machine-readable output (one JSON document), no progress bars.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Operate a deployed stack instead of the workspace: FILE is its
+    /// `terraform output -json` (a value it lacks comes from the functions'
+    /// environment variables, TRIBUTARY_BUCKET and so on). Credentials and
+    /// region come from the usual AWS chain. Needs the AWS-capable build
+    /// (`--features aws`) and --config with the deployed pipeline.toml.
+    #[arg(long, global = true, env = "TRIBUTARY_STACK", value_name = "FILE")]
+    pub stack: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -394,6 +401,14 @@ impl Command {
 pub fn run(cli: Cli) -> Result<()> {
     use commands::asl;
     let (ws, config) = (cli.workspace.as_path(), cli.config.as_deref());
+    // A stack is operated only through the AWS adapters: no command may
+    // fall through to the workspace.
+    if let Some(stack) = &cli.stack {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(commands::stack::run(&cli, stack));
+    }
     // These drive their own runtimes (the interpreter is synchronous).
     match &cli.command {
         Command::Bench(BenchCommand::Clean(args)) => return commands::bench::run(args, cli.json),
@@ -478,14 +493,36 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Partitions {
             dataset,
             unprocessed,
-        } => commands::ops::partitions(&open()?, dataset.as_deref(), *unprocessed, cli.json).await,
+        } => {
+            let rt = open()?;
+            commands::ops::partitions(
+                &rt.config,
+                &rt.adapters.state,
+                dataset.as_deref(),
+                *unprocessed,
+                cli.json,
+            )
+            .await
+        }
         Command::Watermark(WatermarkCommand::Set {
             pipeline,
             date,
             reason,
-        }) => commands::ops::watermark_set(&open()?, pipeline, date, reason, cli.json).await,
+        }) => {
+            let rt = open()?;
+            commands::ops::watermark_set(
+                &rt.config,
+                &rt.adapters.state,
+                pipeline,
+                date,
+                reason,
+                cli.json,
+            )
+            .await
+        }
         Command::Retention { dry_run, today } => {
-            commands::ops::retention(&open()?, *dry_run, today.as_deref(), cli.json).await
+            let rt = open()?;
+            commands::ops::retention(&rt.services(), *dry_run, today.as_deref(), cli.json).await
         }
         Command::Backfill {
             pipeline,
@@ -528,7 +565,8 @@ async fn run_async(cli: Cli) -> Result<()> {
             commands::stream::replay(&open()?, options, cli.json).await
         }
         Command::Dlq(DlqCommand::List { stream }) => {
-            commands::stream::dlq_list(&open()?, stream.as_deref(), cli.json).await
+            let rt = open()?;
+            commands::stream::dlq_list(&rt.services(), stream.as_deref(), cli.json).await
         }
         Command::Dlq(DlqCommand::Replay { stream }) => {
             commands::stream::dlq_replay(&open()?, stream).await
@@ -571,7 +609,7 @@ async fn run_async(cli: Cli) -> Result<()> {
             commands::stream::reconcile(&open()?, stream.as_deref(), date.as_deref()).await
         }
         Command::Approvals(ApprovalsCommand::List) => {
-            commands::approvals::list(&open()?, cli.json).await
+            commands::approvals::list(&open()?.adapters.state, cli.json).await
         }
         Command::Approvals(ApprovalsCommand::Approve {
             id,

@@ -6,9 +6,12 @@ use crate::local::LocalRuntime;
 use anyhow::Result;
 use serde_json::json;
 use tributary_core::approvals::{self, Decision};
+use tributary_core::ports::StateStore;
 
-pub async fn list(rt: &LocalRuntime, json_out: bool) -> Result<()> {
-    let pending = approvals::pending(&rt.adapters.state, chrono::Utc::now()).await?;
+/// The approval requests waiting in a state store: a workspace's, or a
+/// deployed stack's (`--stack`).
+pub async fn list(store: &dyn StateStore, json_out: bool) -> Result<()> {
+    let pending = approvals::pending(store, chrono::Utc::now()).await?;
     if json_out {
         let rows: Vec<_> = pending
             .iter()

@@ -12,4 +12,5 @@ pub mod ops;
 pub mod report;
 pub mod run_report;
 pub mod serve;
+pub mod stack;
 pub mod stream;

@@ -6,7 +6,9 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use tributary_core::config::Config;
 use tributary_core::layout::parse_date;
+use tributary_core::ports::StateStore;
 use tributary_core::retention;
 use tributary_core::state::{self, PartitionState};
 
@@ -92,27 +94,27 @@ pub async fn invoke(rt: &LocalRuntime, function: &str, event_file: &Path) -> Res
     }
 }
 
+/// The partitions and watermarks of a state store: a workspace's, or a
+/// deployed stack's (`--stack`), printed the same way.
 pub async fn partitions(
-    rt: &LocalRuntime,
+    config: &Config,
+    store: &dyn StateStore,
     dataset: Option<&str>,
     unprocessed: bool,
     json_out: bool,
 ) -> Result<()> {
     let names: Vec<String> = match dataset {
         Some(d) => {
-            rt.config.dataset(d).with_context(|| {
-                format!(
-                    "unknown dataset {d:?} (known: {})",
-                    rt.config.dataset_names()
-                )
+            config.dataset(d).with_context(|| {
+                format!("unknown dataset {d:?} (known: {})", config.dataset_names())
             })?;
             vec![d.to_string()]
         }
-        None => rt.config.datasets.keys().cloned().collect(),
+        None => config.datasets.keys().cloned().collect(),
     };
     let mut rows = Vec::new();
     for name in &names {
-        for p in state::all_partitions(&rt.adapters.state, name).await? {
+        for p in state::all_partitions(store, name).await? {
             if unprocessed && p.state == PartitionState::Published {
                 continue;
             }
@@ -120,8 +122,8 @@ pub async fn partitions(
         }
     }
     let mut watermarks = serde_json::Map::new();
-    for pipeline in rt.config.pipelines.keys() {
-        let w = state::watermark(&rt.adapters.state, pipeline).await?;
+    for pipeline in config.pipelines.keys() {
+        let w = state::watermark(store, pipeline).await?;
         watermarks.insert(pipeline.clone(), serde_json::to_value(w)?);
     }
     if json_out {
@@ -157,17 +159,19 @@ pub async fn partitions(
     Ok(())
 }
 
+/// Move a pipeline's watermark by hand, in a workspace or a deployed stack.
 pub async fn watermark_set(
-    rt: &LocalRuntime,
+    config: &Config,
+    store: &dyn StateStore,
     pipeline: &str,
     date: &str,
     reason: &str,
     json_out: bool,
 ) -> Result<()> {
-    if !rt.config.pipelines.contains_key(pipeline) {
+    if !config.pipelines.contains_key(pipeline) {
         anyhow::bail!(
             "unknown pipeline {pipeline:?} (known: {})",
-            rt.config
+            config
                 .pipelines
                 .keys()
                 .cloned()
@@ -177,7 +181,7 @@ pub async fn watermark_set(
     }
     let d = parse_date(date).with_context(|| format!("--date {date:?} is not YYYY-MM-DD"))?;
     let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let w = state::set_watermark(&rt.adapters.state, pipeline, d, &by, reason).await?;
+    let w = state::set_watermark(store, pipeline, d, &by, reason).await?;
     if json_out {
         return print_json(&w);
     }
@@ -188,8 +192,9 @@ pub async fn watermark_set(
     Ok(())
 }
 
+/// The retention sweep over a workspace's or a stack's services.
 pub async fn retention(
-    rt: &LocalRuntime,
+    svc: &tributary_core::services::Services<'_>,
     dry_run: bool,
     today: Option<&str>,
     json_out: bool,
@@ -198,7 +203,7 @@ pub async fn retention(
         Some(t) => parse_date(t).with_context(|| format!("--today {t:?} is not YYYY-MM-DD"))?,
         None => Utc::now().date_naive(),
     };
-    let deletions = retention::retention_sweep(&rt.services(), today, dry_run).await?;
+    let deletions = retention::retention_sweep(svc, today, dry_run).await?;
     if json_out {
         return print_json(&json!({ "today": today, "dry_run": dry_run, "deletions": deletions }));
     }

@@ -303,20 +303,25 @@ async fn call(rt: &LocalRuntime, function: &str, event: Value) -> Result<Value> 
         .map_err(|e| anyhow::anyhow!("{function}: {}", e.message))
 }
 
-pub async fn dlq_list(rt: &LocalRuntime, stream: Option<&str>, json_out: bool) -> Result<()> {
+/// The dead letters of a workspace's or a stack's streams.
+pub async fn dlq_list(
+    svc: &tributary_core::services::Services<'_>,
+    stream: Option<&str>,
+    json_out: bool,
+) -> Result<()> {
     let streams: Vec<&String> = match stream {
         Some(s) => vec![
-            rt.config
+            svc.config
                 .streams
                 .get_key_value(s)
                 .with_context(|| format!("stream {s:?} is not in pipeline.toml"))?
                 .0,
         ],
-        None => rt.config.streams.keys().collect(),
+        None => svc.config.streams.keys().collect(),
     };
     let mut all = Vec::new();
     for s in streams {
-        for (key, letter) in tributary_core::stream::speed::dead_letters(&rt.services(), s).await? {
+        for (key, letter) in tributary_core::stream::speed::dead_letters(svc, s).await? {
             all.push(json!({"key": key, "letter": letter}));
         }
     }

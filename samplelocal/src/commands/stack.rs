@@ -1,0 +1,149 @@
+//! `tributary --stack FILE …`: the operations on a deployed stack, through
+//! the AWS adapters the functions use, wired from the stack's Terraform
+//! outputs. Each command prints what its local form prints.
+//!
+//! The default build leaves the AWS SDK out (a first `tributary demo` must
+//! not compile it); `--features aws` builds the AWS-capable CLI.
+
+use crate::cli::Cli;
+use anyhow::Result;
+use std::path::Path;
+
+/// The functions' environment variable each Terraform output fills
+/// (`state_machine_arns` is a map: its `partition_pipeline`).
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+const OUTPUTS: &[(&str, &str)] = &[
+    ("TRIBUTARY_BUCKET", "bucket"),
+    ("TRIBUTARY_TABLE", "state_table"),
+    ("TRIBUTARY_GLUE_DATABASE", "glue_database"),
+    (
+        "TRIBUTARY_STATE_MACHINE_ARN",
+        "state_machine_arns.partition_pipeline",
+    ),
+    ("TRIBUTARY_TOPIC_ARN", "approvals_topic_arn"),
+    ("TRIBUTARY_ALERTS_TOPIC_ARN", "alerts_topic_arn"),
+    ("TRIBUTARY_APPROVAL_BASE_URL", "approval_base_url"),
+];
+
+/// A value of `terraform output -json` (`{"name": {"value": …}}`, or a
+/// plain `{"name": …}`), by a dotted path.
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+fn output(outputs: &serde_json::Value, path: &str) -> Option<String> {
+    let mut parts = path.split('.');
+    let first = outputs.get(parts.next()?)?;
+    let mut value = first.get("value").unwrap_or(first);
+    for part in parts {
+        value = value.get(part)?;
+    }
+    value.as_str().map(str::to_string)
+}
+
+#[cfg(not(feature = "aws"))]
+pub async fn run(_cli: &Cli, _stack: &Path) -> Result<()> {
+    anyhow::bail!(
+        "--stack needs the AWS-capable build, which the default one leaves out: cargo run -p tributary --features aws -- --stack FILE …"
+    )
+}
+
+#[cfg(feature = "aws")]
+pub async fn run(cli: &Cli, stack: &Path) -> Result<()> {
+    use crate::cli::{ApprovalsCommand, Command, DlqCommand, WatermarkCommand};
+    use anyhow::Context;
+    use tributary_core::config::Config;
+
+    let text = std::fs::read_to_string(stack)
+        .with_context(|| format!("reading the stack outputs {}", stack.display()))?;
+    let outputs: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not JSON: write it with `terraform output -json > {}`",
+            stack.display(),
+            stack.display()
+        )
+    })?;
+    let get = |name: &str| {
+        OUTPUTS
+            .iter()
+            .find(|(env, _)| *env == name)
+            .and_then(|(_, path)| output(&outputs, path))
+            .or_else(|| std::env::var(name).ok())
+    };
+    let adapters = tributary_aws::AwsAdapters::from_env(get)
+        .await
+        .with_context(|| format!("wiring the stack of {}", stack.display()))?;
+    let config_path = cli.config.as_deref().context(
+        "--stack needs --config with the pipeline.toml the stack was deployed with (its datasets and pipelines)",
+    )?;
+    let config = Config::load(config_path)?;
+    let svc = adapters.services(&config);
+    match &cli.command {
+        Command::Partitions {
+            dataset,
+            unprocessed,
+        } => {
+            super::ops::partitions(
+                &config,
+                svc.state,
+                dataset.as_deref(),
+                *unprocessed,
+                cli.json,
+            )
+            .await
+        }
+        Command::Watermark(WatermarkCommand::Set {
+            pipeline,
+            date,
+            reason,
+        }) => super::ops::watermark_set(&config, svc.state, pipeline, date, reason, cli.json).await,
+        Command::Approvals(ApprovalsCommand::List) => {
+            super::approvals::list(svc.state, cli.json).await
+        }
+        Command::Dlq(DlqCommand::List { stream }) => {
+            super::stream::dlq_list(&svc, stream.as_deref(), cli.json).await
+        }
+        // The deployed retention-sweep schedule deletes; from a terminal,
+        // a stack is only asked what it would delete.
+        Command::Retention { dry_run: true, today } => {
+            super::ops::retention(&svc, true, today.as_deref(), cli.json).await
+        }
+        Command::Retention { dry_run: false, .. } => anyhow::bail!(
+            "against a stack, retention runs only with --dry-run: the deployed retention-sweep schedule does the deleting"
+        ),
+        other => anyhow::bail!(
+            "{} works on a local workspace only so far; against a stack: {SUPPORTED}",
+            command_name(other)
+        ),
+    }
+}
+
+#[cfg(feature = "aws")]
+const SUPPORTED: &str = "partitions, watermark set, approvals list, dlq list, retention --dry-run";
+
+#[cfg(feature = "aws")]
+fn command_name(command: &crate::cli::Command) -> String {
+    let text = format!("{command:?}");
+    text.split(['(', ' ', '{'])
+        .next()
+        .unwrap_or("this command")
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_read_from_terraform_output_json_or_plain() {
+        let tf = serde_json::json!({
+            "bucket": {"sensitive": false, "type": "string", "value": "data-b"},
+            "state_machine_arns": {"value": {"partition_pipeline": "arn:sm:p"}},
+        });
+        assert_eq!(output(&tf, "bucket").as_deref(), Some("data-b"));
+        assert_eq!(
+            output(&tf, "state_machine_arns.partition_pipeline").as_deref(),
+            Some("arn:sm:p")
+        );
+        assert_eq!(output(&tf, "state_table"), None);
+        let plain = serde_json::json!({"bucket": "b2"});
+        assert_eq!(output(&plain, "bucket").as_deref(), Some("b2"));
+    }
+}
