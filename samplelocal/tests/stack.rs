@@ -156,6 +156,21 @@ fn operations_on_a_stack_print_what_they_print_on_a_workspace() {
                     .unwrap();
             }
         }
+        // Two runs of the partition pipeline on the stack's Step Functions.
+        let sfn = aws_sdk_sfn::Client::new(&aws);
+        let machine = sfn
+            .create_state_machine()
+            .name("tributary-partition_pipeline")
+            .definition(r#"{"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}}"#)
+            .role_arn("arn:aws:iam::123456789012:role/tributary-test")
+            .send()
+            .await
+            .unwrap();
+        use tributary_core::ports::WorkflowStarter;
+        let starter = tributary_aws::SfnWorkflows::new(&aws, machine.state_machine_arn());
+        for name in ["orders_daily-2025-12-02-b", "orders_daily-2025-12-01-a"] {
+            assert!(starter.start(name, json!({})).await.unwrap());
+        }
         // And its bucket holds the workspace's objects.
         use tributary_core::ports::ObjectStore;
         let bucket = tributary_aws::S3ObjectStore::new(&aws, "tributary-data", true);
@@ -237,12 +252,66 @@ fn operations_on_a_stack_print_what_they_print_on_a_workspace() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("only with --dry-run"));
 
+    // The stack's executions, in the workspace's columns.
+    let remote = text(&on_stack(
+        &moto.url,
+        &stack,
+        Path::new(config),
+        &["--json", "executions", "list"],
+    ));
+    let rows: Value = serde_json::from_str(&remote).unwrap();
+    let seen: Vec<(&str, &str, &str)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap(),
+                r["stateMachine"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("orders_daily-2025-12-01-a", "partition_pipeline", "RUNNING"),
+            ("orders_daily-2025-12-02-b", "partition_pipeline", "RUNNING"),
+        ]
+    );
+    let local_rows: Value =
+        serde_json::from_str(&text(&tributary(&ws, &["--json", "executions", "list"]))).unwrap();
+    let fields = |r: &Value| {
+        let mut keys: Vec<String> = r.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(fields(&local_rows[0]), fields(&rows[0]));
+    let header = |out: String| out.lines().next().unwrap_or_default().to_string();
+    assert_eq!(
+        header(text(&tributary(&ws, &["executions", "list"]))),
+        header(text(&on_stack(
+            &moto.url,
+            &stack,
+            Path::new(config),
+            &["executions", "list"]
+        )))
+    );
+
     // What is not there yet says so, and names what is.
     let out = on_stack(
         &moto.url,
         &stack,
         Path::new(config),
-        &["executions", "list"],
+        &[
+            "backfill",
+            "--pipeline",
+            "orders_daily",
+            "--start",
+            "2025-12-01",
+            "--end",
+            "2025-12-02",
+        ],
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

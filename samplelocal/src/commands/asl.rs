@@ -223,12 +223,16 @@ pub fn stop(workspace: &Path, name: &str) -> Result<()> {
 }
 
 pub fn list(workspace: &Path, json_out: bool) -> Result<()> {
-    let rows = StepFunctions::open(workspace)?.list()?;
+    print_executions(&StepFunctions::open(workspace)?.list()?, json_out)
+}
+
+/// Executions as `executions list` prints them, a workspace's or a stack's.
+pub fn print_executions(rows: &[Value], json_out: bool) -> Result<()> {
     if json_out {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!("{:<48} {:<10} {:<26} STOP", "NAME", "STATUS", "START");
-        for r in &rows {
+        for r in rows {
             println!(
                 "{:<48} {:<10} {:<26} {}",
                 r["name"].as_str().unwrap_or_default(),

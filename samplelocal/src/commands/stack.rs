@@ -47,7 +47,7 @@ pub async fn run(_cli: &Cli, _stack: &Path) -> Result<()> {
 
 #[cfg(feature = "aws")]
 pub async fn run(cli: &Cli, stack: &Path) -> Result<()> {
-    use crate::cli::{ApprovalsCommand, Command, DlqCommand, WatermarkCommand};
+    use crate::cli::{ApprovalsCommand, Command, DlqCommand, ExecutionsCommand, WatermarkCommand};
     use anyhow::Context;
     use tributary_core::config::Config;
 
@@ -97,6 +97,23 @@ pub async fn run(cli: &Cli, stack: &Path) -> Result<()> {
         Command::Approvals(ApprovalsCommand::List) => {
             super::approvals::list(svc.state, cli.json).await
         }
+        Command::Executions(ExecutionsCommand::List) => {
+            // Every state machine of the stack, by file name.
+            let machines = outputs
+                .get("state_machine_arns")
+                .map(|o| o.get("value").unwrap_or(o))
+                .and_then(serde_json::Value::as_object)
+                .context("the stack outputs have no state_machine_arns")?;
+            let sdk = tributary_aws::AwsSettings::from_env().sdk_config().await;
+            let mut rows = Vec::new();
+            for (machine, arn) in machines {
+                if let Some(arn) = arn.as_str() {
+                    rows.extend(tributary_aws::list_executions(&sdk, machine, arn).await?);
+                }
+            }
+            rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+            super::asl::print_executions(&rows, cli.json)
+        }
         Command::Dlq(DlqCommand::List { stream }) => {
             super::stream::dlq_list(&svc, stream.as_deref(), cli.json).await
         }
@@ -116,7 +133,8 @@ pub async fn run(cli: &Cli, stack: &Path) -> Result<()> {
 }
 
 #[cfg(feature = "aws")]
-const SUPPORTED: &str = "partitions, watermark set, approvals list, dlq list, retention --dry-run";
+const SUPPORTED: &str =
+    "partitions, watermark set, approvals list, dlq list, executions list, retention --dry-run";
 
 #[cfg(feature = "aws")]
 fn command_name(command: &crate::cli::Command) -> String {
