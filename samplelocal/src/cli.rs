@@ -234,6 +234,17 @@ pub enum InfraCommand {
     /// The function table, one function per line: name and workload (what
     /// Terraform's local.functions and the SAM template must deploy).
     Functions,
+    /// The environment file of `sam local invoke --env-vars`: a deployed
+    /// stack's values (--outputs, its `terraform output -json`), or an
+    /// emulator's (the template's default names, --endpoint its URL).
+    SamEnv {
+        #[arg(long, value_name = "FILE")]
+        outputs: Option<PathBuf>,
+        /// AWS_ENDPOINT_URL for the functions, e.g. a moto server's
+        /// http://host.docker.internal:5000.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -463,6 +474,11 @@ pub fn run(cli: Cli) -> Result<()> {
             for f in tributary_handlers::FUNCTIONS {
                 println!("{}\t{:?}", f.name, f.workload);
             }
+            return Ok(());
+        }
+        Command::Infra(InfraCommand::SamEnv { outputs, endpoint }) => {
+            let env = commands::infra::sam_env(outputs.as_deref(), endpoint.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&env)?);
             return Ok(());
         }
         Command::TaskHeartbeat { token } => {

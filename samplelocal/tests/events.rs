@@ -70,3 +70,85 @@ fn every_sample_event_invokes_its_function() {
         .unwrap()
         .contains("Nothing was changed"));
 }
+
+/// `sam local invoke --env-vars`: the file `tributary infra sam-env` writes
+/// carries every variable the template's functions read, from a deployed
+/// stack's outputs or, for an emulator, the template's own default names.
+#[test]
+fn the_sam_env_file_points_the_functions_at_a_stack_or_an_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let template =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"))
+            .unwrap();
+    let globals = template.split("Resources:").next().unwrap();
+    let read_by_functions: Vec<&str> = globals
+        .lines()
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+        .filter(|k| k.starts_with("TRIBUTARY_"))
+        .collect();
+    assert!(read_by_functions.len() >= 5, "{read_by_functions:?}");
+
+    let emulator = json_of(&tributary(
+        &ws,
+        &[
+            "infra",
+            "sam-env",
+            "--endpoint",
+            "http://host.docker.internal:5000",
+        ],
+    ));
+    let params = &emulator["Parameters"];
+    for name in &read_by_functions {
+        assert!(params[*name].is_string(), "{name} missing: {emulator}");
+    }
+    assert!(template.contains(params["TRIBUTARY_BUCKET"].as_str().unwrap()));
+    assert_eq!(
+        params["AWS_ENDPOINT_URL"],
+        "http://host.docker.internal:5000"
+    );
+
+    let outputs = dir.path().join("stack.json");
+    let value = |v: serde_json::Value| serde_json::json!({"sensitive": false, "type": "string", "value": v});
+    let mut stack = serde_json::json!({
+        "bucket": value("prod-data".into()),
+        "state_table": value("prod-state".into()),
+        "glue_database": value("prod_catalog".into()),
+        "state_machine_arns": value(serde_json::json!({"partition_pipeline": "arn:aws:states:eu-west-1:1:stateMachine:prod-partition_pipeline"})),
+        "approvals_topic_arn": value("arn:aws:sns:eu-west-1:1:prod-approvals".into()),
+        "alerts_topic_arn": value("arn:aws:sns:eu-west-1:1:prod-alerts".into()),
+    });
+    std::fs::write(&outputs, stack.to_string()).unwrap();
+    let deployed = json_of(&tributary(
+        &ws,
+        &["infra", "sam-env", "--outputs", outputs.to_str().unwrap()],
+    ));
+    let params = &deployed["Parameters"];
+    for name in &read_by_functions {
+        assert!(params[*name].is_string(), "{name} missing: {deployed}");
+    }
+    assert_eq!(params["TRIBUTARY_TABLE"], "prod-state");
+    assert_eq!(
+        params["TRIBUTARY_STATE_MACHINE_ARN"],
+        "arn:aws:states:eu-west-1:1:stateMachine:prod-partition_pipeline"
+    );
+    assert_eq!(
+        params["TRIBUTARY_ALERTS_TOPIC_ARN"],
+        "arn:aws:sns:eu-west-1:1:prod-alerts"
+    );
+    assert!(params.get("AWS_ENDPOINT_URL").is_none(), "{deployed}");
+
+    // Outputs of something else: said plainly, with the variable it lacks.
+    stack.as_object_mut().unwrap().remove("state_table");
+    std::fs::write(&outputs, stack.to_string()).unwrap();
+    let out = tributary(
+        &ws,
+        &["infra", "sam-env", "--outputs", outputs.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("state_table") && err.contains("TRIBUTARY_TABLE"),
+        "{err}"
+    );
+}

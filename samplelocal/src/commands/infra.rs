@@ -75,6 +75,76 @@ pub fn run(config_path: Option<&Path>, out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// Values of a stack the functions need, whatever else the outputs hold.
+const REQUIRED_OUTPUTS: &[&str] = &[
+    "TRIBUTARY_BUCKET",
+    "TRIBUTARY_TABLE",
+    "TRIBUTARY_GLUE_DATABASE",
+    "TRIBUTARY_STATE_MACHINE_ARN",
+    "TRIBUTARY_TOPIC_ARN",
+];
+
+/// The `--env-vars` file of `sam local invoke`: the functions' environment
+/// for a deployed stack (its `terraform output -json`), or for an emulator
+/// at `endpoint` with the names samplelocal/template.yaml gives by default.
+pub fn sam_env(outputs: Option<&Path>, endpoint: Option<&str>) -> Result<Value> {
+    let mut vars = serde_json::Map::new();
+    vars.insert("TRIBUTARY_CONFIG".into(), json!("/var/task/pipeline.toml"));
+    match outputs {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the stack outputs {}", path.display()))?;
+            let parsed: Value = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not JSON: write it with `terraform output -json`",
+                    path.display()
+                )
+            })?;
+            for (name, output_path) in super::stack::OUTPUTS {
+                match super::stack::output(&parsed, output_path) {
+                    Some(v) => {
+                        vars.insert((*name).into(), json!(v));
+                    }
+                    None if REQUIRED_OUTPUTS.contains(name) => anyhow::bail!(
+                        "{}: no output {output_path} (the functions' {name}): is it the `terraform output -json` of infra/envs/<env>?",
+                        path.display()
+                    ),
+                    None => {}
+                }
+            }
+        }
+        None => {
+            // samplelocal/template.yaml's defaults: an emulator's names.
+            let arn = |service: &str, what: &str| {
+                format!("arn:aws:{service}:us-east-1:123456789012:{what}")
+            };
+            for (name, value) in [
+                ("TRIBUTARY_BUCKET", "tributary-local-data".to_string()),
+                ("TRIBUTARY_TABLE", "tributary-local-state".to_string()),
+                (
+                    "TRIBUTARY_GLUE_DATABASE",
+                    "tributary_local_catalog".to_string(),
+                ),
+                (
+                    "TRIBUTARY_STATE_MACHINE_ARN",
+                    arn("states", "stateMachine:tributary-local-partition_pipeline"),
+                ),
+                (
+                    "TRIBUTARY_TOPIC_ARN",
+                    arn("sns", "tributary-local-notifications"),
+                ),
+            ] {
+                vars.insert(name.into(), json!(value));
+            }
+        }
+    }
+    if let Some(url) = endpoint {
+        vars.insert("AWS_ENDPOINT_URL".into(), json!(url));
+    }
+    // "Parameters" applies to every function of the template.
+    Ok(json!({ "Parameters": vars }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,7 @@ use std::path::Path;
 
 /// The functions' environment variable each Terraform output fills
 /// (`state_machine_arns` is a map: its `partition_pipeline`).
-#[cfg_attr(not(feature = "aws"), allow(dead_code))]
-const OUTPUTS: &[(&str, &str)] = &[
+pub(crate) const OUTPUTS: &[(&str, &str)] = &[
     ("TRIBUTARY_BUCKET", "bucket"),
     ("TRIBUTARY_TABLE", "state_table"),
     ("TRIBUTARY_GLUE_DATABASE", "glue_database"),
@@ -27,8 +26,7 @@ const OUTPUTS: &[(&str, &str)] = &[
 
 /// A value of `terraform output -json` (`{"name": {"value": …}}`, or a
 /// plain `{"name": …}`), by a dotted path.
-#[cfg_attr(not(feature = "aws"), allow(dead_code))]
-fn output(outputs: &serde_json::Value, path: &str) -> Option<String> {
+pub(crate) fn output(outputs: &serde_json::Value, path: &str) -> Option<String> {
     let mut parts = path.split('.');
     let first = outputs.get(parts.next()?)?;
     let mut value = first.get("value").unwrap_or(first);
