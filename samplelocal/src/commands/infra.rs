@@ -92,14 +92,7 @@ pub fn sam_env(outputs: Option<&Path>, endpoint: Option<&str>) -> Result<Value> 
     vars.insert("TRIBUTARY_CONFIG".into(), json!("/var/task/pipeline.toml"));
     match outputs {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the stack outputs {}", path.display()))?;
-            let parsed: Value = serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not JSON: write it with `terraform output -json`",
-                    path.display()
-                )
-            })?;
+            let parsed = super::stack::read_outputs(path)?;
             for (name, output_path) in super::stack::OUTPUTS {
                 match super::stack::output(&parsed, output_path) {
                     Some(v) => {

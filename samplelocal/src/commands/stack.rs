@@ -24,16 +24,35 @@ pub(crate) const OUTPUTS: &[(&str, &str)] = &[
     ("TRIBUTARY_APPROVAL_BASE_URL", "approval_base_url"),
 ];
 
+/// A stack's `terraform output -json`, read from `path`.
+pub(crate) fn read_outputs(path: &Path) -> Result<serde_json::Value> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the stack outputs {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not JSON: write it with `terraform output -json > {}`",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 /// A value of `terraform output -json` (`{"name": {"value": …}}`, or a
 /// plain `{"name": …}`), by a dotted path.
-pub(crate) fn output(outputs: &serde_json::Value, path: &str) -> Option<String> {
+fn output_value<'a>(outputs: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     let mut parts = path.split('.');
     let first = outputs.get(parts.next()?)?;
     let mut value = first.get("value").unwrap_or(first);
     for part in parts {
         value = value.get(part)?;
     }
-    value.as_str().map(str::to_string)
+    Some(value)
+}
+
+/// A string value of `terraform output -json`, by a dotted path.
+pub(crate) fn output(outputs: &serde_json::Value, path: &str) -> Option<String> {
+    output_value(outputs, path)?.as_str().map(str::to_string)
 }
 
 #[cfg(not(feature = "aws"))]
@@ -49,15 +68,7 @@ pub async fn run(cli: &Cli, stack: &Path) -> Result<()> {
     use anyhow::Context;
     use tributary_core::config::Config;
 
-    let text = std::fs::read_to_string(stack)
-        .with_context(|| format!("reading the stack outputs {}", stack.display()))?;
-    let outputs: serde_json::Value = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not JSON: write it with `terraform output -json > {}`",
-            stack.display(),
-            stack.display()
-        )
-    })?;
+    let outputs = read_outputs(stack)?;
     let get = |name: &str| {
         OUTPUTS
             .iter()
@@ -97,16 +108,13 @@ pub async fn run(cli: &Cli, stack: &Path) -> Result<()> {
         }
         Command::Executions(ExecutionsCommand::List) => {
             // Every state machine of the stack, by file name.
-            let machines = outputs
-                .get("state_machine_arns")
-                .map(|o| o.get("value").unwrap_or(o))
+            let machines = output_value(&outputs, "state_machine_arns")
                 .and_then(serde_json::Value::as_object)
                 .context("the stack outputs have no state_machine_arns")?;
-            let sdk = tributary_aws::AwsSettings::from_env().sdk_config().await;
             let mut rows = Vec::new();
             for (machine, arn) in machines {
                 if let Some(arn) = arn.as_str() {
-                    rows.extend(tributary_aws::list_executions(&sdk, machine, arn).await?);
+                    rows.extend(adapters.workflows.list_executions(machine, arn).await?);
                 }
             }
             rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));

@@ -19,7 +19,7 @@ pub use dynamodb::DynamoStateStore;
 pub use glue::GlueCatalog;
 pub use kinesis::KinesisProducer;
 pub use s3::S3ObjectStore;
-pub use sfn::{list_executions, SfnCallbacks, SfnWorkflows};
+pub use sfn::{SfnCallbacks, SfnWorkflows};
 pub use sns::SnsNotifier;
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};

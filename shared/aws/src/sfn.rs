@@ -18,46 +18,47 @@ impl SfnWorkflows {
             state_machine_arn: state_machine_arn.to_string(),
         }
     }
-}
 
-/// One execution as `tributary executions list` shows it (the workspace's
-/// rows have the same fields): `state_machine` is the machine's file name.
-pub async fn list_executions(
-    config: &aws_config::SdkConfig,
-    state_machine: &str,
-    state_machine_arn: &str,
-) -> PortResult<Vec<serde_json::Value>> {
-    let client = Client::new(config);
-    let iso = |t: &aws_sdk_sfn::primitives::DateTime| {
-        chrono::DateTime::from_timestamp_millis(t.to_millis().unwrap_or_default())
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    };
-    let mut rows = Vec::new();
-    let mut pages = client
-        .list_executions()
-        .state_machine_arn(state_machine_arn)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            port_error(
-                format!("listing executions of {state_machine}"),
-                state_machine_arn,
-                e,
-            )
-        })?;
-        for e in page.executions() {
-            rows.push(serde_json::json!({
-                "name": e.name(),
-                "stateMachine": state_machine,
-                "status": e.status().as_str(),
-                "startDate": iso(e.start_date()),
-                "stopDate": e.stop_date().and_then(iso),
-            }));
+    /// Every execution of a state machine (any of the stack's, not only the
+    /// one this starts), each as `tributary executions list` shows it (the workspace's
+    /// rows have the same fields): `state_machine` is the machine's file name.
+    pub async fn list_executions(
+        &self,
+        state_machine: &str,
+        state_machine_arn: &str,
+    ) -> PortResult<Vec<serde_json::Value>> {
+        let iso = |t: &aws_sdk_sfn::primitives::DateTime| {
+            chrono::DateTime::from_timestamp_millis(t.to_millis().unwrap_or_default())
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        let mut rows = Vec::new();
+        let mut pages = self
+            .client
+            .list_executions()
+            .state_machine_arn(state_machine_arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                port_error(
+                    format!("listing executions of {state_machine}"),
+                    state_machine_arn,
+                    e,
+                )
+            })?;
+            for e in page.executions() {
+                rows.push(serde_json::json!({
+                    "name": e.name(),
+                    "stateMachine": state_machine,
+                    "status": e.status().as_str(),
+                    "startDate": iso(e.start_date()),
+                    "stopDate": e.stop_date().and_then(iso),
+                }));
+            }
         }
+        rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        Ok(rows)
     }
-    rows.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    Ok(rows)
 }
 
 /// Execution names allow 80 characters of letters, digits, '-' and '_'.

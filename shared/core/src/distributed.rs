@@ -447,7 +447,7 @@ pub async fn clean_range(
         (true, true) => 1,
         (true, false) => buckets.max(1),
     };
-    let cleaned = loop {
+    let mut cleaned = loop {
         pure::write_local_copy(&local, &header, &body, from).map_err(|source| {
             UseCaseError::Scratch {
                 path: local.display().to_string(),
@@ -471,7 +471,6 @@ pub async fn clean_range(
         }
     };
     drop(body);
-    let mut cleaned = cleaned;
     if by_values {
         let rows: Vec<_> = cleaned.buckets.drain(..).flatten().collect();
         cleaned.buckets = pure::bucket_by_values(&rows, &ds.key, buckets)?;
