@@ -10,10 +10,10 @@
 
 use anyhow::{bail, Context, Result};
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
-use serde_json::Value;
+pub use serde_json::Value;
 use std::sync::Arc;
 use tributary_core::config::Config;
-use tributary_core::services::Services;
+pub use tributary_core::services::Services;
 use tributary_local::{LocalAdapters, Workspace};
 
 enum Adapters {
@@ -74,23 +74,45 @@ impl Runtime {
     }
 }
 
-/// A Lambda binary's `main`, given the binary's name (`CARGO_BIN_NAME`):
-/// its function in the table, the process set-up the CLI has too, the
-/// async runtime, then [`serve`].
-pub fn main(binary: &str) -> Result<()> {
-    let function = tributary_handlers::function(binary).with_context(|| {
-        format!("the binary {binary} is no function of tributary_handlers::FUNCTIONS")
-    })?;
-    tributary_process::set_up(function.workload);
+/// A Lambda binary: `tributary_functions::lambda!(Light, partition::mark_failed);`
+/// is its whole source. The binary calls its handler directly instead of
+/// looking its name up in `tributary_handlers::FUNCTIONS`, because the
+/// table reaches every handler, and so every binary would link all of
+/// them (arrow, parquet and all); a test checks each binary names the
+/// handler and workload the table gives its name.
+#[macro_export]
+macro_rules! lambda {
+    ($workload:ident, $($handler:ident)::+) => {
+        fn main() -> $crate::anyhow::Result<()> {
+            fn handler<'a>(
+                svc: &'a $crate::Services<'a>,
+                event: $crate::Value,
+            ) -> tributary_handlers::HandlerFuture<'a> {
+                Box::pin(tributary_handlers::$($handler)::+(svc, event))
+            }
+            $crate::run(tributary_handlers::Workload::$workload, handler)
+        }
+    };
+}
+
+pub use anyhow;
+
+/// A Lambda binary's `main`: the process set-up the CLI has too, the async
+/// runtime, then [`serve`].
+pub fn run(
+    workload: tributary_handlers::Workload,
+    handler: tributary_handlers::Handler,
+) -> Result<()> {
+    tributary_process::set_up(workload);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(serve(function))
+        .block_on(serve(handler))
 }
 
-/// Serve one function from `tributary-handlers` on the Lambda runtime API.
-pub async fn serve(function: &'static tributary_handlers::Function) -> Result<()> {
+/// Serve one handler from `tributary-handlers` on the Lambda runtime API.
+pub async fn serve(handler: tributary_handlers::Handler) -> Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_target(false)
@@ -100,7 +122,7 @@ pub async fn serve(function: &'static tributary_handlers::Function) -> Result<()
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let runtime = runtime.clone();
         async move {
-            (function.handler)(&runtime.services(), event.payload)
+            handler(&runtime.services(), event.payload)
                 .await
                 .map_err(|e| Diagnostic {
                     error_type: e.error_type,
@@ -124,13 +146,24 @@ mod tests {
         let mut binaries = BTreeSet::new();
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(
-                text.contains("tributary_functions::main(env!(\"CARGO_BIN_NAME\"))"),
-                "{} must serve the function of its own name",
-                path.display()
-            );
-            binaries.insert(path.file_stem().unwrap().to_string_lossy().into_owned());
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let text: String = std::fs::read_to_string(&path)
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            if let Some(f) = tributary_handlers::function(&name) {
+                let expected = format!(
+                    "tributary_functions::lambda!({:?},{});",
+                    f.workload,
+                    f.handler_path.split_whitespace().collect::<String>()
+                );
+                assert!(
+                    text.contains(&expected),
+                    "{} must serve the function of its name: {expected}",
+                    path.display()
+                );
+            }
+            binaries.insert(name);
         }
         let functions: BTreeSet<String> = tributary_handlers::function_names()
             .map(String::from)

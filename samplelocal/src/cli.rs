@@ -155,6 +155,11 @@ pub enum Command {
     /// Poison records of the speed layer: list them, replay them after a fix.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Replay the stream batches that still failed after their retries (a
+    /// deployed stack's stream-failures queue, with --stack): each record
+    /// is read from the stream again and handed to its consumer, counted
+    /// once.
+    Redrive,
     /// Deployment helpers for infra/ (Terraform).
     #[command(subcommand)]
     Infra(InfraCommand),
@@ -397,6 +402,7 @@ impl Command {
             | Command::Report { .. }
             | Command::Stream { .. }
             | Command::Dlq(_)
+            | Command::Redrive
             | Command::Infra(_)
             | Command::Views(_)
             | Command::Query { .. }
@@ -587,6 +593,9 @@ async fn run_async(cli: Cli) -> Result<()> {
         Command::Dlq(DlqCommand::Replay { stream }) => {
             commands::stream::dlq_replay(&open()?, stream).await
         }
+        Command::Redrive => anyhow::bail!(
+            "redrive replays a deployed stack's stream-failures queue: run it with --stack FILE (a workspace's consumers keep no failure queue; their poison is in `tributary dlq list`)"
+        ),
         Command::Views(ViewsCommand::Build {
             stream,
             date,

@@ -12,8 +12,8 @@ use tributary_core::config::Config;
 use tributary_core::layout::{encode_event_key, parse_date, partition_prefix, Layer};
 use tributary_core::orchestration;
 use tributary_core::partition::DatasetRunReport;
-use tributary_core::ports::TaskAnswer;
 use tributary_core::ports::{ObjectMeta, ObjectStore};
+use tributary_core::ports::{TaskAnswer, Workflow};
 use tributary_core::services::Services;
 use tributary_local::{LocalAdapters, Workspace};
 
@@ -36,6 +36,14 @@ pub struct PipelineRun {
     pub date: NaiveDate,
     pub execution: Value,
     pub datasets: Vec<DatasetRunReport>,
+}
+
+/// What the handlers of one call started, run: partition pipeline dates,
+/// and the executions of the other state machines.
+#[derive(Debug, Default)]
+pub struct QueuedRuns {
+    pub pipelines: Vec<PipelineRun>,
+    pub others: Vec<Value>,
 }
 
 impl LocalRuntime {
@@ -129,17 +137,39 @@ impl LocalRuntime {
         })
     }
 
-    /// Run every execution the handlers started through
-    /// `statemachines/partition_pipeline.asl.json` on the interpreter, each
-    /// to its end or to a task token nobody answered yet (an approval).
+    /// Run every partition pipeline execution the handlers started on the
+    /// interpreter, each to its end or to a task token nobody answered yet
+    /// (an approval).
     pub async fn run_started(&self) -> Result<Vec<PipelineRun>> {
+        Ok(self.run_queued().await?.pipelines)
+    }
+
+    /// Run every execution the handlers started, of any state machine:
+    /// partition pipelines with their datasets' reports, the others
+    /// (features, labelings started by start-downstream) as their
+    /// execution summaries.
+    pub async fn run_queued(&self) -> Result<QueuedRuns> {
         let mut runs = Vec::new();
+        let mut others = Vec::new();
         loop {
             let queued = self.adapters.workflows.drain();
             if queued.is_empty() {
-                return Ok(runs);
+                return Ok(QueuedRuns {
+                    pipelines: runs,
+                    others,
+                });
             }
             for run in queued {
+                let execution = self.run_execution(
+                    run.workflow.file_name(),
+                    workflows::definition(run.workflow)?,
+                    &run.execution_name,
+                    run.input.clone(),
+                )?;
+                if run.workflow != Workflow::PartitionPipeline {
+                    others.push(execution);
+                    continue;
+                }
                 let pipeline = run.input["pipeline"]
                     .as_str()
                     .unwrap_or_default()
@@ -150,19 +180,6 @@ impl LocalRuntime {
                     .with_context(|| {
                         format!("execution {} has no valid date", run.execution_name)
                     })?;
-                let request = StartRequest {
-                    state_machine: "partition_pipeline".into(),
-                    definition: workflows::partition_pipeline()?,
-                    name: run.execution_name.clone(),
-                    input: run.input.clone(),
-                    start_ms: chrono::Utc::now().timestamp_millis(),
-                    canned: Default::default(),
-                    unanswered_timeout: false,
-                    clock: tributary_asl::ClockMode::Virtual,
-                };
-                let (execution, _) =
-                    self.executions
-                        .start(Some(&self.services()), request, false)?;
                 let datasets =
                     orchestration::partition_reports(&self.services(), &pipeline, date).await?;
                 runs.push(PipelineRun {
@@ -178,19 +195,7 @@ impl LocalRuntime {
     /// Run the catchup state machine (schedule or backfill input), then the
     /// partition runs it started.
     pub async fn run_catchup(&self, name: &str, input: Value) -> Result<(Value, Vec<PipelineRun>)> {
-        let request = StartRequest {
-            state_machine: "catchup".into(),
-            definition: workflows::catchup()?,
-            name: name.to_string(),
-            input,
-            start_ms: chrono::Utc::now().timestamp_millis(),
-            canned: Default::default(),
-            unanswered_timeout: false,
-            clock: tributary_asl::ClockMode::Virtual,
-        };
-        let (execution, _) = self
-            .executions
-            .start(Some(&self.services()), request, false)?;
+        let execution = self.run_execution("catchup", workflows::catchup()?, name, input)?;
         let runs = self.run_started().await?;
         Ok((execution, runs))
     }
@@ -226,10 +231,27 @@ impl LocalRuntime {
     ) -> Result<Value> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f").to_string();
         input["run_id"] = json!(format!("r{stamp}"));
+        self.run_execution(
+            machine,
+            definition,
+            &format!("{machine}-{what}-{stamp}"),
+            input,
+        )
+    }
+
+    /// Start an execution on the interpreter, now, on the virtual clock; it
+    /// runs to its end or to a task token nobody answered yet.
+    fn run_execution(
+        &self,
+        machine: &str,
+        definition: String,
+        name: &str,
+        input: Value,
+    ) -> Result<Value> {
         let request = StartRequest {
             state_machine: machine.into(),
             definition,
-            name: format!("{machine}-{what}-{stamp}"),
+            name: name.to_string(),
             input,
             start_ms: chrono::Utc::now().timestamp_millis(),
             canned: Default::default(),

@@ -91,6 +91,16 @@ pub fn catchup() -> Result<String> {
     embedded(CATCHUP, "statemachines/catchup.asl.json")
 }
 
+/// The definition of a state machine a handler starts.
+pub fn definition(workflow: tributary_core::ports::Workflow) -> Result<String> {
+    use tributary_core::ports::Workflow;
+    match workflow {
+        Workflow::PartitionPipeline => partition_pipeline(),
+        Workflow::FeaturePipeline => feature_pipeline(),
+        Workflow::Labeling => labeling(),
+    }
+}
+
 pub fn partition_pipeline() -> Result<String> {
     embedded(
         PARTITION_PIPELINE,

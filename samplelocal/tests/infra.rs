@@ -357,6 +357,35 @@ fn the_deploy_check_catches_a_403_url_and_alarms_that_reach_no_one() {
     );
 }
 
+/// Least privilege that a review would miss: a function granted every
+/// object of the data bucket instead of its layers, and the account's
+/// stream list (the moto test in least_privilege.rs proves the grants
+/// that are there suffice).
+#[test]
+fn the_deploy_check_catches_bucket_wide_grants_and_listing_every_stream() {
+    let copy = copy_of_repo();
+    plant(
+        copy.path(),
+        "infra/modules/tributary/functions.tf",
+        "resources = [for layer in each.value.writes : \"${aws_s3_bucket.data.arn}/${layer}/*\"]",
+        "resources = [\"${aws_s3_bucket.data.arn}/*\"]",
+    );
+    plant(
+        copy.path(),
+        "infra/modules/tributary/functions.tf",
+        "        \"kinesis:ListShards\",\n",
+        "        \"kinesis:ListShards\",\n        \"kinesis:ListStreams\",\n",
+    );
+    assert_fails(
+        "deploy",
+        copy.path(),
+        &[
+            "an object grant on the whole data bucket",
+            "kinesis:ListStreams lists every stream of the account",
+        ],
+    );
+}
+
 #[test]
 fn checkov_catches_a_public_bucket() {
     let copy = copy_of_repo();

@@ -507,6 +507,20 @@ def check_deploy(repo):
             for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
                 if service not in policy:
                     problems.add(where, f"aws_sns_topic.{name}: the policy of its key aws_kms_key.{key_name} does not let {service} use it, so its alarms or rules cannot publish")
+        # Least privilege: object grants go to layers of the data bucket,
+        # never to all of it; nothing may enumerate every stream.
+        for tf in files:
+            source = tf.read_text()
+            # The functions' policies (the bucket policy's Deny of plain
+            # HTTP rightly covers every object).
+            grants_objects = 'data "aws_iam_policy_document" "function"' in source
+            for n, line in enumerate(source.splitlines(), 1):
+                if grants_objects and re.search(r'\$\{aws_s3_bucket\.data\.arn\}/\*"', line):
+                    problems.add(f"{tf.relative_to(repo)}:{n}",
+                                 "an object grant on the whole data bucket: grant the layers the function reads or writes (reads/writes in local.functions)")
+                if "kinesis:ListStreams" in line:
+                    problems.add(f"{tf.relative_to(repo)}:{n}",
+                                 "kinesis:ListStreams lists every stream of the account: the event source mapping needs only the stream's own ARN")
     return problems
 
 

@@ -10,6 +10,7 @@
 pub mod approval_callback;
 pub mod catchup;
 pub mod distributed;
+pub mod downstream;
 pub mod error;
 pub mod features;
 pub mod http;
@@ -46,6 +47,9 @@ pub struct Function {
     /// How a process serving it sets itself up.
     pub workload: Workload,
     pub handler: Handler,
+    /// The handler's path in this crate (`partition::mark_failed`): the
+    /// Lambda binary names it, so that it links only what it reaches.
+    pub handler_path: &'static str,
 }
 
 macro_rules! function {
@@ -57,6 +61,7 @@ macro_rules! function {
             name: $name,
             workload: Workload::$workload,
             handler,
+            handler_path: stringify!($handler),
         }
     }};
 }
@@ -126,6 +131,7 @@ pub static FUNCTIONS: &[Function] = &[
     function!("reconcile", Light, stream::reconcile_streams),
     function!("replay-dlq", Light, stream::replay_dlq),
     function!("retention-sweep", Light, retention::retention_sweep),
+    function!("start-downstream", Light, downstream::start_downstream),
 ];
 
 /// The function of that name.

@@ -5,8 +5,10 @@ use aws_lambda_events::event::s3::S3Event;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tributary_core::downstream;
 use tributary_core::orchestration;
 use tributary_core::partition;
+use tributary_core::ports::Workflow;
 use tributary_core::quality::QualityReport;
 use tributary_core::services::Services;
 
@@ -260,9 +262,20 @@ pub async fn quarantine_partition(svc: &Services<'_>, event: Value) -> Result<Va
     Ok(json!({ "quarantined": marked }))
 }
 
+/// Whose run failed: a pipeline date's, a feature set's or a labeling's
+/// (each state machine's failure path passes its own input key).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FailedRun {
+    Pipeline(String),
+    Features(String),
+    Labeling(String),
+}
+
 #[derive(Debug, Deserialize)]
 struct FailedInput {
-    pipeline: String,
+    #[serde(flatten)]
+    run: FailedRun,
     #[serde(deserialize_with = "wire::date")]
     date: NaiveDate,
     #[serde(deserialize_with = "wire::run_id")]
@@ -279,18 +292,27 @@ struct CaughtError {
     cause: String,
 }
 
+/// Every state machine's failure path: the run is marked failed where its
+/// state is kept, and the alerts audience is told.
 pub async fn mark_failed(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let i: FailedInput = decode(event, "{pipeline, date, run_id, error: {Error, Cause}}")?;
-    let marked = orchestration::mark_run_failed(
-        svc,
-        &i.pipeline,
-        i.date,
-        &i.run_id,
-        &i.error.error,
-        &i.error.cause,
-    )
-    .await?;
-    Ok(json!({ "failed": marked }))
+    let i: FailedInput = decode(
+        event,
+        "{pipeline | features | labeling, date, run_id, error: {Error, Cause}}",
+    )?;
+    let (error, cause) = (&i.error.error, &i.error.cause);
+    let (workflow, name) = match &i.run {
+        FailedRun::Pipeline(pipeline) => {
+            let marked =
+                orchestration::mark_run_failed(svc, pipeline, i.date, &i.run_id, error, cause)
+                    .await?;
+            return Ok(json!({ "failed": marked }));
+        }
+        FailedRun::Features(name) => (Workflow::FeaturePipeline, name),
+        FailedRun::Labeling(name) => (Workflow::Labeling, name),
+    };
+    let marked =
+        downstream::mark_failed(svc, workflow, name, i.date, &i.run_id, error, cause).await?;
+    Ok(json!({ "failed": [name], "record": encode(&marked)? }))
 }
 
 #[cfg(test)]

@@ -42,3 +42,8 @@ output "glue_database" {
   description = "The Glue database of the published tables (query them with Athena)."
   value       = module.tributary.glue_database
 }
+
+output "stream_failures_queue_url" {
+  description = "Stream batches that still failed after their retries (`tributary --stack … redrive`)."
+  value       = module.tributary.stream_failures_queue_url
+}

@@ -34,6 +34,7 @@ data "aws_iam_policy_document" "event_failures" {
       variable = "aws:SourceArn"
       values = [
         aws_cloudwatch_event_rule.raw_object_created.arn,
+        aws_cloudwatch_event_rule.partition_run_succeeded.arn,
         "arn:${local.partition}:scheduler:${local.region}:${local.account}:schedule/${var.name_prefix}/*",
       ]
     }
@@ -65,4 +66,43 @@ resource "aws_lambda_permission" "object_created_from_eventbridge" {
   function_name = aws_lambda_function.this["object-created"].function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.raw_object_created.arn
+}
+
+# A partition pipeline execution that succeeded published its date: Step
+# Functions tells EventBridge (standard workflows always do), and
+# start-downstream starts the feature sets and labelings that read it.
+
+resource "aws_cloudwatch_event_rule" "partition_run_succeeded" {
+  name        = "${var.name_prefix}-partition-run-succeeded"
+  description = "A pipeline date published: start the features and labelings that read it"
+  event_pattern = jsonencode({
+    source      = ["aws.states"]
+    detail-type = ["Step Functions Execution Status Change"]
+    detail = {
+      status          = ["SUCCEEDED"]
+      stateMachineArn = [local.partition_pipeline_arn]
+    }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "start_downstream" {
+  rule = aws_cloudwatch_event_rule.partition_run_succeeded.name
+  arn  = aws_lambda_function.this["start-downstream"].arn
+
+  retry_policy {
+    maximum_event_age_in_seconds = 86400
+    maximum_retry_attempts       = 185
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.event_failures.arn
+  }
+}
+
+resource "aws_lambda_permission" "start_downstream_from_eventbridge" {
+  statement_id  = "AllowEventBridge"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this["start-downstream"].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.partition_run_succeeded.arn
 }

@@ -40,29 +40,34 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = contains(each.value.needs, "read_data") ? [1] : []
+    for_each = length(each.value.reads) > 0 ? [1] : []
     content {
       sid       = "ReadData"
       actions   = ["s3:GetObject"]
-      resources = ["${aws_s3_bucket.data.arn}/*"]
+      resources = [for layer in each.value.reads : "${aws_s3_bucket.data.arn}/${layer}/*"]
     }
   }
 
   dynamic "statement" {
-    for_each = contains(each.value.needs, "read_data") ? [1] : []
+    for_each = length(each.value.reads) > 0 ? [1] : []
     content {
       sid       = "ListData"
       actions   = ["s3:ListBucket"]
       resources = [aws_s3_bucket.data.arn]
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = [for layer in each.value.reads : "${layer}/*"]
+      }
     }
   }
 
   dynamic "statement" {
-    for_each = contains(each.value.needs, "write_data") ? [1] : []
+    for_each = length(each.value.writes) > 0 ? [1] : []
     content {
       sid       = "WriteData"
       actions   = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
-      resources = ["${aws_s3_bucket.data.arn}/*"]
+      resources = [for layer in each.value.writes : "${aws_s3_bucket.data.arn}/${layer}/*"]
     }
   }
 
@@ -80,6 +85,15 @@ data "aws_iam_policy_document" "function" {
         "dynamodb:DeleteItem",
         "dynamodb:Query",
       ]
+      resources = [aws_dynamodb_table.state.arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(each.value.needs, "state_read") ? [1] : []
+    content {
+      sid       = "StateReadOnly"
+      actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
       resources = [aws_dynamodb_table.state.arn]
     }
   }
@@ -119,6 +133,27 @@ data "aws_iam_policy_document" "function" {
       sid       = "DescribePartitionRuns"
       actions   = ["states:DescribeExecution"]
       resources = ["arn:${local.partition}:states:${local.region}:${local.account}:execution:${var.name_prefix}-partition_pipeline:*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(each.value.needs, "start_downstream") ? [1] : []
+    content {
+      sid       = "StartFeaturesAndLabeling"
+      actions   = ["states:StartExecution"]
+      resources = [local.feature_pipeline_arn, local.labeling_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(each.value.needs, "start_downstream") ? [1] : []
+    content {
+      sid     = "DescribeFeatureAndLabelingRuns"
+      actions = ["states:DescribeExecution"]
+      resources = [
+        "arn:${local.partition}:states:${local.region}:${local.account}:execution:${var.name_prefix}-feature_pipeline:*",
+        "arn:${local.partition}:states:${local.region}:${local.account}:execution:${var.name_prefix}-labeling:*",
+      ]
     }
   }
 
@@ -172,15 +207,6 @@ data "aws_iam_policy_document" "function" {
         "kinesis:ListShards",
       ]
       resources = [for s in aws_kinesis_stream.this : s.arn]
-    }
-  }
-
-  dynamic "statement" {
-    for_each = contains(each.value.needs, "consume_stream") ? [1] : []
-    content {
-      sid       = "ListStreams"
-      actions   = ["kinesis:ListStreams"]
-      resources = ["*"]
     }
   }
 

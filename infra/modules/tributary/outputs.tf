@@ -42,3 +42,8 @@ output "glue_database" {
   description = "The Glue database of the published tables (query them with Athena)."
   value       = aws_glue_catalog_database.this.name
 }
+
+output "stream_failures_queue_url" {
+  description = "Stream batches that still failed after their retries (`tributary --stack … redrive` replays them)."
+  value       = aws_sqs_queue.stream_failures.url
+}

@@ -1,6 +1,7 @@
 # EventBridge Scheduler: catchup per pipeline at night in its own time zone,
 # the batch views of yesterday, the hourly reconciliation, the daily
-# retention sweep.
+# retention sweep, and the feature sets' runs of yesterday that no publish
+# started (after the catchups, so a late date has had its chance).
 
 resource "aws_scheduler_schedule_group" "this" {
   name = var.name_prefix
@@ -39,6 +40,10 @@ locals {
     "retention-sweep" = {
       expression = "cron(45 3 * * ? *)"
       input      = jsonencode({})
+    }
+    "start-downstream" = {
+      expression = "cron(30 4 * * ? *)"
+      input      = jsonencode({ time = "<aws.scheduler.scheduled-time>" })
     }
   }
 }

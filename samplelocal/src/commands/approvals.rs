@@ -48,33 +48,41 @@ pub async fn decide(
     corrections: Option<&std::path::Path>,
     again: bool,
 ) -> Result<()> {
-    let decider = by
+    let details = decision_details(&rt.services(), id, corrections, again).await?;
+    let execution = rt
+        .decide_approval(id, decision, &decider(by), reason, details)
+        .await?;
+    print_json(&execution)
+}
+
+/// Who decided, as the approval record and the execution's answer say.
+pub(crate) fn decider(by: Option<String>) -> String {
+    let who = by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "operator".into());
-    // A label review's answer may carry corrections (id,label lines) and
-    // ask for another round for the rest.
-    let details = match corrections {
+    format!("{who} (tributary approvals)")
+}
+
+/// What a label review's answer carries besides the decision: corrections
+/// (id,label lines, each checked against the review's page) and whether to
+/// see the rest again.
+pub(crate) async fn decision_details(
+    svc: &tributary_core::services::Services<'_>,
+    id: &str,
+    corrections: Option<&std::path::Path>,
+    again: bool,
+) -> Result<Option<serde_json::Value>> {
+    Ok(match corrections {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("reading corrections {}: {e}", path.display()))?;
             let parsed = tributary_core::labeling::parse_corrections(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            let approval = approvals::get(&rt.adapters.state, id).await?;
-            tributary_core::labeling::check_corrections(&rt.services(), &approval.summary, &parsed)
-                .await?;
+            let approval = approvals::get(svc.state, id).await?;
+            tributary_core::labeling::check_corrections(svc, &approval.summary, &parsed).await?;
             Some(json!({"corrections": parsed, "again": again}))
         }
         None if again => Some(json!({"corrections": {}, "again": true})),
         None => None,
-    };
-    let execution = rt
-        .decide_approval(
-            id,
-            decision,
-            &format!("{decider} (tributary approvals)"),
-            reason,
-            details,
-        )
-        .await?;
-    print_json(&execution)
+    })
 }

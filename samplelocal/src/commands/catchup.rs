@@ -14,13 +14,24 @@ pub async fn backfill(
     force: bool,
     json_out: bool,
 ) -> Result<()> {
-    // Every backfill is its own execution: a person may run the same range
-    // again on purpose.
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
-    let name = format!("backfill-{pipeline}-{start}-{end}-{stamp}");
-    let input = json!({"pipeline": pipeline, "start": start, "end": end, "force": force});
+    let (name, input) = backfill_execution(pipeline, start, end, force);
     let (execution, runs) = rt.run_catchup(&name, input).await?;
     report(&execution, &runs, json_out)
+}
+
+/// The catchup execution of a backfill: its name and input. Every backfill
+/// is its own execution: a person may run the same range again on purpose.
+pub(crate) fn backfill_execution(
+    pipeline: &str,
+    start: &str,
+    end: &str,
+    force: bool,
+) -> (String, Value) {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3f");
+    (
+        format!("backfill-{pipeline}-{start}-{end}-{stamp}"),
+        json!({"pipeline": pipeline, "start": start, "end": end, "force": force}),
+    )
 }
 
 pub async fn tick(
@@ -63,7 +74,7 @@ pub async fn tick(
     Ok(())
 }
 
-fn report(execution: &Value, runs: &[PipelineRun], json_out: bool) -> Result<()> {
+pub(crate) fn report(execution: &Value, runs: &[PipelineRun], json_out: bool) -> Result<()> {
     if json_out {
         print_json(&json!({"execution": execution, "runs": runs}))?;
         return succeeded(execution);

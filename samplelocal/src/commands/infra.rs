@@ -81,6 +81,8 @@ const REQUIRED_OUTPUTS: &[&str] = &[
     "TRIBUTARY_TABLE",
     "TRIBUTARY_GLUE_DATABASE",
     "TRIBUTARY_STATE_MACHINE_ARN",
+    "TRIBUTARY_FEATURES_STATE_MACHINE_ARN",
+    "TRIBUTARY_LABELING_STATE_MACHINE_ARN",
     "TRIBUTARY_TOPIC_ARN",
 ];
 
@@ -121,6 +123,14 @@ pub fn sam_env(outputs: Option<&Path>, endpoint: Option<&str>) -> Result<Value> 
                 (
                     "TRIBUTARY_STATE_MACHINE_ARN",
                     arn("states", "stateMachine:tributary-local-partition_pipeline"),
+                ),
+                (
+                    "TRIBUTARY_FEATURES_STATE_MACHINE_ARN",
+                    arn("states", "stateMachine:tributary-local-feature_pipeline"),
+                ),
+                (
+                    "TRIBUTARY_LABELING_STATE_MACHINE_ARN",
+                    arn("states", "stateMachine:tributary-local-labeling"),
                 ),
                 (
                     "TRIBUTARY_TOPIC_ARN",

@@ -9,6 +9,8 @@ pub mod demo;
 pub mod infra;
 pub mod model;
 pub mod ops;
+#[cfg(feature = "aws")]
+pub mod redrive;
 pub mod report;
 pub mod run_report;
 pub mod serve;

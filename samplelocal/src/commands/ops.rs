@@ -72,19 +72,40 @@ pub async fn upload(
 }
 
 pub async fn invoke(rt: &LocalRuntime, function: &str, event_file: &Path) -> Result<()> {
+    let response = invoke_function(&rt.services(), function, read_event(event_file)?).await?;
+    let queued = rt.run_queued().await?;
+    let out = if queued.pipelines.is_empty() && queued.others.is_empty() {
+        response
+    } else {
+        let mut out = json!({ "response": response });
+        if !queued.pipelines.is_empty() {
+            out["runs"] = json!(queued.pipelines);
+        }
+        if !queued.others.is_empty() {
+            out["executions"] = json!(queued.others);
+        }
+        out
+    };
+    print_json(&out)
+}
+
+/// An event file of `tributary invoke`.
+pub fn read_event(event_file: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(event_file)
         .with_context(|| format!("reading {}", event_file.display()))?;
-    let event: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not JSON", event_file.display()))?;
-    match tributary_handlers::invoke(&rt.services(), function, event).await {
-        Ok(response) => {
-            let runs = rt.run_started().await?;
-            let mut out = response;
-            if !runs.is_empty() {
-                out = json!({ "response": out, "runs": runs });
-            }
-            print_json(&out)
-        }
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", event_file.display()))
+}
+
+/// One function on one event through the given adapters (a workspace's or
+/// a stack's). A failure prints what Lambda reports (errorType,
+/// errorMessage, and whether a retry helps) and fails the command.
+pub async fn invoke_function(
+    svc: &tributary_core::services::Services<'_>,
+    function: &str,
+    event: Value,
+) -> Result<Value> {
+    match tributary_handlers::invoke(svc, function, event).await {
+        Ok(response) => Ok(response),
         Err(e) => {
             print_json(
                 &json!({ "errorType": e.error_type, "errorMessage": e.message, "retryable": e.retryable }),

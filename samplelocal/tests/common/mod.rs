@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod events;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -203,4 +205,32 @@ pub fn execution_named(ws: &Path, part: &str) -> Value {
         .find(|e| e["name"].as_str().unwrap().contains(part))
         .unwrap_or_else(|| panic!("no execution named *{part}* in {list}"))
         .clone()
+}
+
+/// `tributary --stack STACK --config CONFIG ARGS` against an emulator at
+/// `endpoint`, signing with `key` (access key id, secret) as the usual AWS
+/// credential chain reads it from the environment.
+pub fn on_stack_as(
+    endpoint: &str,
+    stack: &Path,
+    config: &Path,
+    key: (&str, &str),
+    args: &[&str],
+) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("--stack")
+        .arg(stack)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .env("TRIBUTARY_APPROVAL_SECRET", "stack-test-signing-key")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("TRIBUTARY_WORKSPACE")
+        .output()
+        .expect("run tributary --stack")
 }

@@ -8,6 +8,7 @@ use crate::{
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tributary_core::config::Config;
+use tributary_core::ports::Workflow;
 use tributary_core::services::Services;
 
 pub struct AwsAdapters {
@@ -40,6 +41,21 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "the SNS topic for approval requests (and alerts, unless TRIBUTARY_ALERTS_TOPIC_ARN names their own)",
     ),
 ];
+
+/// The state machines other than the partition pipeline, each started only
+/// by the function that triggers it (start-downstream), so optional: a
+/// function without one fails clearly when it tries.
+pub const FEATURES_STATE_MACHINE_ARN: &str = "TRIBUTARY_FEATURES_STATE_MACHINE_ARN";
+pub const LABELING_STATE_MACHINE_ARN: &str = "TRIBUTARY_LABELING_STATE_MACHINE_ARN";
+
+/// The variable that holds the ARN of a workflow's state machine.
+pub fn state_machine_variable(workflow: Workflow) -> &'static str {
+    match workflow {
+        Workflow::PartitionPipeline => "TRIBUTARY_STATE_MACHINE_ARN",
+        Workflow::FeaturePipeline => FEATURES_STATE_MACHINE_ARN,
+        Workflow::Labeling => LABELING_STATE_MACHINE_ARN,
+    }
+}
 
 /// The SNS topic for operational alerts (failed runs, reconciliation), when
 /// they go to other people than approval requests (Terraform deploys two
@@ -102,7 +118,15 @@ impl AwsAdapters {
             objects: S3ObjectStore::new(&config, &bucket, settings.endpoint_url.is_some()),
             state: DynamoStateStore::new(&config, &var("TRIBUTARY_TABLE")),
             catalog: GlueCatalog::new(&config, &var("TRIBUTARY_GLUE_DATABASE"), &bucket),
-            workflows: SfnWorkflows::new(&config, &var("TRIBUTARY_STATE_MACHINE_ARN")),
+            workflows: [Workflow::FeaturePipeline, Workflow::Labeling]
+                .into_iter()
+                .fold(
+                    SfnWorkflows::new(&config, &var("TRIBUTARY_STATE_MACHINE_ARN")),
+                    |workflows, workflow| match set(state_machine_variable(workflow)) {
+                        Some(arn) => workflows.with_machine(workflow, &arn),
+                        None => workflows,
+                    },
+                ),
             notifier: SnsNotifier::new(&config, {
                 let mut topics = BTreeMap::from([("*".to_string(), var("TRIBUTARY_TOPIC_ARN"))]);
                 if let Some(alerts) = set(ALERTS_TOPIC_ARN) {

@@ -187,52 +187,95 @@ impl KinesisProducer {
         }
         let mut records = Vec::new();
         for shard in shards {
-            let mut iterator = self
-                .client
-                .get_shard_iterator()
-                .stream_name(&self.stream)
-                .shard_id(&shard)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .map_err(|e| port_error(op(), &self.resource(), e))?
-                .shard_iterator()
-                .map(str::to_string);
-            while let Some(it) = iterator {
-                let out = self
-                    .client
-                    .get_records()
-                    .shard_iterator(it)
-                    .limit(10_000)
-                    .send()
-                    .await
-                    .map_err(|e| port_error(op(), &self.resource(), e))?;
-                for r in out.records() {
-                    let arrival = r
-                        .approximate_arrival_timestamp()
-                        .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-                        .unwrap_or_default();
-                    records.push(StreamRecord {
-                        shard_id: shard.clone(),
-                        sequence_number: r.sequence_number().to_string(),
-                        partition_key: r.partition_key().unwrap_or_default().to_string(),
-                        data: r.data().as_ref().to_vec(),
-                        arrival,
-                    });
-                }
-                // An open shard always returns a next iterator: stop at the
-                // first empty answer that is not behind the newest record.
-                let caught_up =
-                    out.records().is_empty() && out.millis_behind_latest().unwrap_or(0) == 0;
-                iterator = if caught_up {
-                    None
-                } else {
-                    out.next_shard_iterator().map(str::to_string)
-                };
-            }
+            records.extend(self.read_shard(&shard, None, None).await?);
         }
         Ok(records)
     }
+
+    /// The records of one shard from sequence number `first` through
+    /// `last`, both included: a batch the event source mapping reported
+    /// as failed. Empty when the stream has trimmed them.
+    pub async fn records_between(
+        &self,
+        shard: &str,
+        first: &str,
+        last: &str,
+    ) -> PortResult<Vec<StreamRecord>> {
+        self.read_shard(shard, Some(first), Some(last)).await
+    }
+
+    /// A shard read from its oldest record (or from `from`) until it is
+    /// caught up (or past `through`).
+    async fn read_shard(
+        &self,
+        shard: &str,
+        from: Option<&str>,
+        through: Option<&str>,
+    ) -> PortResult<Vec<StreamRecord>> {
+        let op = || format!("reading {} shard {shard}", self.resource());
+        let request = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(shard);
+        let request = match from {
+            Some(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .starting_sequence_number(sequence),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let mut iterator = request
+            .send()
+            .await
+            .map_err(|e| port_error(op(), &self.resource(), e))?
+            .shard_iterator()
+            .map(str::to_string);
+        let mut records = Vec::new();
+        while let Some(it) = iterator {
+            let out = self
+                .client
+                .get_records()
+                .shard_iterator(it)
+                .limit(10_000)
+                .send()
+                .await
+                .map_err(|e| port_error(op(), &self.resource(), e))?;
+            let mut past_the_end = false;
+            for r in out.records() {
+                if through.is_some_and(|last| sequence_after(r.sequence_number(), last)) {
+                    past_the_end = true;
+                    break;
+                }
+                let arrival = r
+                    .approximate_arrival_timestamp()
+                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                    .unwrap_or_default();
+                records.push(StreamRecord {
+                    shard_id: shard.to_string(),
+                    sequence_number: r.sequence_number().to_string(),
+                    partition_key: r.partition_key().unwrap_or_default().to_string(),
+                    data: r.data().as_ref().to_vec(),
+                    arrival,
+                });
+            }
+            // An open shard always returns a next iterator: stop at the
+            // first empty answer that is not behind the newest record.
+            let caught_up =
+                out.records().is_empty() && out.millis_behind_latest().unwrap_or(0) == 0;
+            iterator = if caught_up || past_the_end {
+                None
+            } else {
+                out.next_shard_iterator().map(str::to_string)
+            };
+        }
+        Ok(records)
+    }
+}
+
+/// Sequence numbers are decimal numbers of up to 128 bits, without leading
+/// zeros: a longer one is later, and so is a larger one of the same length.
+fn sequence_after(a: &str, b: &str) -> bool {
+    (a.len(), a) > (b.len(), b)
 }
 
 /// Splits records into PutRecords calls within the count and size limits.

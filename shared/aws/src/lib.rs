@@ -10,17 +10,21 @@ mod s3;
 mod secrets;
 mod sfn;
 mod sns;
+mod sqs;
 
 pub use adapters::{
     AwsAdapters, MissingEnvironment, WiringError, APPROVAL_BASE_URL, APPROVAL_SECRET,
     APPROVAL_SECRET_ARN, ENVIRONMENT,
 };
+/// What every adapter is built from (the CLI builds its own readers too).
+pub use aws_config::SdkConfig;
 pub use dynamodb::DynamoStateStore;
 pub use glue::GlueCatalog;
 pub use kinesis::KinesisProducer;
 pub use s3::S3ObjectStore;
 pub use sfn::{SfnCallbacks, SfnWorkflows};
 pub use sns::SnsNotifier;
+pub use sqs::{QueueMessage, SqsQueue};
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use tributary_core::ports::PortError;
@@ -75,10 +79,13 @@ const TRANSIENT_CODES: &[&str] = &[
 
 /// An SDK error as a port error that says whether a retry helps and, when
 /// it does not, what the operator should check.
-pub(crate) fn port_error<E, R>(operation: String, resource: &str, err: SdkError<E, R>) -> PortError
+pub(crate) fn port_error<E>(
+    operation: String,
+    resource: &str,
+    err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -89,7 +96,16 @@ where
         }
         _ => {}
     }
-    let code = err.code().unwrap_or_default().to_string();
+    // A response without a body (S3 answers HEAD so) has no error code:
+    // its status says what happened.
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = match (err.code(), status) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(403)) => "AccessDenied".to_string(),
+        (None, Some(404)) => "NotFound".to_string(),
+        (None, Some(status)) => format!("HTTP {status}"),
+        (None, None) => String::new(),
+    };
     if TRANSIENT_CODES.contains(&code.as_str()) {
         return PortError::transient(operation, err);
     }
@@ -99,7 +115,7 @@ where
         | "UnrecognizedClientException"
         | "InvalidAccessKeyId"
         | "SignatureDoesNotMatch" => {
-            format!("check the IAM role's permissions on {resource} and the credentials")
+            format!("{code}: check the IAM role's permissions on {resource} and the credentials")
         }
         "NoSuchBucket" => format!("bucket {resource} does not exist: check TRIBUTARY_BUCKET"),
         "ResourceNotFoundException" => {
@@ -113,7 +129,10 @@ where
             "the task token is no longer valid: the execution ended or timed out".to_string()
         }
         "ValidationException" => format!("the request was refused as invalid for {resource}"),
-        _ => format!("{code} on {resource}"),
+        _ => match err.message() {
+            Some(message) => format!("{code} on {resource}: {message}"),
+            None => format!("{code} on {resource}"),
+        },
     };
     PortError::permanent(operation, hint, err)
 }

@@ -634,17 +634,21 @@ async fn catalog_glue_on_moto() {
 // ---------------------------------------------------------------- workflows
 
 async fn workflow_contract(starter: &dyn tributary_core::ports::WorkflowStarter) {
+    use tributary_core::ports::Workflow::PartitionPipeline;
     let input = serde_json::json!({"pipeline": "p", "date": "2025-12-03"});
     assert!(starter
-        .start("p-2025-12-03-abc", input.clone())
+        .start(PartitionPipeline, "p-2025-12-03-abc", input.clone())
         .await
         .unwrap());
     // The same name again (a duplicated S3 event): no second execution.
     assert!(!starter
-        .start("p-2025-12-03-abc", input.clone())
+        .start(PartitionPipeline, "p-2025-12-03-abc", input.clone())
         .await
         .unwrap());
-    assert!(starter.start("p-2025-12-04-abc", input).await.unwrap());
+    assert!(starter
+        .start(PartitionPipeline, "p-2025-12-04-abc", input)
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
@@ -669,18 +673,64 @@ async fn workflows_step_functions_on_moto() {
         .send()
         .await
         .unwrap();
-    let starter = tributary_aws::SfnWorkflows::new(&config, machine.state_machine_arn());
-    workflow_contract(&starter).await;
-    let listed = sfn
-        .list_executions()
-        .state_machine_arn(machine.state_machine_arn())
+    let features = sfn
+        .create_state_machine()
+        .name("feature_pipeline")
+        .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Succeed"}}}"#)
+        .role_arn("arn:aws:iam::123456789012:role/tributary-sfn")
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.executions().len(), 2);
+    use tributary_core::ports::Workflow;
+    let starter = tributary_aws::SfnWorkflows::new(&config, machine.state_machine_arn())
+        .with_machine(Workflow::FeaturePipeline, features.state_machine_arn());
+    workflow_contract(&starter).await;
+    let executions = |arn: String| {
+        let sfn = sfn.clone();
+        async move {
+            let listed = sfn
+                .list_executions()
+                .state_machine_arn(arn)
+                .send()
+                .await
+                .unwrap();
+            listed.executions().len()
+        }
+    };
+    assert_eq!(executions(machine.state_machine_arn().to_string()).await, 2);
+    // Each workflow starts on its own machine.
+    assert!(starter
+        .start(
+            Workflow::FeaturePipeline,
+            "shop-2025-12-03-r1",
+            serde_json::json!({})
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        executions(features.state_machine_arn().to_string()).await,
+        1
+    );
+    // A machine this process was given no ARN for is refused, naming the
+    // variable that is missing.
+    let unset = starter
+        .start(Workflow::Labeling, "l-2025-12-03", serde_json::json!({}))
+        .await
+        .unwrap_err();
+    assert!(!unset.retryable());
+    assert!(
+        unset
+            .to_string()
+            .contains("TRIBUTARY_LABELING_STATE_MACHINE_ARN"),
+        "{unset}"
+    );
     // A name Step Functions would refuse is caught before the call.
     let bad = starter
-        .start(&"x".repeat(81), serde_json::json!({}))
+        .start(
+            Workflow::PartitionPipeline,
+            &"x".repeat(81),
+            serde_json::json!({}),
+        )
         .await
         .unwrap_err();
     assert!(!bad.retryable());

@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod clean;
 pub mod config;
 pub mod distributed;
+pub mod downstream;
 pub mod error;
 pub mod features;
 pub mod inference;

@@ -9,7 +9,7 @@ use crate::error::{UseCaseError, UseCaseResult};
 use crate::layout::{
     file_name, partition_prefix, quality_report_key, KeyError, Layer, PartitionKey,
 };
-use crate::ports::{CatalogPartition, PortError};
+use crate::ports::{CatalogPartition, PortError, Workflow};
 use crate::publish::{
     plan_append, publish_run, read_manifest, Manifest, PublishRequest, RunSources, SourceFile,
 };
@@ -294,7 +294,10 @@ pub async fn start_run(
         None => (format!("{pipeline}-{date}-{run_id}"), run_id.to_string()),
     };
     let input = serde_json::json!({ "pipeline": pipeline, "date": date, "run_id": run_id });
-    let newly_started = svc.workflows.start(&execution_name, input).await?;
+    let newly_started = svc
+        .workflows
+        .start(Workflow::PartitionPipeline, &execution_name, input)
+        .await?;
     Ok(StartedRun {
         pipeline: pipeline.to_string(),
         date,

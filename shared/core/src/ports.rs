@@ -261,12 +261,56 @@ pub trait Catalog: Send + Sync {
     }
 }
 
-/// Starting a pipeline run (Step Functions StartExecution). The name makes
-/// the start idempotent: S3 delivers events at least once.
+/// The state machines a function starts, named as their files in
+/// statemachines/ (and their Terraform `state_machine_arns` keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workflow {
+    /// One pipeline date: clean, validate, publish (object-created, catchup).
+    PartitionPipeline,
+    /// A feature set's date (started when its sources publish, and daily).
+    FeaturePipeline,
+    /// A labeling's date (started when its dataset publishes).
+    Labeling,
+}
+
+impl Workflow {
+    pub const ALL: [Workflow; 3] = [
+        Workflow::PartitionPipeline,
+        Workflow::FeaturePipeline,
+        Workflow::Labeling,
+    ];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Workflow::PartitionPipeline => "partition_pipeline",
+            Workflow::FeaturePipeline => "feature_pipeline",
+            Workflow::Labeling => "labeling",
+        }
+    }
+
+    /// The key of its input that names what it runs for (`{pipeline |
+    /// features | labeling, date, run_id}`).
+    pub fn input_key(self) -> &'static str {
+        match self {
+            Workflow::PartitionPipeline => "pipeline",
+            Workflow::FeaturePipeline => "features",
+            Workflow::Labeling => "labeling",
+        }
+    }
+}
+
+/// Starting a run (Step Functions StartExecution). The name makes the start
+/// idempotent: S3 and EventBridge deliver events at least once.
 #[async_trait]
 pub trait WorkflowStarter: Send + Sync {
     /// Returns false when an execution with this name already exists.
-    async fn start(&self, execution_name: &str, input: serde_json::Value) -> PortResult<bool>;
+    async fn start(
+        &self,
+        workflow: Workflow,
+        execution_name: &str,
+        input: serde_json::Value,
+    ) -> PortResult<bool>;
 }
 
 /// A Kinesis record as the event source mapping hands it over (what a

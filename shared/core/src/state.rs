@@ -131,7 +131,7 @@ pub fn partition_pk(dataset: &str) -> String {
 }
 pub const WATERMARK_PK: &str = "watermark";
 
-fn decode<T: DeserializeOwned>(what: &str, v: serde_json::Value) -> PortResult<T> {
+pub fn decode<T: DeserializeOwned>(what: &str, v: serde_json::Value) -> PortResult<T> {
     serde_json::from_value(v).map_err(|e| {
         PortError::permanent(
             format!("decoding {what}"),

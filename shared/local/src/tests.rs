@@ -204,17 +204,14 @@ fn catalog_switches_locations() {
 fn workflow_starts_are_idempotent_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let w = QueuedWorkflows::new(Workspace::new(dir.path()).state_store());
-    use tributary_core::ports::WorkflowStarter;
+    use tributary_core::ports::{Workflow, WorkflowStarter};
+    let start = |name| w.start(Workflow::PartitionPipeline, name, serde_json::json!({}));
     rt().block_on(async {
-        assert!(w
-            .start("p-2025-01-01-abc", serde_json::json!({}))
-            .await
-            .unwrap());
-        assert!(!w
-            .start("p-2025-01-01-abc", serde_json::json!({}))
-            .await
-            .unwrap());
+        assert!(start("p-2025-01-01-abc").await.unwrap());
+        assert!(!start("p-2025-01-01-abc").await.unwrap());
     });
-    assert_eq!(w.drain().len(), 1);
+    let queued = w.drain();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].workflow, Workflow::PartitionPipeline);
     assert!(w.drain().is_empty());
 }

@@ -4,12 +4,15 @@
 
 use async_trait::async_trait;
 use std::sync::Mutex;
-use tributary_core::ports::{Condition, PortError, PortResult, StateStore, WorkflowStarter};
+use tributary_core::ports::{
+    Condition, PortError, PortResult, StateStore, Workflow, WorkflowStarter,
+};
 
 pub const EXECUTION_PK: &str = "execution";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedRun {
+    pub workflow: Workflow,
     pub execution_name: String,
     pub input: serde_json::Value,
 }
@@ -38,8 +41,17 @@ impl<S: StateStore> QueuedWorkflows<S> {
 
 #[async_trait]
 impl<S: StateStore> WorkflowStarter for QueuedWorkflows<S> {
-    async fn start(&self, execution_name: &str, input: serde_json::Value) -> PortResult<bool> {
-        let record = serde_json::json!({ "input": input, "started_at": chrono::Utc::now() });
+    async fn start(
+        &self,
+        workflow: Workflow,
+        execution_name: &str,
+        input: serde_json::Value,
+    ) -> PortResult<bool> {
+        let record = serde_json::json!({
+            "workflow": workflow,
+            "input": input,
+            "started_at": chrono::Utc::now(),
+        });
         match self
             .store
             .put(EXECUTION_PK, execution_name, record, Condition::NotExists)
@@ -51,6 +63,7 @@ impl<S: StateStore> WorkflowStarter for QueuedWorkflows<S> {
         }
         if let Ok(mut q) = self.queue.lock() {
             q.push(QueuedRun {
+                workflow,
                 execution_name: execution_name.to_string(),
                 input,
             });
