@@ -99,6 +99,7 @@ async fn aws_adapters(
         workflows: SfnWorkflows::new(aws, machine_arn),
         notifier: SnsNotifier::new(aws, BTreeMap::new()),
         callbacks: SfnCallbacks::new(aws),
+        consumers: tributary_aws::LambdaConsumerSwitch::new(aws),
         approval_secret: b"test-secret".to_vec(),
         approval_base_url: "https://approvals.example".into(),
         scratch: tempfile::tempdir().unwrap().keep(),

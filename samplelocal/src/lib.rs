@@ -4,6 +4,7 @@ pub mod cli;
 pub mod commands;
 pub mod integrations;
 pub mod local;
+pub mod mappings;
 pub mod sample;
 pub mod stepfunctions;
 pub mod workflows;

@@ -551,6 +551,16 @@ impl ServiceHost<'_> {
         function: &str,
         payload: &Value,
     ) -> TaskOutcome {
+        // The click stream's mapping delivers while the pipeline waits for
+        // the consumer to prove itself (on AWS it polls all the time).
+        if function == "inference-health" {
+            if let Err(e) = self
+                .runtime
+                .block_on(crate::mappings::deliver_waiting(services))
+            {
+                return TaskOutcome::failed("Tributary.Retryable", &format!("{e:#}"));
+            }
+        }
         let result = self.runtime.block_on(tributary_handlers::invoke(
             services,
             function,

@@ -268,6 +268,7 @@ fn the_sam_env_file_points_the_functions_at_a_stack_or_an_emulator() {
         })),
         "approvals_topic_arn": value("arn:aws:sns:eu-west-1:1:prod-approvals".into()),
         "alerts_topic_arn": value("arn:aws:sns:eu-west-1:1:prod-alerts".into()),
+        "function_names": value(serde_json::json!({"click-inference": "prod-click-inference"})),
     });
     std::fs::write(&outputs, stack.to_string()).unwrap();
     let deployed = json_of(&tributary(

@@ -118,7 +118,7 @@ fn as_moto_enforces(mut policy: Value) -> Value {
 
 /// The workspace's objects and state items, copied into the stack (what
 /// the deployed pipeline would have written).
-async fn copy_workspace(ws: &Path, aws: &aws_config::SdkConfig) {
+async fn copy_workspace(ws: &Path, aws: &aws_config::SdkConfig, moto: &tributary_testing::Moto) {
     let local = tributary_local::Workspace::new(ws).adapters();
     let bucket = tributary_aws::S3ObjectStore::new(aws, BUCKET, true);
     bucket.ensure_bucket().await.unwrap();
@@ -163,6 +163,18 @@ async fn copy_workspace(ws: &Path, aws: &aws_config::SdkConfig) {
             .await
             .unwrap();
     }
+    // The click stream's mapping to click-inference, disabled as Terraform
+    // creates it (start-inference enables it).
+    let clicks = tributary_aws::KinesisProducer::new(aws, "tributary-clicks");
+    clicks.ensure_stream(1).await.unwrap();
+    moto.create_lambda_functions(&["tributary-click-inference".to_string()])
+        .unwrap();
+    moto.create_event_source_mapping(
+        "tributary-click-inference",
+        &format!("arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/tributary-clicks"),
+        false,
+    )
+    .unwrap();
     let sns = aws_sdk_sns::Client::new(aws);
     for topic in ["approvals", "alerts"] {
         sns.create_topic()
@@ -205,6 +217,7 @@ fn stack_outputs(dir: &Path) -> PathBuf {
         "approvals_topic_arn": value(json!(topic_arn("approvals"))),
         "alerts_topic_arn": value(json!(topic_arn("alerts"))),
         "approval_base_url": value(json!("https://approvals.example/")),
+        "function_names": value(json!({"click-inference": "tributary-click-inference"})),
     });
     let path = dir.join("stack.json");
     std::fs::write(&path, outputs.to_string()).unwrap();
@@ -230,7 +243,7 @@ fn every_function_runs_on_a_stack_with_only_its_rendered_policy() {
     let moto = tributary_testing::Moto::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let aws = runtime.block_on(moto.sdk_config());
-    runtime.block_on(copy_workspace(&ws, &aws));
+    runtime.block_on(copy_workspace(&ws, &aws, &moto));
 
     let policies = rendered_policies(dir.path());
     let mut keys = BTreeMap::new();

@@ -772,6 +772,9 @@ fn a_model_is_trained_point_in_time_evaluated_and_activated_after_approval() {
         &["features", "--set", "shop_recent", "--date", "2025-12-03"],
     ));
     assert_eq!(v["waitingFor"]["state"], "DeployApproval", "{v}");
+    // Clicks on the stream before any consumer runs wait there for it.
+    let put = put_clicks(&ws, dir.path(), 1, 3);
+    assert_eq!(put["click-inference"]["waiting"], 3, "{put}");
     let request = pending_of_kind(&ws, "model_deploy", "2025-12-03");
     let checks = &request["summary"]["checks"];
     assert!(checks["hit_rate_at_n"].as_f64().unwrap() >= 0.0);
@@ -810,13 +813,17 @@ fn a_model_is_trained_point_in_time_evaluated_and_activated_after_approval() {
         ))
         .exists());
 
-    // Activation started the streaming consumer on that version.
+    // Activation started the streaming consumer on that version, and the
+    // run finished only once it had processed the waiting clicks.
     let status = json_of(&tributary(
         &ws,
         &["model", "status", "--set", "shop_recent"],
     ));
     assert_eq!(status["consumer"]["status"], "running", "{status}");
     assert_eq!(status["consumer"]["model_version"], version.as_str());
+    assert_eq!(status["consumer"]["processed"], 3, "{status}");
+    assert_eq!(status["consumer"]["healthy"], true, "{status}");
+    assert_eq!(status["consumer"]["mapping_enabled"], true, "{status}");
 
     // Clicks arrive on the stream (a Kinesis event): one record is poison.
     let click = |user: u32, product: &str| {
@@ -848,26 +855,47 @@ fn a_model_is_trained_point_in_time_evaluated_and_activated_after_approval() {
         &ws,
         &["model", "status", "--set", "shop_recent"],
     ));
-    assert_eq!(status["consumer"]["processed"], 2);
+    assert_eq!(status["consumer"]["processed"], 5);
 
-    // A new version replaces it: the consumer restarts on the new version.
+    // A new version replaces it: the consumer restarts on the new version,
+    // its counts restart too, and with no click since the restart it never
+    // proves itself: the run fails saying so (it used to pass on a flag
+    // written one step before it was read).
     json_of(&tributary(
         &ws,
         &["features", "--set", "shop_recent", "--date", "2025-12-03"],
     ));
     let request = pending_of_kind(&ws, "model_deploy", "2025-12-03");
     let second = approve(&ws, &request["id"], "ben");
-    let second_version = second["output"]["model"]["evaluation"]["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_ne!(second_version, version);
+    assert_eq!(second["status"], "FAILED", "{second}");
+    assert!(
+        second.to_string().contains("InferenceUnhealthy"),
+        "{second}"
+    );
     let status = json_of(&tributary(
         &ws,
         &["model", "status", "--set", "shop_recent"],
     ));
+    let second_version = status["active"]["active"].as_str().unwrap().to_string();
+    assert_ne!(second_version, version);
     assert_eq!(status["consumer"]["model_version"], second_version.as_str());
     assert_eq!(status["consumer"]["restarts"], 1);
+    assert_eq!(status["consumer"]["processed"], 0, "{status}");
+    assert!(
+        status["consumer"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no clicks processed since it started"),
+        "{status}"
+    );
+    // Clicks arrive: it processes them and is healthy.
+    put_clicks(&ws, dir.path(), 10, 2);
+    let status = json_of(&tributary(
+        &ws,
+        &["model", "status", "--set", "shop_recent"],
+    ));
+    assert_eq!(status["consumer"]["processed"], 2, "{status}");
+    assert_eq!(status["consumer"]["healthy"], true, "{status}");
 
     // Rollback: the previous version is active again and the consumer runs on it.
     let rolled = json_of(&tributary(
@@ -878,6 +906,56 @@ fn a_model_is_trained_point_in_time_evaluated_and_activated_after_approval() {
     assert_eq!(rolled["consumer"]["model_version"], version.as_str());
     let stopped = json_of(&tributary(&ws, &["model", "stop", "--set", "shop_recent"]));
     assert_eq!(stopped["consumer"]["status"], "stopped");
+
+    // Stopped, the consumer reads nothing: clicks wait in the stream, and
+    // it is not healthy.
+    let put = put_clicks(&ws, dir.path(), 20, 4);
+    assert_eq!(put["click-inference"]["waiting"], 4, "{put}");
+    let status = json_of(&tributary(
+        &ws,
+        &["model", "status", "--set", "shop_recent"],
+    ));
+    assert_eq!(status["consumer"]["processed"], 0, "{status}");
+    assert_eq!(status["consumer"]["mapping_enabled"], false, "{status}");
+    assert_eq!(status["consumer"]["healthy"], false, "{status}");
+    // Rolling back (to the second version again) starts it: the waiting
+    // clicks are processed, none lost.
+    let rolled = json_of(&tributary(
+        &ws,
+        &["model", "rollback", "--set", "shop_recent"],
+    ));
+    assert_eq!(rolled["consumer"]["model_version"], second_version.as_str());
+    let status = json_of(&tributary(
+        &ws,
+        &["model", "status", "--set", "shop_recent"],
+    ));
+    assert_eq!(status["consumer"]["processed"], 4, "{status}");
+    assert_eq!(status["consumer"]["healthy"], true, "{status}");
+}
+
+/// Puts `count` clicks (users from `first_user`) on the workspace's click
+/// stream; returns what `tributary stream` reports.
+fn put_clicks(ws: &Path, dir: &Path, first_user: u32, count: u32) -> Value {
+    let lines: Vec<String> = (first_user..first_user + count)
+        .map(|user| {
+            json!({"event_id": format!("c-{user}"), "user_id": user, "product_id": "SKU-1",
+                   "event_ts": "2025-12-04T10:00:00Z"})
+            .to_string()
+        })
+        .collect();
+    let file = dir.join(format!("clicks-{first_user}.jsonl"));
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    json_of(&tributary(
+        ws,
+        &[
+            "--json",
+            "stream",
+            "--replay-file",
+            file.to_str().unwrap(),
+            "--stream",
+            "clicks",
+        ],
+    ))
 }
 
 /// The pending approval of a kind for a date.

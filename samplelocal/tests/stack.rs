@@ -37,6 +37,7 @@ fn stack_outputs(dir: &Path, machines: &[&str]) -> std::path::PathBuf {
         "approvals_topic_arn": value(json!("arn:aws:sns:us-east-1:123456789012:tributary-approvals")),
         "alerts_topic_arn": value(json!("arn:aws:sns:us-east-1:123456789012:tributary-alerts")),
         "approval_base_url": value(json!("https://approvals.example/")),
+        "function_names": value(json!({"click-inference": "tributary-click-inference"})),
     });
     let path = dir.join("stack.json");
     std::fs::write(&path, outputs.to_string()).unwrap();
@@ -308,12 +309,7 @@ fn operations_on_a_stack_print_what_they_print_on_a_workspace() {
     );
 
     // What is not there yet says so, and names what is.
-    let out = on_stack(
-        &moto.url,
-        &stack,
-        Path::new(config),
-        &["model", "status", "--set", "shop"],
-    );
+    let out = on_stack(&moto.url, &stack, Path::new(config), &["reconcile"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -758,4 +754,110 @@ fn failed_stream_batches_are_redriven_and_counted_once() {
     let out = tributary(&ws, &["redrive"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--stack"));
+}
+
+/// `model status|rollback|stop` on a stack: the consumer's state is the
+/// stack's, and its stream mapping is really switched (a stopped consumer
+/// leaves clicks in the stream).
+#[test]
+fn the_inference_consumer_is_rolled_back_and_stopped_on_a_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.toml");
+    let moto = tributary_testing::Moto::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let aws = runtime.block_on(moto.sdk_config());
+    runtime.block_on(async {
+        let table = tributary_aws::DynamoStateStore::new(&aws, "tributary-state");
+        table.ensure_table().await.unwrap();
+        let bucket = tributary_aws::S3ObjectStore::new(&aws, "tributary-data", true);
+        bucket.ensure_bucket().await.unwrap();
+        use tributary_core::ports::ObjectStore;
+        for version in ["v1", "v2"] {
+            let model = json!({"version": version, "segments": {}, "global": ["P001"]});
+            bucket
+                .put_bytes(
+                    &format!("models/shop/version={version}/model.json"),
+                    model.to_string().into_bytes(),
+                )
+                .await
+                .unwrap();
+        }
+        // v2 is active after v1, its consumer running.
+        table
+            .put(
+                "model",
+                "shop",
+                json!({"active": "v2", "previous": "v1"}),
+                tributary_core::ports::Condition::Always,
+            )
+            .await
+            .unwrap();
+        table
+            .put(
+                "inference",
+                "shop",
+                json!({"status": "running", "model_version": "v2", "started_at": "2025-12-04T08:00:00Z",
+                       "restarts": 0, "processed": 40, "errors": 0, "last_event_ts": null}),
+                tributary_core::ports::Condition::Always,
+            )
+            .await
+            .unwrap();
+        tributary_aws::KinesisProducer::new(&aws, "tributary-clicks")
+            .ensure_stream(1)
+            .await
+            .unwrap();
+    });
+    moto.create_lambda_functions(&["tributary-click-inference".to_string()])
+        .unwrap();
+    moto.create_event_source_mapping(
+        "tributary-click-inference",
+        "arn:aws:kinesis:us-east-1:123456789012:stream/tributary-clicks",
+        true,
+    )
+    .unwrap();
+    let stack = stack_outputs(dir.path(), &["partition_pipeline"]);
+    let mapping = || {
+        runtime.block_on(async {
+            use tributary_core::ports::ConsumerSwitch;
+            tributary_aws::LambdaConsumerSwitch::new(&aws)
+                .with_function("click-inference", "tributary-click-inference")
+                .enabled("click-inference")
+                .await
+                .unwrap()
+        })
+    };
+    let model = |args: &[&str]| {
+        let mut full = vec!["model"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--set", "shop"]);
+        json_of(&on_stack(&moto.url, &stack, &config, &full))
+    };
+
+    let status = model(&["status"]);
+    assert_eq!(status["active"]["active"], "v2", "{status}");
+    assert_eq!(status["consumer"]["healthy"], true, "{status}");
+    assert_eq!(status["consumer"]["mapping_enabled"], true, "{status}");
+
+    let stopped = model(&["stop"]);
+    assert_eq!(stopped["consumer"]["status"], "stopped", "{stopped}");
+    assert_eq!(mapping(), Some(false), "stopping disables the mapping");
+    let status = model(&["status"]);
+    assert_eq!(status["consumer"]["healthy"], false, "{status}");
+    assert_eq!(status["consumer"]["mapping_enabled"], false, "{status}");
+
+    let rolled = model(&["rollback"]);
+    assert_eq!(rolled["activated"]["active"], "v1", "{rolled}");
+    assert_eq!(rolled["consumer"]["model_version"], "v1", "{rolled}");
+    assert_eq!(rolled["consumer"]["processed"], 0, "{rolled}");
+    assert_eq!(mapping(), Some(true), "rolling back enables the mapping");
+    // Started, not yet proven: healthy only once it processes clicks.
+    let status = model(&["status"]);
+    assert_eq!(status["consumer"]["healthy"], false, "{status}");
+    assert!(
+        status["consumer"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no clicks processed"),
+        "{status}"
+    );
 }

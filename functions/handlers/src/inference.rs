@@ -21,13 +21,8 @@ pub async fn start_inference(svc: &Services<'_>, event: Value) -> Result<Value, 
     encode(&inference::start(svc, &i.features, &i.version).await?)
 }
 
-#[derive(Debug, Deserialize)]
-struct HealthInput {
-    features: String,
-}
-
 pub async fn inference_health(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
-    let i: HealthInput = decode(event, "{features}")?;
+    let i: FeatureSetInput = decode(event, "{features}")?;
     Ok(inference::health(svc, &i.features).await?)
 }
 
@@ -64,10 +59,45 @@ fn click_records(event: &Value) -> Result<Vec<ClickRecord>, HandlerError> {
 }
 
 /// Poison never fails the batch: it is kept in dlq/ with its position.
+/// With no consumer running, the whole batch is reported failed from its
+/// first record, so the stream keeps it for when one starts.
 pub async fn click_inference(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
     let records = click_records(&event)?;
     let batch = inference::consume_clicks(svc, records, chrono::Utc::now()).await?;
+    let failures = match event.pointer("/Records/0/kinesis/sequenceNumber") {
+        Some(first) if batch.held => json!([{ "itemIdentifier": first }]),
+        _ => json!([]),
+    };
     Ok(
-        json!({"batchItemFailures": [], "consumers": batch.consumers, "dead_lettered": batch.dead_lettered}),
+        json!({"batchItemFailures": failures, "consumers": batch.consumers,
+              "dead_lettered": batch.dead_lettered, "held": batch.held}),
     )
+}
+
+#[derive(Debug, Deserialize)]
+struct FeatureSetInput {
+    features: String,
+}
+
+/// An operator's stop: the feature set's consumer stops, and with the last
+/// one the click stream's mapping is disabled (clicks wait in the stream).
+pub async fn stop_inference(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: FeatureSetInput = decode(event, "{features}")?;
+    Ok(json!({ "consumer": inference::stop(svc, &i.features).await? }))
+}
+
+#[derive(Debug, Deserialize)]
+struct RollbackInput {
+    features: String,
+    /// Who asked, for the activation record.
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// An operator's rollback: the previous model version is active again and
+/// the consumer restarts on it (its mapping enabled).
+pub async fn rollback_model(svc: &Services<'_>, event: Value) -> Result<Value, HandlerError> {
+    let i: RollbackInput = decode(event, "{features, by?}")?;
+    let by = format!("{} (rollback)", i.by.as_deref().unwrap_or("operator"));
+    Ok(inference::rollback(svc, &i.features, &by).await?)
 }

@@ -125,6 +125,8 @@ pub static FUNCTIONS: &[Function] = &[
     function!("start-inference", Light, inference::start_inference),
     function!("inference-health", Light, inference::inference_health),
     function!("click-inference", Light, inference::click_inference),
+    function!("stop-inference", Light, inference::stop_inference),
+    function!("rollback-model", Light, inference::rollback_model),
     function!("stream-aggregate", Light, stream::stream_aggregate),
     function!("build-views", Light, stream::build_views),
     function!("query-api", Light, stream::query_api),

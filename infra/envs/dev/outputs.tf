@@ -47,3 +47,8 @@ output "stream_failures_queue_url" {
   description = "Stream batches that still failed after their retries (`tributary --stack … redrive`)."
   value       = module.tributary.stream_failures_queue_url
 }
+
+output "function_names" {
+  description = "Every function's name (`tributary --stack … model status|rollback|stop` finds the inference consumer by it)."
+  value       = module.tributary.function_names
+}

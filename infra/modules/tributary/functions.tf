@@ -220,6 +220,32 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
+    for_each = contains(each.value.needs, "consumer_state") ? [1] : []
+    content {
+      # ListEventSourceMappings takes no resource.
+      sid       = "FindConsumerMapping"
+      actions   = ["lambda:ListEventSourceMappings"]
+      resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(each.value.needs, "consumer_switch") ? [1] : []
+    content {
+      # Only the mappings that feed click-inference (the mapping's ARN
+      # holds a UUID the policy cannot know before the function exists).
+      sid       = "SwitchConsumerMapping"
+      actions   = ["lambda:UpdateEventSourceMapping"]
+      resources = ["arn:${local.partition}:lambda:${local.region}:${local.account}:event-source-mapping:*"]
+      condition {
+        test     = "StringLike"
+        variable = "lambda:FunctionArn"
+        values   = ["arn:${local.partition}:lambda:${local.region}:${local.account}:function:${var.name_prefix}-click-inference*"]
+      }
+    }
+  }
+
+  dynamic "statement" {
     for_each = contains(local.async_functions, each.key) ? [1] : []
     content {
       sid       = "KeepFailedAsyncEvents"
@@ -263,6 +289,7 @@ resource "aws_lambda_function" "this" {
       local.common_environment,
       contains(each.value.needs, "approval_key") ? { TRIBUTARY_APPROVAL_SECRET_ARN = aws_secretsmanager_secret.approval_signing_key.arn } : {},
       contains(local.link_senders, each.key) ? { TRIBUTARY_APPROVAL_BASE_URL = aws_lambda_function_url.approval_callback.function_url } : {},
+      contains(each.value.needs, "consumer_state") ? { TRIBUTARY_CLICK_INFERENCE_FUNCTION = local.function_names["click-inference"] } : {},
     )
   }
 

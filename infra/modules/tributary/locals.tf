@@ -24,6 +24,8 @@ locals {
   #   notify                  SNS: approval requests and alerts
   #   approval_key            the link signing key in Secrets Manager
   #   consume_stream          a Kinesis event source mapping
+  #   consumer_state          whether click-inference's stream mapping delivers
+  #   consumer_switch         enabling and disabling that mapping (with consumer_state)
   # Scratch (/tmp) per function where 512 MB is not enough, in MB. The
   # cleaner holds the raw files, its spilled batches (about the raw size
   # again) and the Parquet output there at once.
@@ -69,8 +71,10 @@ locals {
     "train-model"              = { needs = ["state"], reads = ["features"], writes = ["models"], memory = 2048, timeout = 900 }
     "request-deploy-approval"  = { needs = ["state", "notify", "approval_key"], reads = ["features", "models"], writes = [], memory = 256, timeout = 60 }
     "activate-model"           = { needs = ["state"], reads = ["models"], writes = [], memory = 256, timeout = 60 }
-    "start-inference"          = { needs = ["state"], reads = [], writes = [], memory = 256, timeout = 60 }
-    "inference-health"         = { needs = ["state"], reads = [], writes = [], memory = 256, timeout = 60 }
+    "start-inference"          = { needs = ["state", "consumer_state", "consumer_switch"], reads = [], writes = [], memory = 256, timeout = 60 }
+    "inference-health"         = { needs = ["state", "consumer_state"], reads = [], writes = [], memory = 256, timeout = 60 }
+    "stop-inference"           = { needs = ["state", "consumer_state", "consumer_switch"], reads = [], writes = [], memory = 256, timeout = 60 }
+    "rollback-model"           = { needs = ["state", "consumer_state", "consumer_switch"], reads = ["models"], writes = [], memory = 256, timeout = 60 }
     "click-inference"          = { needs = ["state", "consume_stream"], reads = ["models"], writes = ["dlq"], memory = 512, timeout = 120 }
     "stream-aggregate"         = { needs = ["state", "consume_stream"], reads = [], writes = ["stream", "late", "dlq"], memory = 512, timeout = 120 }
     "build-views"              = { needs = ["state", "catalog"], reads = ["stream", "late", "views"], writes = ["views"], memory = 1024, timeout = 900 }

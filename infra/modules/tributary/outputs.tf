@@ -47,3 +47,8 @@ output "stream_failures_queue_url" {
   description = "Stream batches that still failed after their retries (`tributary --stack … redrive` replays them)."
   value       = aws_sqs_queue.stream_failures.url
 }
+
+output "function_names" {
+  description = "Every function's name, by its name in the function table (`tributary --stack … model stop` switches click-inference's stream mapping)."
+  value       = local.function_names
+}

@@ -46,6 +46,14 @@ resource "aws_lambda_event_source_mapping" "streams" {
   bisect_batch_on_function_error = true
   maximum_retry_attempts         = 10
   maximum_record_age_in_seconds  = 21600
+  # click-inference's mapping starts disabled: the feature pipeline enables
+  # it when it activates a model (start-inference), an operator's stop
+  # disables it. Terraform leaves that switch to them.
+  enabled = each.value.function != "click-inference"
+
+  lifecycle {
+    ignore_changes = [enabled]
+  }
 
   destination_config {
     on_failure {

@@ -136,6 +136,10 @@ pub fn sam_env(outputs: Option<&Path>, endpoint: Option<&str>) -> Result<Value> 
                     "TRIBUTARY_TOPIC_ARN",
                     arn("sns", "tributary-local-notifications"),
                 ),
+                (
+                    "TRIBUTARY_CLICK_INFERENCE_FUNCTION",
+                    "tributary-local-click-inference".to_string(),
+                ),
             ] {
                 vars.insert(name.into(), json!(value));
             }

@@ -6,6 +6,7 @@ use crate::local::LocalRuntime;
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
+use tributary_core::services::Services;
 use tributary_core::{inference, model};
 
 #[derive(Subcommand, Debug)]
@@ -27,18 +28,28 @@ pub enum ModelCommand {
     },
 }
 
+/// On a workspace: the click stream's local mapping delivers what waits
+/// for the consumer first, as the deployed one would have by now.
 pub async fn run(rt: &LocalRuntime, command: &ModelCommand) -> Result<()> {
     let svc = rt.services();
+    if matches!(command, ModelCommand::Status { .. }) {
+        crate::mappings::deliver_waiting(&svc).await?;
+    }
+    run_on(&svc, command).await
+}
+
+/// The same on any adapters (a workspace's or a stack's).
+pub async fn run_on(svc: &Services<'_>, command: &ModelCommand) -> Result<()> {
     let out = match command {
         ModelCommand::Status { set } => json!({
-            "active": model::active(&svc, set).await?,
-            "consumer": inference::health(&svc, set).await?,
+            "active": model::active(svc, set).await?,
+            "consumer": inference::health(svc, set).await?,
         }),
         ModelCommand::Rollback { set } => {
             let by = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-            inference::rollback(&svc, set, &format!("{by} (rollback)")).await?
+            inference::rollback(svc, set, &format!("{by} (rollback)")).await?
         }
-        ModelCommand::Stop { set } => json!({ "consumer": inference::stop(&svc, set).await? }),
+        ModelCommand::Stop { set } => json!({ "consumer": inference::stop(svc, set).await? }),
     };
     print_json(&out)
 }

@@ -34,6 +34,10 @@ pub(crate) const OUTPUTS: &[(&str, &str)] = &[
     ("TRIBUTARY_TOPIC_ARN", "approvals_topic_arn"),
     ("TRIBUTARY_ALERTS_TOPIC_ARN", "alerts_topic_arn"),
     ("TRIBUTARY_APPROVAL_BASE_URL", "approval_base_url"),
+    (
+        "TRIBUTARY_CLICK_INFERENCE_FUNCTION",
+        "function_names.click-inference",
+    ),
 ];
 
 /// A stack's `terraform output -json`, read from `path`.
@@ -193,6 +197,10 @@ pub async fn run(cli: &Cli, stack: &Path) -> Result<()> {
             let aws = tributary_aws::AwsSettings::from_env().sdk_config().await;
             super::redrive::run(&aws, &svc, &queue, cli.json).await
         }
+        // The consumer's mapping is switched with the caller's
+        // credentials, as the stop-inference and rollback-model functions
+        // do with theirs.
+        Command::Model(command) => super::model::run_on(&svc, command).await,
         Command::Dlq(DlqCommand::List { stream }) => {
             super::stream::dlq_list(&svc, stream.as_deref(), cli.json).await
         }
@@ -212,7 +220,7 @@ pub async fn run(cli: &Cli, stack: &Path) -> Result<()> {
 }
 
 #[cfg(feature = "aws")]
-const SUPPORTED: &str = "partitions, watermark set, approvals list|approve|reject, backfill, executions list|show|history, dlq list|replay, redrive, retention --dry-run, invoke";
+const SUPPORTED: &str = "partitions, watermark set, approvals list|approve|reject, backfill, executions list|show|history, dlq list|replay, redrive, model status|rollback|stop, retention --dry-run, invoke";
 
 /// How long a decision or a backfill waits for its execution to move on
 /// before printing where it stands (it goes on on the stack either way).

@@ -83,7 +83,7 @@ pub async fn deliver_all(
     records: Vec<(String, Vec<u8>)>,
     batch_size: usize,
     totals: &mut Totals,
-) -> Result<()> {
+) -> Result<Vec<StreamRecord>> {
     let put = kinesis.put_records_at(records, chrono::Utc::now()).await?;
     let mut queues: Vec<std::collections::VecDeque<StreamRecord>> = (0..kinesis.shards)
         .map(|shard| {
@@ -98,7 +98,7 @@ pub async fn deliver_all(
             deliver(rt, kinesis, batch, batch_size, totals).await?;
         }
     }
-    Ok(())
+    Ok(put)
 }
 
 /// Deliver one shard's buffered records as the event source mapping does:
@@ -185,8 +185,9 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
     let mut totals = Totals::default();
     let started = Instant::now();
     let mut latencies_ms: Vec<f64> = Vec::new();
+    let mut put_records = Vec::new();
     match rate {
-        None => deliver_all(rt, &kinesis, records, o.batch_size, &mut totals).await?,
+        None => put_records = deliver_all(rt, &kinesis, records, o.batch_size, &mut totals).await?,
         Some(rate) => {
             // Producer and event source mapping on one clock. Records are
             // put at their scheduled instant; a shard's buffer is delivered
@@ -211,6 +212,7 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
                 if !due.is_empty() {
                     let put = kinesis.put_records_at(due, chrono::Utc::now()).await?;
                     let acknowledged = Instant::now();
+                    put_records.extend(put.iter().cloned());
                     for r in put {
                         let shard = tributary_local::kinesis::shard_index(&r.shard_id);
                         let buffer = &mut buffers[shard.min(kinesis.shards - 1) as usize];
@@ -249,6 +251,10 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // The click stream's other consumer, behind its own mapping.
+    let svc = rt.services();
+    crate::mappings::hold(&svc, o.stream, &put_records).await?;
+    let inference = crate::mappings::deliver_waiting(&svc).await?;
     latencies_ms.sort_by(f64::total_cmp);
     let mut summary = json!({
         "stream": o.stream,
@@ -260,6 +266,9 @@ pub async fn replay(rt: &LocalRuntime, o: ReplayOptions<'_>, json_out: bool) -> 
         "outcome": totals.outcome,
         "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
     });
+    if o.stream == tributary_core::inference::CLICK_STREAM {
+        summary[tributary_core::inference::CONSUMER] = json!(inference);
+    }
     if !latencies_ms.is_empty() {
         summary["latency_ms"] = json!({
             "p50": (percentile(&latencies_ms, 0.5) * 10.0).round() / 10.0,

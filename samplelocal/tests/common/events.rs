@@ -199,6 +199,48 @@ pub fn run_every_sample_event(ws: &Path, scratch: &Path, runner: &mut Runner) ->
     let clicks = run("click-inference", "kinesis-clicks.json", None, &[]);
     assert_eq!(clicks["consumers"][0]["processed"], 2, "{clicks}");
     assert_eq!(clicks["dead_lettered"], 1, "{clicks}");
+    // Healthy once it has processed clicks since it started.
+    let health = run("inference-health", "inference-health.json", None, &[]);
+    assert_eq!(health["healthy"], true, "{health}");
+    assert_eq!(health["mapping_enabled"], true, "{health}");
+    // A second version replaces it; an operator rolls back to the first,
+    // then stops the consumer: its mapping is disabled, and a batch
+    // delivered a moment too late goes back to the stream.
+    let second = [("sample-1", "sample-2")];
+    run(
+        "build-training-set",
+        "build-training-set.json",
+        None,
+        &second,
+    );
+    run("train-model", "train-model.json", None, &second);
+    run("activate-model", "activate-model.json", None, &second);
+    let restarted = run("start-inference", "start-inference.json", None, &second);
+    assert_eq!(
+        restarted["model_version"], "2025-12-03-sample-2",
+        "{restarted}"
+    );
+    let rolled = run("rollback-model", "rollback-model.json", None, &[]);
+    assert_eq!(
+        rolled["activated"]["active"], "2025-12-03-sample-1",
+        "{rolled}"
+    );
+    assert_eq!(
+        rolled["consumer"]["model_version"], "2025-12-03-sample-1",
+        "{rolled}"
+    );
+    let stopped = run("stop-inference", "stop-inference.json", None, &[]);
+    assert_eq!(stopped["consumer"]["status"], "stopped", "{stopped}");
+    let health = run("inference-health", "inference-health.json", None, &[]);
+    assert_eq!(health["mapping_enabled"], false, "{health}");
+    assert_eq!(health["healthy"], false, "{health}");
+    let held = run("click-inference", "kinesis-clicks.json", None, &[]);
+    assert_eq!(held["held"], true, "{held}");
+    assert_eq!(
+        held["batchItemFailures"].as_array().map(Vec::len),
+        Some(1),
+        "{held}"
+    );
 
     // Triggers, schedules, the stream and the function URLs.
     has(&run("object-created", "s3-put.json", None, &[]), "objects");

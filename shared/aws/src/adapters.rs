@@ -2,12 +2,13 @@
 //! (Terraform sets it), read once at cold start.
 
 use crate::{
-    AwsSettings, DynamoStateStore, GlueCatalog, S3ObjectStore, SfnCallbacks, SfnWorkflows,
-    SnsNotifier,
+    consumer_function_variable, AwsSettings, DynamoStateStore, GlueCatalog, LambdaConsumerSwitch,
+    S3ObjectStore, SfnCallbacks, SfnWorkflows, SnsNotifier,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tributary_core::config::Config;
+use tributary_core::inference;
 use tributary_core::ports::Workflow;
 use tributary_core::services::Services;
 
@@ -18,6 +19,7 @@ pub struct AwsAdapters {
     pub workflows: SfnWorkflows,
     pub notifier: SnsNotifier,
     pub callbacks: SfnCallbacks,
+    pub consumers: LambdaConsumerSwitch,
     pub approval_secret: Vec<u8>,
     pub approval_base_url: String,
     pub scratch: PathBuf,
@@ -135,6 +137,14 @@ impl AwsAdapters {
                 topics
             }),
             callbacks: SfnCallbacks::new(&config),
+            // Only the functions that switch or check the inference
+            // consumer are told its function's name (Terraform).
+            consumers: match set(&consumer_function_variable(inference::CONSUMER)) {
+                Some(function) => {
+                    LambdaConsumerSwitch::new(&config).with_function(inference::CONSUMER, &function)
+                }
+                None => LambdaConsumerSwitch::new(&config),
+            },
             approval_secret: match set(APPROVAL_SECRET_ARN) {
                 Some(arn) => crate::secrets::secret_string(&config, &arn)
                     .await
@@ -157,6 +167,7 @@ impl AwsAdapters {
             workflows: &self.workflows,
             notifier: &self.notifier,
             callbacks: &self.callbacks,
+            consumers: &self.consumers,
             links: tributary_core::approvals::LinkSigner {
                 secret: &self.approval_secret,
                 base_url: &self.approval_base_url,

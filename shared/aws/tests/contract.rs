@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tributary_aws::{DynamoStateStore, KinesisProducer, S3ObjectStore};
 use tributary_core::ports::StreamRecord;
 use tributary_core::ports::{
-    Catalog, Condition, ObjectStore, PortError, StateStore, StreamProducer, TransactWrite,
-    WorkflowStarter,
+    Catalog, Condition, ConsumerSwitch, ObjectStore, PortError, StateStore, StreamProducer,
+    TransactWrite, WorkflowStarter,
 };
 use tributary_core::stream::sequence_cmp;
 use tributary_local::kinesis::{shard_id, KinesisStandIn};
@@ -1086,4 +1086,85 @@ async fn alerts_and_approval_requests_go_to_their_own_topics_on_moto() {
         refused.to_string().contains("tributary-approvals"),
         "{refused}"
     );
+}
+
+// ---------------------------------------------------------------- consumers
+
+/// A consumer's mapping starts disabled (as Terraform creates the
+/// inference consumer's), is switched both ways, and says so.
+async fn consumer_switch_contract(switch: &dyn ConsumerSwitch) {
+    assert_eq!(
+        switch.enabled("click-inference").await.unwrap(),
+        Some(false)
+    );
+    switch.set_enabled("click-inference", true).await.unwrap();
+    assert_eq!(switch.enabled("click-inference").await.unwrap(), Some(true));
+    // Switching to where it is already is no error.
+    switch.set_enabled("click-inference", true).await.unwrap();
+    switch.set_enabled("click-inference", false).await.unwrap();
+    assert_eq!(
+        switch.enabled("click-inference").await.unwrap(),
+        Some(false)
+    );
+}
+
+#[tokio::test]
+async fn consumer_switch_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let switch =
+        tributary_local::StateConsumerSwitch::new(FileStateStore::new(dir.path().to_path_buf()));
+    consumer_switch_contract(&switch).await;
+}
+
+#[tokio::test]
+async fn consumer_switch_lambda_on_moto() {
+    let moto = moto();
+    let config = sdk_config(&moto).await;
+    let clicks = KinesisProducer::new(&config, "tributary-clicks");
+    clicks.ensure_stream(1).await.unwrap();
+    let functions = [
+        "tributary-click-inference".to_string(),
+        "tributary-other".to_string(),
+    ];
+    moto.create_lambda_functions(&functions).unwrap();
+    moto.create_event_source_mapping(
+        "tributary-click-inference",
+        "arn:aws:kinesis:us-east-1:123456789012:stream/tributary-clicks",
+        false,
+    )
+    .unwrap();
+    // The other function's mapping on the same stream is left alone.
+    moto.create_event_source_mapping(
+        "tributary-other",
+        "arn:aws:kinesis:us-east-1:123456789012:stream/tributary-clicks",
+        true,
+    )
+    .unwrap();
+    let switch = tributary_aws::LambdaConsumerSwitch::new(&config)
+        .with_function("click-inference", "tributary-click-inference");
+    consumer_switch_contract(&switch).await;
+    let other = tributary_aws::LambdaConsumerSwitch::new(&config)
+        .with_function("click-inference", "tributary-other");
+    assert_eq!(other.enabled("click-inference").await.unwrap(), Some(true));
+
+    // A function that was not told the consumer's name fails clearly, and
+    // a function without a mapping is not found.
+    let untold = tributary_aws::LambdaConsumerSwitch::new(&config);
+    let refused = untold
+        .set_enabled("click-inference", false)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("TRIBUTARY_CLICK_INFERENCE_FUNCTION is not set"),
+        "{refused}"
+    );
+    assert_eq!(untold.enabled("click-inference").await.unwrap(), None);
+    let unmapped = tributary_aws::LambdaConsumerSwitch::new(&config)
+        .with_function("click-inference", "tributary-nothing");
+    assert!(matches!(
+        unmapped.set_enabled("click-inference", true).await,
+        Err(PortError::NotFound { .. })
+    ));
 }

@@ -1,8 +1,12 @@
 //! The streaming part of scenario 5: a consumer on the click stream that
 //! writes recommendations for each user from the active model and the
 //! online features. The feature pipeline controls its lifecycle — started
-//! when a model is activated, restarted when a new version replaces it,
-//! stopped on rollback — and waits on its health.
+//! when a model is activated, restarted when a new version replaces it —
+//! and waits on its health; an operator stops it or rolls it back.
+//!
+//! Starting enables the click stream's event source mapping of
+//! [`CONSUMER`]; stopping the last running feature set's consumer disables
+//! it, so clicks wait in the stream instead of being acknowledged unread.
 //!
 //! State (state store): `inference/<set>` = {status, model_version,
 //! started_at, restarts, processed, errors, last_event_ts}; recommendations
@@ -17,6 +21,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 const PK: &str = "inference";
+
+/// The function the click stream's event source mapping feeds.
+pub const CONSUMER: &str = "click-inference";
+/// The stream it reads (infra/ maps it to that function).
+pub const CLICK_STREAM: &str = "clicks";
+
+/// Above this share of clicks it could not use, a consumer is unhealthy.
+pub const MAX_ERROR_RATE: f64 = 0.05;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Consumer {
@@ -47,38 +59,83 @@ pub async fn start(svc: &Services<'_>, set: &str, version: &str) -> UseCaseResul
         })
     })
     .await?;
-    started.ok_or_else(|| UseCaseError::BadRequest("starting the consumer wrote nothing".into()))
+    let started = started
+        .ok_or_else(|| UseCaseError::BadRequest("starting the consumer wrote nothing".into()))?;
+    svc.consumers.set_enabled(CONSUMER, true).await?;
+    Ok(started)
 }
 
+/// Stop one feature set's consumer. The mapping is disabled once no set's
+/// consumer runs (one mapping feeds them all).
 pub async fn stop(svc: &Services<'_>, set: &str) -> UseCaseResult<Option<Consumer>> {
-    Ok(
-        crate::state::update(svc.state, PK, set, |current: Option<Consumer>| {
-            current.map(|c| Consumer {
-                status: "stopped".into(),
-                ..c
-            })
+    let stopped = crate::state::update(svc.state, PK, set, |current: Option<Consumer>| {
+        current.map(|c| Consumer {
+            status: "stopped".into(),
+            ..c
         })
-        .await?,
-    )
+    })
+    .await?;
+    if running_sets(svc).await?.is_empty() {
+        svc.consumers.set_enabled(CONSUMER, false).await?;
+    }
+    Ok(stopped)
 }
 
-/// What later steps wait on: running, error rate, lag behind the stream.
+/// The feature sets whose consumer runs.
+async fn running_sets(svc: &Services<'_>) -> UseCaseResult<Vec<String>> {
+    let mut running = Vec::new();
+    for set in svc.config.features.keys() {
+        let consumer: Option<Consumer> = crate::state::get_typed(svc.state, PK, set).await?;
+        if consumer.is_some_and(|c| c.status == "running") {
+            running.push(set.clone());
+        }
+    }
+    Ok(running)
+}
+
+/// What later steps wait on. Healthy means proven, not merely started: the
+/// consumer runs, its mapping delivers, it has processed clicks since it
+/// started (the counts restart with it), and under [`MAX_ERROR_RATE`] of
+/// them were unusable. `reason` says what is missing otherwise.
 pub async fn health(svc: &Services<'_>, set: &str) -> UseCaseResult<Value> {
     let c: Option<Consumer> = crate::state::get_typed(svc.state, PK, set).await?;
-    Ok(match c {
-        None => json!({"status": "absent", "healthy": false}),
-        Some(c) => {
-            let error_rate = if c.processed + c.errors == 0 {
-                0.0
-            } else {
-                c.errors as f64 / (c.processed + c.errors) as f64
-            };
-            let lag = c.last_event_ts.map(|t| (Utc::now() - t).num_seconds());
-            json!({"status": c.status, "model_version": c.model_version, "processed": c.processed,
-                   "errors": c.errors, "error_rate": error_rate, "lag_seconds": lag, "restarts": c.restarts,
-                   "healthy": c.status == "running" && error_rate < 0.05})
-        }
-    })
+    let Some(c) = c else {
+        return Ok(json!({"status": "absent", "healthy": false,
+                         "reason": format!("{set} has no inference consumer: activate a model first")}));
+    };
+    let mapping_enabled = svc.consumers.enabled(CONSUMER).await?;
+    let error_rate = if c.processed + c.errors == 0 {
+        0.0
+    } else {
+        c.errors as f64 / (c.processed + c.errors) as f64
+    };
+    let reason = if c.status != "running" {
+        Some(format!("the consumer is {}", c.status))
+    } else if mapping_enabled == Some(false) {
+        Some(format!(
+            "the click stream's mapping to {CONSUMER} is disabled: clicks wait in the stream"
+        ))
+    } else if c.processed == 0 {
+        Some(format!(
+            "no clicks processed since it started at {}",
+            c.started_at.to_rfc3339()
+        ))
+    } else if error_rate >= MAX_ERROR_RATE {
+        Some(format!(
+            "{:.1} % of its clicks were unusable (limit {:.1} %)",
+            error_rate * 100.0,
+            MAX_ERROR_RATE * 100.0
+        ))
+    } else {
+        None
+    };
+    let lag = c.last_event_ts.map(|t| (Utc::now() - t).num_seconds());
+    Ok(
+        json!({"status": c.status, "model_version": c.model_version, "started_at": c.started_at,
+               "processed": c.processed, "errors": c.errors, "error_rate": error_rate,
+               "lag_seconds": lag, "restarts": c.restarts, "mapping_enabled": mapping_enabled,
+               "healthy": reason.is_none(), "reason": reason}),
+    )
 }
 
 /// Roll back to the previous model version and restart the consumer on it.
@@ -209,6 +266,9 @@ pub struct ClickRecord {
 pub struct ClickBatch {
     pub consumers: Vec<Value>,
     pub dead_lettered: usize,
+    /// No consumer runs: nothing was read, and the batch goes back to the
+    /// stream (a mapping disabled a moment too late still delivers one).
+    pub held: bool,
 }
 
 /// Recommend for every running consumer from one batch of clicks. Records
@@ -219,6 +279,14 @@ pub async fn consume_clicks(
     records: Vec<ClickRecord>,
     now: DateTime<Utc>,
 ) -> UseCaseResult<ClickBatch> {
+    let running = running_sets(svc).await?;
+    if running.is_empty() {
+        return Ok(ClickBatch {
+            consumers: Vec::new(),
+            dead_lettered: 0,
+            held: true,
+        });
+    }
     let mut clicks = Vec::new();
     let mut poison = Vec::new();
     for record in records {
@@ -236,11 +304,7 @@ pub async fn consume_clicks(
         }
     }
     let mut consumers = Vec::new();
-    for set in svc.config.features.keys() {
-        let running = health(svc, set).await?;
-        if running["status"] != "running" {
-            continue;
-        }
+    for set in &running {
         let outcome = recommend(svc, set, &clicks).await?;
         poison.extend(outcome.rejected.iter().cloned());
         consumers.push(json!({"features": set, "processed": outcome.processed, "model_version": outcome.model_version}));
@@ -256,5 +320,6 @@ pub async fn consume_clicks(
     Ok(ClickBatch {
         consumers,
         dead_lettered: poison.len(),
+        held: false,
     })
 }

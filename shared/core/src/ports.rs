@@ -313,6 +313,18 @@ pub trait WorkflowStarter: Send + Sync {
     ) -> PortResult<bool>;
 }
 
+/// The event source mapping that feeds a stream consumer (Lambda's
+/// UpdateEventSourceMapping). Disabled, the consumer is not called and its
+/// records wait in the stream at its checkpoint; enabled again, delivery
+/// resumes from there. `consumer` is the consuming function's name in the
+/// function table (e.g. "click-inference").
+#[async_trait]
+pub trait ConsumerSwitch: Send + Sync {
+    async fn set_enabled(&self, consumer: &str, enabled: bool) -> PortResult<()>;
+    /// Whether the mapping delivers; `None` when the consumer has none.
+    async fn enabled(&self, consumer: &str) -> PortResult<Option<bool>>;
+}
+
 /// A Kinesis record as the event source mapping hands it over (what a
 /// `StreamProducer` put, read back with its shard and sequence number).
 #[derive(Debug, Clone, PartialEq)]

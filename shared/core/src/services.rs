@@ -3,7 +3,9 @@
 
 use crate::config::{Config, DatasetConfig, PipelineConfig};
 use crate::error::{UseCaseError, UseCaseResult};
-use crate::ports::{Catalog, Notifier, ObjectStore, StateStore, TaskCallbacks, WorkflowStarter};
+use crate::ports::{
+    Catalog, ConsumerSwitch, Notifier, ObjectStore, StateStore, TaskCallbacks, WorkflowStarter,
+};
 use std::path::Path;
 
 /// The adapters a use case runs against.
@@ -15,6 +17,8 @@ pub struct Services<'a> {
     pub workflows: &'a dyn WorkflowStarter,
     pub notifier: &'a dyn Notifier,
     pub callbacks: &'a dyn TaskCallbacks,
+    /// Starts and stops the streaming consumers' event source mappings.
+    pub consumers: &'a dyn ConsumerSwitch,
     /// Signs the approve/reject links of approval requests.
     pub links: crate::approvals::LinkSigner<'a>,
     /// Local scratch space (Lambda: /tmp) for downloads and Parquet encoding.

@@ -6,6 +6,7 @@
 mod callbacks;
 mod catalog;
 pub mod kinesis;
+pub mod mappings;
 mod object_store;
 mod outbox;
 mod state_store;
@@ -13,6 +14,7 @@ mod workflows;
 
 pub use callbacks::QueuedCallbacks;
 pub use catalog::FileCatalog;
+pub use mappings::StateConsumerSwitch;
 pub use object_store::FsObjectStore;
 pub use outbox::OutboxNotifier;
 pub use state_store::FileStateStore;
@@ -100,6 +102,7 @@ impl Workspace {
             workflows: QueuedWorkflows::new(self.state_store()),
             notifier: OutboxNotifier::new(self.outbox()),
             callbacks: QueuedCallbacks::default(),
+            consumers: StateConsumerSwitch::new(self.state_store()),
             approval_secret: self.approval_secret(),
             approval_base_url: std::env::var("TRIBUTARY_APPROVAL_BASE_URL")
                 .unwrap_or_else(|_| DEFAULT_APPROVAL_BASE_URL.to_string()),
@@ -125,6 +128,7 @@ pub struct LocalAdapters {
     pub workflows: QueuedWorkflows<FileStateStore>,
     pub notifier: OutboxNotifier,
     pub callbacks: QueuedCallbacks,
+    pub consumers: StateConsumerSwitch<FileStateStore>,
     /// Signs approval links; generated once per workspace (`approval.key`).
     pub approval_secret: Vec<u8>,
     /// Where `tributary serve` answers approval links.
@@ -142,6 +146,7 @@ impl LocalAdapters {
             workflows: &self.workflows,
             notifier: &self.notifier,
             callbacks: &self.callbacks,
+            consumers: &self.consumers,
             links: tributary_core::approvals::LinkSigner {
                 secret: &self.approval_secret,
                 base_url: &self.approval_base_url,

@@ -146,6 +146,35 @@ impl Moto {
         Ok(())
     }
 
+    /// An event source mapping from a stream (or queue) to a function made
+    /// by [`Moto::create_lambda_functions`], as Terraform makes one; the
+    /// source must exist. Returns the mapping's UUID.
+    pub fn create_event_source_mapping(
+        &self,
+        function: &str,
+        event_source_arn: &str,
+        enabled: bool,
+    ) -> Result<String, String> {
+        let body = serde_json::json!({
+            "FunctionName": function,
+            "EventSourceArn": event_source_arn,
+            "StartingPosition": "LATEST",
+            "Enabled": enabled,
+        });
+        let created = self.call(
+            "POST",
+            "/2015-03-31/event-source-mappings/",
+            Some("lambda"),
+            "application/json",
+            &body.to_string(),
+        )?;
+        let json = created.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v["UUID"].as_str().map(str::to_string))
+            .ok_or_else(|| format!("CreateEventSourceMapping answered {created}"))
+    }
+
     /// Queues what the next Lambda invocations return, one JSON document
     /// per invocation, in order, across all functions.
     pub fn queue_lambda_results(&self, results: &[serde_json::Value]) -> Result<(), String> {
