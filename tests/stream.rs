@@ -866,3 +866,36 @@ async fn a_batch_of_100_records_claims_its_event_ids_in_one_call_over_sharded_ke
         .unwrap();
     assert_eq!(realtime_total(&h).await.0, 100, "{again}");
 }
+
+/// Every delivered batch adds to its processing hour's counts, redeliveries
+/// apart: what the console's stream page shows without reading the archive.
+#[tokio::test]
+async fn each_hour_counts_what_its_batches_did() {
+    let h = Harness::new(&config("reject"));
+    let mut lines: Vec<String> = (0..20)
+        .map(|i| order(&format!("O{i}"), "P1", 1.0, &at(i * 3)))
+        .collect();
+    lines.push(order("O3", "P1", 1.0, &at(9)));
+    lines.push("not json".to_string());
+    let records = put(&h, &lines).await;
+    deliver(&h, &records).await;
+    deliver(&h, &records[..5]).await;
+    let hours =
+        tributary_core::stream::stats::recent(&h.adapters.state, "orders", chrono::Utc::now(), 3)
+            .await
+            .unwrap();
+    assert_eq!(hours.len(), 3);
+    let now = &hours[2].1;
+    assert_eq!(
+        (
+            now.input,
+            now.aggregated,
+            now.duplicates,
+            now.dlq,
+            now.redelivered
+        ),
+        (27, 20, 1, 1, 5),
+        "{hours:?}"
+    );
+    assert_eq!(hours[0].1.input, 0, "quiet hours are zeros");
+}

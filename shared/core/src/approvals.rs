@@ -273,6 +273,18 @@ pub async fn pending(
     Ok(out)
 }
 
+/// Every request, pending or decided, newest first (the console's list).
+pub async fn all(state: &dyn StateStore) -> Result<Vec<Approval>, ApprovalError> {
+    let mut out: Vec<Approval> = state
+        .query(PK)
+        .await?
+        .into_iter()
+        .filter_map(|(_, item)| serde_json::from_value(item.value).ok())
+        .collect();
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    Ok(out)
+}
+
 /// Record a decision once. The caller then answers the task token.
 pub async fn decide(
     state: &dyn StateStore,

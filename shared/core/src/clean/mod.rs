@@ -18,6 +18,7 @@ pub mod distributed;
 mod encode;
 pub mod plan;
 mod records;
+pub mod rejects;
 mod spill;
 
 pub use plan::{CleanPlan, Rejection};

@@ -1036,3 +1036,53 @@ fn published_rows_come_back_by_row_group_spans_and_meet_their_replacements() {
     }
     assert_eq!((kept_old, replaced), (498, 2));
 }
+
+#[test]
+fn a_rejects_file_reads_back_grouped_by_reason_with_file_and_line() {
+    let c = Config::parse(CONFIG, "test.toml").unwrap();
+    let plan = CleanPlan::compile(c.datasets.values().next().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.csv");
+    let body = format!("{HEADER}k1,1,1,,,{TS},a\nk2,1\nk3,1,99,,,{TS},a\nk4,1,1,,,nope,a\nk5\n");
+    std::fs::write(&path, body).unwrap();
+    let inputs = [CleanInput {
+        path,
+        source_name: "raw/t/date=2025-01-02/f.csv".into(),
+    }];
+    let rejects = dir.path().join("rejects.parquet");
+    let opts = CleanOptions {
+        batch_rows: 2,
+        ..CleanOptions::default()
+    };
+    clean_files(
+        &plan,
+        &inputs,
+        &dir.path().join("kept.parquet"),
+        &rejects,
+        &opts,
+    )
+    .unwrap();
+    let bytes = bytes::Bytes::from(std::fs::read(&rejects).unwrap());
+    let groups = rejects::group_by_reason(bytes, 1).unwrap();
+    let summary: Vec<(&str, u64)> = groups.iter().map(|g| (g.reason.as_str(), g.rows)).collect();
+    assert_eq!(summary, [("ragged_row", 2), ("bad_ts", 1), ("x_range", 1)]);
+    let ragged = &groups[0].examples;
+    assert_eq!(ragged.len(), 1, "one example per reason asked for");
+    assert_eq!(ragged[0].line, Some(3));
+    assert_eq!(
+        ragged[0].file.as_deref(),
+        Some("raw/t/date=2025-01-02/f.csv")
+    );
+    assert_eq!(
+        ragged[0].values[0],
+        ("id".to_string(), Some("k2".to_string()))
+    );
+    let x = &groups[2].examples[0];
+    assert_eq!(x.line, Some(4));
+    assert!(
+        x.values
+            .contains(&("x".to_string(), Some("99".to_string()))),
+        "{x:?}"
+    );
+    assert!(rejects::group_by_reason(bytes::Bytes::from_static(b"PAR1"), 1).is_err());
+}

@@ -7,6 +7,7 @@ pub mod events;
 pub mod reconcile;
 pub mod serving;
 pub mod speed;
+pub mod stats;
 pub mod views;
 pub mod windows;
 

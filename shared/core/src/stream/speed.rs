@@ -161,6 +161,7 @@ pub async fn aggregate_batch(
             Err(e) => return Err(e),
         }
     }
+    super::stats::record(svc.state, stream, now, &outcome).await?;
     Ok(outcome)
 }
 
