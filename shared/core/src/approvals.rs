@@ -281,7 +281,7 @@ pub async fn all(state: &dyn StateStore) -> Result<Vec<Approval>, ApprovalError>
         .into_iter()
         .filter_map(|(_, item)| serde_json::from_value(item.value).ok())
         .collect();
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.sort_by_key(|approval| std::cmp::Reverse(approval.created_at));
     Ok(out)
 }
 
