@@ -58,20 +58,11 @@ pub async fn plan_catchup(svc: &Services<'_>, event: Value) -> Result<Value, Han
     encode(&plan)
 }
 
-/// How many days the pipeline's watermark lags behind the date it should
-/// have reached (yesterday in its time zone): 0 when current. Without a
-/// watermark, the days from the first date with data; without data, 0.
+/// The nightly catchup's freshness: from its plan's execution date and the
+/// first date with data it saw.
 fn freshness_lag_days(plan: &orchestration::CatchupPlan, watermark: Option<NaiveDate>) -> i64 {
-    let behind_since = watermark.or_else(|| {
-        plan.dates
-            .iter()
-            .chain(&plan.skipped)
-            .min()
-            .map(|first| *first - chrono::Duration::days(1))
-    });
-    behind_since.map_or(0, |reached| {
-        (plan.execution_date - reached).num_days().max(0)
-    })
+    let first_data = plan.dates.iter().chain(&plan.skipped).min().copied();
+    orchestration::freshness_lag_days(plan.execution_date, watermark, first_data)
 }
 
 #[derive(Debug, Deserialize)]

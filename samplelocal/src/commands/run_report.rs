@@ -237,7 +237,13 @@ pub fn render(definition: &str, summary: &Value, history: &Value, trend: &str) -
 pub fn run(workspace: &Path, name: &str, out: Option<&Path>) -> Result<()> {
     let (definition, summary, history) =
         crate::stepfunctions::StepFunctions::open(workspace)?.record(name)?;
-    let trend = deviation_trend(workspace).unwrap_or_default();
+    let trend = {
+        let rt = crate::local::LocalRuntime::open(workspace, None)?;
+        let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+        tokio
+            .block_on(deviation_trend(&rt.services()))
+            .unwrap_or_default()
+    };
     let html = render(&definition, &summary, &history, &trend)?;
     let path: PathBuf = out
         .map(Path::to_path_buf)
@@ -252,19 +258,29 @@ pub fn run(workspace: &Path, name: &str, out: Option<&Path>) -> Result<()> {
 
 /// Reconciliation's deviation per hour, one line per check, with the alert
 /// threshold: how realtime and batch have agreed over time.
-fn deviation_trend(workspace: &Path) -> Result<String> {
-    use tributary_core::stream::reconcile::{history, Deviation};
-    let rt = crate::local::LocalRuntime::open(workspace, None)?;
-    let tokio = tokio::runtime::Builder::new_current_thread().build()?;
+pub async fn deviation_trend(svc: &tributary_core::services::Services<'_>) -> Result<String> {
     let mut out = String::new();
-    for (stream, config) in &rt.config.streams {
-        let checks: Vec<Deviation> = tokio
-            .block_on(history(&rt.services(), stream, chrono::Utc::now()))?
+    for stream in svc.config.streams.keys() {
+        out.push_str(&stream_deviation_trend(svc, stream).await?);
+    }
+    Ok(out)
+}
+
+/// One stream's deviation chart (empty before its first reconciliation).
+pub async fn stream_deviation_trend(
+    svc: &tributary_core::services::Services<'_>,
+    stream: &str,
+) -> Result<String> {
+    use tributary_core::stream::reconcile::{history, Deviation};
+    let mut out = String::new();
+    if let Some(config) = svc.config.streams.get(stream) {
+        let checks: Vec<Deviation> = history(svc, stream, chrono::Utc::now())
+            .await?
             .into_iter()
             .filter(|d| d.granularity == "hour")
             .collect();
         if checks.is_empty() {
-            continue;
+            return Ok(out);
         }
         let periods: BTreeSet<&str> = checks.iter().map(|d| d.period_start.as_str()).collect();
         let periods: Vec<&str> = periods.into_iter().collect();

@@ -335,6 +335,25 @@ pub struct CatchupPlan {
     pub force: bool,
 }
 
+/// The date a pipeline should have completed by `now`: yesterday in its
+/// time zone (what the nightly catchup's execution date is).
+pub fn due_date(pipeline: &crate::config::PipelineConfig, now: DateTime<Utc>) -> NaiveDate {
+    now.with_timezone(&pipeline.tz()).date_naive() - Duration::days(1)
+}
+
+/// Freshness: how many days a pipeline's watermark lags behind the date it
+/// is due to have reached; 0 when current (or moved ahead by hand). Without
+/// a watermark it is late since the day before its first date with data;
+/// without data, nothing is late.
+pub fn freshness_lag_days(
+    due: NaiveDate,
+    watermark: Option<NaiveDate>,
+    first_data: Option<NaiveDate>,
+) -> i64 {
+    let reached = watermark.or_else(|| first_data.map(|first| first - Duration::days(1)));
+    reached.map_or(0, |reached| (due - reached).num_days().max(0))
+}
+
 /// Plan the dates between the watermark (exclusive) and the execution date,
 /// or an explicit range. Without a watermark the range starts at the
 /// pipeline's start_date, or, without one, at the earliest date any of the
@@ -348,8 +367,7 @@ pub async fn plan_catchup(
     force: bool,
 ) -> UseCaseResult<CatchupPlan> {
     let p = pipeline_config(svc.config, pipeline)?;
-    let local_today = scheduled_time.with_timezone(&p.tz()).date_naive();
-    let execution_date = end.unwrap_or(local_today - Duration::days(1));
+    let execution_date = end.unwrap_or_else(|| due_date(p, scheduled_time));
     let start = match start {
         Some(s) => s,
         None => match state::watermark(svc.state, pipeline).await? {
