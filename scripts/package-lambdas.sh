@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 config=samplelocal/pipeline.toml
-profile=(--release)
+profile=(--profile lambda)
 only=()
 while [ $# -gt 0 ]; do
   case "$1" in
