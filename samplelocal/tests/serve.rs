@@ -24,8 +24,8 @@ fn approval_links_show_then_decide_once() {
     );
     let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
     assert_eq!(pending["pending"].as_array().unwrap().len(), 1);
-    // The pending page lists it.
-    let (status, list) = http(&addr, "GET", "/", "");
+    // The console's approvals page lists it.
+    let (status, list) = http(&addr, "GET", "/approvals", "");
     assert!(status == 200 && list.contains("approve…"), "{list}");
 
     // A forged signature and a swapped decision are refused.
@@ -102,8 +102,12 @@ fn an_expired_link_decides_nothing_through_serve() {
     assert!(page.contains("expired"), "{page}");
     let (status, page) = http(&addr, "POST", path, &format!("{query}&decider=Ana"));
     assert_eq!(status, 410, "{page}");
-    let (_, listing) = http(&addr, "GET", "/", "");
-    assert!(!listing.contains(&approval.id), "{listing}");
+    // Listed as expired, with no link to decide it.
+    let (_, listing) = http(&addr, "GET", "/approvals", "");
+    assert!(
+        !listing.contains(&format!("/approvals/{}?", approval.id)),
+        "{listing}"
+    );
     drop(server);
     let pending = json_of(&tributary(&ws, &["--json", "approvals", "list"]));
     assert!(!pending.to_string().contains(&approval.id), "{pending}");
@@ -115,4 +119,65 @@ fn an_expired_link_decides_nothing_through_serve() {
         ApprovalStatus::Pending,
         "nothing was decided"
     );
+}
+
+/// The console shows what the data holds, escaped: a rejected row carrying
+/// markup appears as text on its partition's page, never as markup.
+#[test]
+fn the_console_escapes_what_the_data_holds_and_refuses_bad_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    json_of(&tributary(&ws, &["--json", "demo"]));
+    let hostile = dir.path().join("orders.csv");
+    let mut csv =
+        String::from("order_id,user_id,product_id,amount,currency,order_ts,status,country\n");
+    for i in 0..60 {
+        csv.push_str(&format!(
+            "O{i},1,SKU-1,10.00,USD,2025-12-09T10:00:00Z,created,US\n"
+        ));
+    }
+    csv.push_str("O99,1,SKU-1,<script>alert(1)</script>,USD,2025-12-09T10:00:00Z,created,US\n");
+    std::fs::write(&hostile, csv).unwrap();
+    json_of(&tributary(
+        &ws,
+        &[
+            "--json",
+            "upload",
+            hostile.to_str().unwrap(),
+            "--dataset",
+            "orders",
+            "--date",
+            "2025-12-09",
+        ],
+    ));
+    let (server, addr) = serve(&ws);
+    let (status, page) = http(&addr, "GET", "/partitions/orders/2025-12-09", "");
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(page.contains("bad_float"), "{page}");
+
+    let (status, grid) = http(&addr, "GET", "/?days=3&end=2025-12-09", "");
+    assert_eq!(status, 200);
+    assert!(
+        grid.contains("data-dataset='orders' data-date='2025-12-09' data-state='published'"),
+        "{grid}"
+    );
+    assert!(!grid.contains("data-date='2025-12-06'"), "three days only");
+    for (target, expected) in [
+        ("/?end=yesterday", 400),
+        ("/partitions/orders/someday", 400),
+        ("/partitions/no_such_dataset/2025-12-01", 404),
+        ("/executions/no-such-execution", 404),
+        ("/executions?page=999", 200),
+        ("/streams?page=-3", 200),
+        ("/nothing-here", 404),
+    ] {
+        let (status, body) = http(&addr, "GET", target, "");
+        assert_eq!(status, expected, "{target}: {body}");
+    }
+    drop(server);
 }

@@ -5,6 +5,7 @@ pub mod bench_asl;
 pub mod bench_range;
 pub mod bench_stream;
 pub mod catchup;
+pub mod console;
 pub mod demo;
 pub mod infra;
 pub mod model;

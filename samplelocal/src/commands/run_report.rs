@@ -154,7 +154,10 @@ fn svg(machine: &StateMachine, visited: &BTreeSet<String>, failed_at: Option<&st
     )
 }
 
-pub fn render(definition: &str, summary: &Value, history: &Value, trend: &str) -> Result<String> {
+/// The report's body: status, the graph with the path taken, each state's
+/// timing and outcome, the data counts. `render` makes it a page; the
+/// console shows it inside its own.
+pub fn render_fragment(definition: &str, summary: &Value, history: &Value) -> Result<String> {
     let machine = tributary_asl::load(definition).map_err(|e| anyhow!("{e}"))?;
     let visits = visits(history);
     let visited: BTreeSet<String> = visits.iter().map(|v| v.name.clone()).collect();
@@ -217,20 +220,28 @@ pub fn render(definition: &str, summary: &Value, history: &Value, trend: &str) -
         ),
         _ => String::new(),
     };
-    let name = summary["name"].as_str().unwrap_or("?");
     Ok(format!(
-        "<!doctype html><html><head><meta charset='utf-8'><title>{n}</title><style>\
-         body{{font-family:system-ui,sans-serif;margin:2rem}}table{{border-collapse:collapse;margin:1rem 0}}\
-         td,th{{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left}}.err{{color:#b42318}}\
-         .status{{font-weight:bold}}</style></head><body>\
-         <h1>{n}</h1><p class='status'>{status} · started {} · stopped {} · {} state transitions</p>{error}\
-         {svg}<h2>States, in the order they ran</h2><table><tr><th>state</th><th>type</th><th>entered</th><th>took</th><th>outcome</th></tr>{rows}</table>{data}{trend}\
-         </body></html>",
+        "<p class='status'>{status} · started {} · stopped {} · {} state transitions</p>{error}\
+         {svg}<h2>States, in the order they ran</h2><table><tr><th>state</th><th>type</th><th>entered</th><th>took</th><th>outcome</th></tr>{rows}</table>{data}",
         html_escape(summary["startDate"].as_str().unwrap_or("?")),
         html_escape(summary["stopDate"].as_str().unwrap_or("—")),
         summary["transitions"],
-        n = html_escape(name),
         svg = svg(&machine, &visited, failed_at),
+    ))
+}
+
+/// The CSS of a run report (the console's pages include it).
+pub const STYLE: &str = "table{border-collapse:collapse;margin:1rem 0}\
+    td,th{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left}.err{color:#b42318}\
+    .status{font-weight:bold}";
+
+pub fn render(definition: &str, summary: &Value, history: &Value, trend: &str) -> Result<String> {
+    let fragment = render_fragment(definition, summary, history)?;
+    let name = html_escape(summary["name"].as_str().unwrap_or("?"));
+    Ok(format!(
+        "<!doctype html><html><head><meta charset='utf-8'><title>{name}</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:2rem}}{STYLE}</style></head><body>\
+         <h1>{name}</h1>{fragment}{trend}</body></html>"
     ))
 }
 

@@ -1,8 +1,8 @@
-//! `tributary serve`: the approval links and the query API on this machine.
-//! Requests to `/approvals/<id>` go to the approval-callback function and
-//! `/<served name>` (`/sales`, `/sales/recent`) to the query-api function,
-//! exactly as a function URL would deliver them; `/` lists the pending
-//! approvals.
+//! `tributary serve`: the approval links, the query API and the operator's
+//! console on this machine. Requests to `/approvals/<id>` go to the
+//! approval-callback function and `/<served name>` (`/sales`,
+//! `/sales/recent`) to the query-api function, exactly as a function URL
+//! would deliver them; every other page is the console (console.rs).
 //! Requests are handled one at a time, on loopback only.
 
 use crate::local::LocalRuntime;
@@ -10,8 +10,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use tributary_core::approvals::{self, Decision};
-use tributary_handlers::http::html_escape;
+use tributary_core::approvals;
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -29,7 +28,7 @@ async fn serve(rt: &LocalRuntime, port: u16, until_decided: bool) -> Result<()> 
         format!("cannot listen on 127.0.0.1:{port} (is another `tributary serve` running?)")
     })?;
     let addr = listener.local_addr()?;
-    println!("tributary serve: listening on http://{addr}  (pending approvals: http://{addr}/)");
+    println!("tributary serve: listening on http://{addr}  (console: http://{addr}/)");
     std::io::stdout().flush()?;
     // Browsers open sockets they may never use (pre-connect) and keep others
     // idle; each connection is read on its own thread so none of them holds
@@ -177,40 +176,10 @@ async fn respond(rt: &LocalRuntime, req: Request) -> Value {
             }
         };
     }
-    if req.path == "/" && req.method == "GET" {
-        return pending_page(rt).await;
+    if req.method == "GET" {
+        if let Some(page) = crate::commands::console::page(rt, &req.path, &req.query).await {
+            return page;
+        }
     }
     json!({"statusCode": 404, "headers": {"content-type": "text/plain"}, "body": "not found"})
-}
-
-async fn pending_page(rt: &LocalRuntime) -> Value {
-    let svc = rt.services();
-    let pending = approvals::pending(&rt.adapters.state, chrono::Utc::now())
-        .await
-        .unwrap_or_default();
-    let mut items = String::new();
-    for a in &pending {
-        let link = |d: Decision| {
-            let full = svc.links.link(&a.id, d, a.expires_at);
-            // Relative to this server, whatever base URL the message used.
-            full.find("/approvals/")
-                .map(|i| full[i..].to_string())
-                .unwrap_or(full)
-        };
-        items.push_str(&format!(
-            "<li>{} <a href=\"{}\">approve…</a> · <a href=\"{}\">reject…</a> <small>(expires {})</small></li>",
-            html_escape(&a.purpose),
-            html_escape(&link(Decision::Approve)),
-            html_escape(&link(Decision::Reject)),
-            a.expires_at.format("%Y-%m-%d %H:%M UTC")
-        ));
-    }
-    if items.is_empty() {
-        items.push_str("<li>Nothing is waiting for a decision.</li>");
-    }
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Pending approvals</title></head>\
-         <body style=\"font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto\"><h1>Pending approvals</h1><ul>{items}</ul></body></html>"
-    );
-    json!({"statusCode": 200, "headers": {"content-type": "text/html; charset=utf-8"}, "body": body})
 }
