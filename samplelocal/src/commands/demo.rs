@@ -200,7 +200,7 @@ pub async fn run(root: &Path, json_out: bool, interactive: bool) -> Result<()> {
     for (what, path) in outputs_hint(root) {
         println!("  {what:<34} {}", path.display());
     }
-    println!("\nnext: tributary partitions | tributary executions list | tributary query --start 2025-12-03 --end 2025-12-04 | tributary dlq list | tributary serve");
+    println!("\nnext: tributary partitions | tributary executions list | tributary query --start 2025-12-03 --end 2025-12-04 | tributary dlq list | tributary serve (the console: http://127.0.0.1:8765/)");
     println!("done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
