@@ -13,7 +13,7 @@ use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 pub use serde_json::Value;
 use std::sync::Arc;
 use tributary_core::config::Config;
-pub use tributary_core::services::Services;
+pub use tributary_core::services::{Ports, Services};
 use tributary_local::{LocalAdapters, Workspace};
 
 enum Adapters {
@@ -66,23 +66,26 @@ impl Runtime {
         })
     }
 
-    pub fn services(&self) -> Services<'_> {
+    /// The services of a function granted the ports `PORTS` (bits of a
+    /// `Ports`): the binary links only their adapters.
+    pub fn services<const PORTS: u8>(&self) -> Services<'_> {
         match &self.adapters {
-            Adapters::Local(a) => a.services(&self.config),
-            Adapters::Aws(a) => a.services(&self.config),
+            Adapters::Local(a) => a.granted_services::<PORTS>(&self.config),
+            Adapters::Aws(a) => a.granted_services::<PORTS>(&self.config),
         }
     }
 }
 
-/// A Lambda binary: `tributary_functions::lambda!(Light, partition::mark_failed);`
-/// is its whole source. The binary calls its handler directly instead of
+/// A Lambda binary:
+/// `tributary_functions::lambda!(Light, partition::mark_failed, STATE | NOTIFIER);`
+/// is its whole source (the workload, the handler and the ports granted). The binary calls its handler directly instead of
 /// looking its name up in `tributary_handlers::FUNCTIONS`, because the
 /// table reaches every handler, and so every binary would link all of
 /// them (arrow, parquet and all); a test checks each binary names the
 /// handler and workload the table gives its name.
 #[macro_export]
 macro_rules! lambda {
-    ($workload:ident, $($handler:ident)::+) => {
+    ($workload:ident, $($handler:ident)::+, $($port:ident)|+) => {
         fn main() -> $crate::anyhow::Result<()> {
             fn handler<'a>(
                 svc: &'a $crate::Services<'a>,
@@ -90,7 +93,8 @@ macro_rules! lambda {
             ) -> tributary_handlers::HandlerFuture<'a> {
                 Box::pin(tributary_handlers::$($handler)::+(svc, event))
             }
-            $crate::run(tributary_handlers::Workload::$workload, handler)
+            const PORTS: u8 = $crate::Ports::NONE$(.union($crate::Ports::$port))+.bits();
+            $crate::run::<PORTS>(tributary_handlers::Workload::$workload, handler)
         }
     };
 }
@@ -99,7 +103,7 @@ pub use anyhow;
 
 /// A Lambda binary's `main`: the process set-up the CLI has too, the async
 /// runtime, then [`serve`].
-pub fn run(
+pub fn run<const PORTS: u8>(
     workload: tributary_handlers::Workload,
     handler: tributary_handlers::Handler,
 ) -> Result<()> {
@@ -108,11 +112,11 @@ pub fn run(
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(serve(handler))
+        .block_on(serve::<PORTS>(handler))
 }
 
 /// Serve one handler from `tributary-handlers` on the Lambda runtime API.
-pub async fn serve(handler: tributary_handlers::Handler) -> Result<()> {
+pub async fn serve<const PORTS: u8>(handler: tributary_handlers::Handler) -> Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_target(false)
@@ -122,7 +126,7 @@ pub async fn serve(handler: tributary_handlers::Handler) -> Result<()> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let runtime = runtime.clone();
         async move {
-            handler(&runtime.services(), event.payload)
+            handler(&runtime.services::<PORTS>(), event.payload)
                 .await
                 .map_err(|e| Diagnostic {
                     error_type: e.error_type,
@@ -153,9 +157,10 @@ mod tests {
                 .collect();
             if let Some(f) = tributary_handlers::function(&name) {
                 let expected = format!(
-                    "tributary_functions::lambda!({:?},{});",
+                    "tributary_functions::lambda!({:?},{},{});",
                     f.workload,
-                    f.handler_path.split_whitespace().collect::<String>()
+                    f.handler_path.split_whitespace().collect::<String>(),
+                    f.ports.names().join("|")
                 );
                 assert!(
                     text.contains(&expected),

@@ -236,8 +236,9 @@ pub enum InfraCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// The function table, one function per line: name and workload (what
-    /// Terraform's local.functions and the SAM template must deploy).
+    /// The function table, one function per line: name, workload and the
+    /// ports it is given (what Terraform's local.functions and the SAM
+    /// template must deploy, and what its policy must grant).
     Functions,
     /// The environment file of `sam local invoke --env-vars`: a deployed
     /// stack's values (--outputs, its `terraform output -json`), or an
@@ -478,7 +479,12 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Infra(InfraCommand::Functions) => {
             for f in tributary_handlers::FUNCTIONS {
-                println!("{}\t{:?}", f.name, f.workload);
+                println!(
+                    "{}\t{:?}\t{}",
+                    f.name,
+                    f.workload,
+                    f.ports.names().join("|")
+                );
             }
             return Ok(());
         }

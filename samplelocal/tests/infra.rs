@@ -25,9 +25,13 @@ fn tool(relative: &str) -> PathBuf {
     path
 }
 
-/// The function table's names, as the references check takes them.
-fn function_table() -> Vec<&'static str> {
-    tributary_handlers::function_names().collect()
+/// The function table, as the references check takes it: each function's
+/// name and the ports it is given (`name:STATE|NOTIFIER`).
+fn function_table() -> Vec<String> {
+    tributary_handlers::FUNCTIONS
+        .iter()
+        .map(|f| format!("{}:{}", f.name, f.ports.names().join("|")))
+        .collect()
 }
 
 /// One check on a checkout (or a broken copy): (passed, everything printed).
@@ -36,7 +40,7 @@ fn check(name: &str, root: &Path) -> (bool, String) {
 }
 
 /// [`check`] with the function table given (to plant a function in it).
-fn check_with_functions(name: &str, root: &Path, functions: &[&str]) -> (bool, String) {
+fn check_with_functions(name: &str, root: &Path, functions: &[String]) -> (bool, String) {
     let mut command = Command::new(tool("infra-venv/bin/python"));
     command
         .arg(repo().join("scripts/infra/check.py"))
@@ -128,7 +132,7 @@ fn assert_fails(check_name: &str, root: &Path, expected: &[&str]) {
 fn assert_fails_with_functions(
     check_name: &str,
     root: &Path,
-    functions: &[&str],
+    functions: &[String],
     expected: &[&str],
 ) {
     let (passed, output) = check_with_functions(check_name, root, functions);
@@ -243,8 +247,23 @@ fn references_catch_undeclared_names_and_missing_functions() {
         "${merge_label_function}",
     );
     std::fs::remove_file(copy.path().join("statemachines/catchup.asl.json")).unwrap();
+    // A function given a port its policy does not grant (it would meet
+    // AccessDenied on AWS), and one granted access its handler has no
+    // port for (more than least privilege).
+    plant(
+        copy.path(),
+        "infra/modules/tributary/locals.tf",
+        r#""mark-failed"              = { needs = ["state", "notify"]"#,
+        r#""mark-failed"              = { needs = ["state"]"#,
+    );
+    plant(
+        copy.path(),
+        "infra/modules/tributary/locals.tf",
+        r#"needs = ["state_read"]"#,
+        r#"needs = ["state_read", "catalog"]"#,
+    );
     let mut table = function_table();
-    table.push("orphan-job");
+    table.push("orphan-job".to_string());
     assert_fails_with_functions(
         "references",
         copy.path(),
@@ -254,6 +273,8 @@ fn references_catch_undeclared_names_and_missing_functions() {
             "statemachines/catchup.asl.json does not exist",
             "function orphan-job of the function table is not deployed",
             "function orphan-job of the function table has no function in the SAM template",
+            "function mark-failed is given the NOTIFIER port (tributary_handlers::FUNCTIONS) but its policy does not grant it",
+            "function query-api is granted the CATALOG port's access here but its handler is not given the port",
         ],
     );
 }

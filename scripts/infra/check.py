@@ -9,8 +9,9 @@ is checked every other way available).
                         its placeholders are supplied; every Lambda in infra/
                         and in the SAM template is a function of the table
                         (--functions: tributary_handlers::FUNCTIONS) and the
-                        other way round; every Task of statemachines/ names a
-                        function
+                        other way round, each granted (needs, reads, writes)
+                        exactly the ports the table gives it; every Task of
+                        statemachines/ names a function
     check.py checkov    checkov with the skip list in infra/.checkov.yaml
                         (each entry justified there): any failed check or
                         parsing error fails
@@ -186,7 +187,33 @@ def literal_set(value):
     return set(re.findall(r'\\?"([A-Za-z0-9_-]+)\\?"', text))
 
 
-def check_references(repo, table):
+# What each need of local.functions grants, as a port of
+# tributary_core::services::Ports; any reads or writes grant OBJECTS.
+NEED_PORTS = {
+    "state": "STATE",
+    "state_read": "STATE",
+    "catalog": "CATALOG",
+    "start_pipeline": "WORKFLOWS",
+    "start_downstream": "WORKFLOWS",
+    "answer_tasks": "CALLBACKS",
+    "notify": "NOTIFIER",
+    "consumer_state": "CONSUMERS",
+    "consumer_switch": "CONSUMERS",
+}
+
+
+def granted_ports(spec):
+    """The ports a function's entry in local.functions grants."""
+    ports = {NEED_PORTS[unquote(n)] for n in spec.get("needs", []) if unquote(n) in NEED_PORTS}
+    if spec.get("reads") or spec.get("writes"):
+        ports.add("OBJECTS")
+    return ports
+
+
+def check_references(repo, table, table_ports=None):
+    """table: the function table's names; table_ports: name → the ports the
+    table gives it (checked against its grant when given)."""
+    table_ports = table_ports or {}
     problems = Problems()
     asl_dir = repo / "statemachines"
     for directory, files in modules(repo).items():
@@ -225,6 +252,17 @@ def check_references(repo, table):
                 problems.add(where, f"function {f} is not in the function table (tributary_handlers::FUNCTIONS), so no zip {f}.zip will be built")
             for f in sorted(table - deployed):
                 problems.add(where, f"function {f} of the function table is not deployed: add it to local.functions")
+            for f in sorted(deployed & set(table_ports)):
+                spec = functions[next(k for k in functions if unquote(k) == f)]
+                if not isinstance(spec, dict):
+                    continue
+                granted, given = granted_ports(spec), table_ports[f]
+                quoted = '"' + f + '"'
+                line = f"{next(iter(files)).parent.relative_to(repo)}/locals.tf:{line_of(directory / 'locals.tf', quoted)}"
+                for port in sorted(given - granted):
+                    problems.add(line, f"function {f} is given the {port} port (tributary_handlers::FUNCTIONS) but its policy does not grant it: add the need (or reads/writes) here, or take the port away")
+                for port in sorted(granted - given):
+                    problems.add(line, f"function {f} is granted the {port} port's access here but its handler is not given the port (tributary_handlers::FUNCTIONS): take the need away (least privilege) or give it the port")
             machines = locals_values.get("state_machines")
             if machines is not None:
                 names = literal_set(machines)
@@ -581,16 +619,19 @@ def main():
     parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[2])
     parser.add_argument("--jsii", type=Path, help="the .jsii of @cdktn/provider-aws (schema)")
     parser.add_argument("--schema-cache", type=Path, help="where the extracted schema is kept")
-    parser.add_argument("--functions", help="references: the function table's names, comma-separated (`tributary infra functions | cut -f1 | paste -sd,`)")
+    parser.add_argument("--functions", help="references: the function table, comma-separated names, each optionally with its ports as name:PORT|PORT (`tributary infra functions | awk '{print $1\":\"$3}' | paste -sd,`)")
     args = parser.parse_args()
     repo = args.repo.resolve()
     if args.check == "fmt":
         return check_fmt(repo).report("fmt")
     if args.check == "references":
         if not args.functions:
-            print("references: pass --functions with the function table's names (`tributary infra functions | cut -f1 | paste -sd,`)", file=sys.stderr)
+            print("references: pass --functions with the function table (`tributary infra functions | awk '{print $1\":\"$3}' | paste -sd,`)", file=sys.stderr)
             return 2
-        return check_references(repo, {f for f in args.functions.split(",") if f}).report("references")
+        entries = [f.split(":", 1) for f in args.functions.split(",") if f]
+        names = {e[0] for e in entries}
+        ports = {e[0]: set(filter(None, e[1].split("|"))) for e in entries if len(e) == 2}
+        return check_references(repo, names, ports).report("references")
     if args.check == "deploy":
         return check_deploy(repo).report("deploy")
     if args.check == "checkov":

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use serde_json::Value;
-use tributary_core::services::Services;
+use tributary_core::services::{Ports, Services};
 pub use tributary_process::Workload;
 
 pub use error::HandlerError;
@@ -50,10 +50,13 @@ pub struct Function {
     /// The handler's path in this crate (`partition::mark_failed`): the
     /// Lambda binary names it, so that it links only what it reaches.
     pub handler_path: &'static str,
+    /// The ports it may use, as its IAM policy grants (the others refuse,
+    /// wherever it runs).
+    pub ports: Ports,
 }
 
 macro_rules! function {
-    ($name:literal, $workload:ident, $handler:path) => {{
+    ($name:literal, $workload:ident, $handler:path, $($port:ident)|+) => {{
         fn handler<'a>(svc: &'a Services<'a>, event: Value) -> HandlerFuture<'a> {
             Box::pin($handler(svc, event))
         }
@@ -62,6 +65,7 @@ macro_rules! function {
             workload: Workload::$workload,
             handler,
             handler_path: stringify!($handler),
+            ports: Ports::NONE$(.union(Ports::$port))+,
         }
     }};
 }
@@ -69,71 +73,241 @@ macro_rules! function {
 /// Every function, by state machine or trigger. Only the cleaner handles
 /// bulk data (object-created starts an execution, it does not clean).
 pub static FUNCTIONS: &[Function] = &[
-    function!("object-created", Light, partition::object_created),
-    function!("plan-partition", Light, partition::plan_partition),
-    function!("clean-partition", Bulk, partition::clean_partition),
-    function!("acquire-slot", Light, partition::acquire_slot),
-    function!("release-slot", Light, partition::release_slot),
-    function!("plan-clean", Light, distributed::plan_clean),
-    function!("clean-range", Bulk, distributed::clean_range),
-    function!("check-ranges", Light, distributed::check_ranges),
-    function!("resolve-bucket", Bulk, distributed::resolve_bucket),
-    function!("count-unique", Light, distributed::count_unique),
-    function!("finish-clean", Light, distributed::finish_clean),
-    function!("validate-partition", Light, partition::validate_partition),
-    function!("publish-partition", Light, partition::publish_partition),
-    function!("request-approval", Light, partition::request_approval),
+    function!(
+        "object-created",
+        Light,
+        partition::object_created,
+        OBJECTS | STATE | WORKFLOWS
+    ),
+    function!(
+        "plan-partition",
+        Light,
+        partition::plan_partition,
+        OBJECTS | STATE
+    ),
+    function!(
+        "clean-partition",
+        Bulk,
+        partition::clean_partition,
+        OBJECTS | STATE
+    ),
+    function!("acquire-slot", Light, partition::acquire_slot, STATE),
+    function!("release-slot", Light, partition::release_slot, STATE),
+    function!(
+        "plan-clean",
+        Light,
+        distributed::plan_clean,
+        OBJECTS | STATE
+    ),
+    function!(
+        "clean-range",
+        Bulk,
+        distributed::clean_range,
+        OBJECTS | STATE
+    ),
+    function!(
+        "check-ranges",
+        Light,
+        distributed::check_ranges,
+        OBJECTS | STATE
+    ),
+    function!(
+        "resolve-bucket",
+        Bulk,
+        distributed::resolve_bucket,
+        OBJECTS | STATE
+    ),
+    function!("count-unique", Light, distributed::count_unique, OBJECTS),
+    function!(
+        "finish-clean",
+        Light,
+        distributed::finish_clean,
+        OBJECTS | STATE
+    ),
+    function!(
+        "validate-partition",
+        Light,
+        partition::validate_partition,
+        OBJECTS | STATE
+    ),
+    function!(
+        "publish-partition",
+        Light,
+        partition::publish_partition,
+        OBJECTS | STATE | CATALOG
+    ),
+    function!(
+        "request-approval",
+        Light,
+        partition::request_approval,
+        OBJECTS | STATE | NOTIFIER
+    ),
     function!(
         "quarantine-partition",
         Light,
-        partition::quarantine_partition
+        partition::quarantine_partition,
+        STATE | NOTIFIER
     ),
-    function!("mark-failed", Light, partition::mark_failed),
+    function!(
+        "mark-failed",
+        Light,
+        partition::mark_failed,
+        STATE | NOTIFIER
+    ),
     function!(
         "approval-callback",
         Light,
-        approval_callback::approval_callback
+        approval_callback::approval_callback,
+        STATE | CALLBACKS
     ),
-    function!("plan-catchup", Light, catchup::plan_catchup),
-    function!("check-date", Light, catchup::check_date),
-    function!("start-partition-run", Light, catchup::start_partition_run),
-    function!("catchup-report", Light, catchup::catchup_report),
-    function!("auto-label", Light, labeling::auto_label),
+    function!(
+        "plan-catchup",
+        Light,
+        catchup::plan_catchup,
+        OBJECTS | STATE
+    ),
+    function!(
+        "check-date",
+        Light,
+        catchup::check_date,
+        OBJECTS | STATE | WORKFLOWS
+    ),
+    function!(
+        "start-partition-run",
+        Light,
+        catchup::start_partition_run,
+        OBJECTS | STATE | WORKFLOWS
+    ),
+    function!(
+        "catchup-report",
+        Light,
+        catchup::catchup_report,
+        STATE | NOTIFIER
+    ),
+    function!("auto-label", Light, labeling::auto_label, OBJECTS | STATE),
     function!(
         "request-label-review",
         Light,
-        labeling::request_label_review
+        labeling::request_label_review,
+        OBJECTS | STATE | NOTIFIER
     ),
-    function!("apply-label-review", Light, labeling::apply_label_review),
-    function!("merge-labels", Light, labeling::merge_labels),
-    function!("compute-features", Light, features::compute_features),
-    function!("merge-features", Light, features::merge_features),
+    function!(
+        "apply-label-review",
+        Light,
+        labeling::apply_label_review,
+        OBJECTS | STATE
+    ),
+    function!(
+        "merge-labels",
+        Light,
+        labeling::merge_labels,
+        OBJECTS | STATE
+    ),
+    function!(
+        "compute-features",
+        Light,
+        features::compute_features,
+        OBJECTS | STATE
+    ),
+    function!(
+        "merge-features",
+        Light,
+        features::merge_features,
+        OBJECTS | STATE
+    ),
     function!(
         "request-feature-approval",
         Light,
-        features::request_feature_approval
+        features::request_feature_approval,
+        OBJECTS | STATE | NOTIFIER
     ),
-    function!("publish-features", Light, features::publish_features),
-    function!("build-training-set", Light, model::build_training_set),
-    function!("train-model", Light, model::train_model),
+    function!(
+        "publish-features",
+        Light,
+        features::publish_features,
+        OBJECTS | STATE
+    ),
+    function!(
+        "build-training-set",
+        Light,
+        model::build_training_set,
+        OBJECTS | STATE
+    ),
+    function!("train-model", Light, model::train_model, OBJECTS | STATE),
     function!(
         "request-deploy-approval",
         Light,
-        model::request_deploy_approval
+        model::request_deploy_approval,
+        OBJECTS | STATE | NOTIFIER
     ),
-    function!("activate-model", Light, model::activate_model),
-    function!("start-inference", Light, inference::start_inference),
-    function!("inference-health", Light, inference::inference_health),
-    function!("click-inference", Light, inference::click_inference),
-    function!("stop-inference", Light, inference::stop_inference),
-    function!("rollback-model", Light, inference::rollback_model),
-    function!("stream-aggregate", Light, stream::stream_aggregate),
-    function!("build-views", Light, stream::build_views),
-    function!("query-api", Light, stream::query_api),
-    function!("reconcile", Light, stream::reconcile_streams),
-    function!("replay-dlq", Light, stream::replay_dlq),
-    function!("retention-sweep", Light, retention::retention_sweep),
-    function!("start-downstream", Light, downstream::start_downstream),
+    function!(
+        "activate-model",
+        Light,
+        model::activate_model,
+        OBJECTS | STATE
+    ),
+    function!(
+        "start-inference",
+        Light,
+        inference::start_inference,
+        STATE | CONSUMERS
+    ),
+    function!(
+        "inference-health",
+        Light,
+        inference::inference_health,
+        STATE | CONSUMERS
+    ),
+    function!(
+        "click-inference",
+        Light,
+        inference::click_inference,
+        OBJECTS | STATE
+    ),
+    function!(
+        "stop-inference",
+        Light,
+        inference::stop_inference,
+        STATE | CONSUMERS
+    ),
+    function!(
+        "rollback-model",
+        Light,
+        inference::rollback_model,
+        OBJECTS | STATE | CONSUMERS
+    ),
+    function!(
+        "stream-aggregate",
+        Light,
+        stream::stream_aggregate,
+        OBJECTS | STATE
+    ),
+    function!(
+        "build-views",
+        Light,
+        stream::build_views,
+        OBJECTS | STATE | CATALOG
+    ),
+    function!("query-api", Light, stream::query_api, OBJECTS | STATE),
+    function!(
+        "reconcile",
+        Light,
+        stream::reconcile_streams,
+        OBJECTS | STATE | NOTIFIER
+    ),
+    function!("replay-dlq", Light, stream::replay_dlq, OBJECTS | STATE),
+    function!(
+        "retention-sweep",
+        Light,
+        retention::retention_sweep,
+        OBJECTS | STATE | CATALOG
+    ),
+    function!(
+        "start-downstream",
+        Light,
+        downstream::start_downstream,
+        STATE | WORKFLOWS
+    ),
 ];
 
 /// The function of that name.
@@ -146,7 +320,8 @@ pub fn function_names() -> impl Iterator<Item = &'static str> {
     FUNCTIONS.iter().map(|f| f.name)
 }
 
-/// Run a function by name on a raw event.
+/// Run a function by name on a raw event, with only the ports it is
+/// granted.
 pub async fn invoke(
     svc: &Services<'_>,
     function_name: &str,
@@ -158,7 +333,7 @@ pub async fn invoke(
             function_names().collect::<Vec<_>>().join(", ")
         )));
     };
-    (f.handler)(svc, event).await
+    (f.handler)(&svc.granted(f.ports), event).await
 }
 
 #[cfg(test)]

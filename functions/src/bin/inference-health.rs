@@ -1,4 +1,5 @@
 // The function this binary serves is the one of its name in
 // tributary_handlers::FUNCTIONS (checked by a test); naming its handler
-// here links only the code that handler reaches.
-tributary_functions::lambda!(Light, inference::inference_health);
+// and its ports here links only the code that handler reaches and the
+// adapters of those ports.
+tributary_functions::lambda!(Light, inference::inference_health, STATE | CONSUMERS);

@@ -1,4 +1,9 @@
 // The function this binary serves is the one of its name in
 // tributary_handlers::FUNCTIONS (checked by a test); naming its handler
-// here links only the code that handler reaches.
-tributary_functions::lambda!(Light, labeling::request_label_review);
+// and its ports here links only the code that handler reaches and the
+// adapters of those ports.
+tributary_functions::lambda!(
+    Light,
+    labeling::request_label_review,
+    OBJECTS | STATE | NOTIFIER
+);

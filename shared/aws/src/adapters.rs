@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use tributary_core::config::Config;
 use tributary_core::inference;
 use tributary_core::ports::Workflow;
-use tributary_core::services::Services;
+use tributary_core::services::{Ports, Services};
 
 pub struct AwsAdapters {
     pub objects: S3ObjectStore,
@@ -159,21 +159,13 @@ impl AwsAdapters {
     }
 
     pub fn services<'a>(&'a self, config: &'a Config) -> Services<'a> {
-        Services {
-            config,
-            objects: &self.objects,
-            state: &self.state,
-            catalog: &self.catalog,
-            workflows: &self.workflows,
-            notifier: &self.notifier,
-            callbacks: &self.callbacks,
-            consumers: &self.consumers,
-            links: tributary_core::approvals::LinkSigner {
-                secret: &self.approval_secret,
-                base_url: &self.approval_base_url,
-            },
-            scratch: &self.scratch,
-        }
+        self.granted_services::<{ Ports::ALL.bits() }>(config)
+    }
+
+    /// Services with only the ports in `PORTS` (bits of a [`Ports`]): a
+    /// Lambda binary links the adapters of its own ports only.
+    pub fn granted_services<'a, const PORTS: u8>(&'a self, config: &'a Config) -> Services<'a> {
+        tributary_core::services_from_adapters!(self, config, Ports::from_bits(PORTS))
     }
 }
 

@@ -111,6 +111,7 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 }
 
 /// Signs and checks links with the approval secret.
+#[derive(Clone, Copy)]
 pub struct LinkSigner<'a> {
     pub secret: &'a [u8],
     /// Where the approval callback is served, e.g. a function URL.

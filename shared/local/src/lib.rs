@@ -22,7 +22,7 @@ pub use workflows::{QueuedRun, QueuedWorkflows};
 
 use std::path::PathBuf;
 use tributary_core::config::Config;
-use tributary_core::services::Services;
+use tributary_core::services::{Ports, Services};
 
 /// `tributary serve`'s default address.
 pub const DEFAULT_APPROVAL_BASE_URL: &str = "http://127.0.0.1:8765";
@@ -138,21 +138,12 @@ pub struct LocalAdapters {
 
 impl LocalAdapters {
     pub fn services<'a>(&'a self, config: &'a Config) -> Services<'a> {
-        Services {
-            config,
-            objects: &self.objects,
-            state: &self.state,
-            catalog: &self.catalog,
-            workflows: &self.workflows,
-            notifier: &self.notifier,
-            callbacks: &self.callbacks,
-            consumers: &self.consumers,
-            links: tributary_core::approvals::LinkSigner {
-                secret: &self.approval_secret,
-                base_url: &self.approval_base_url,
-            },
-            scratch: &self.scratch,
-        }
+        self.granted_services::<{ Ports::ALL.bits() }>(config)
+    }
+
+    /// Services with only the ports in `PORTS` (bits of a [`Ports`]).
+    pub fn granted_services<'a, const PORTS: u8>(&'a self, config: &'a Config) -> Services<'a> {
+        tributary_core::services_from_adapters!(self, config, Ports::from_bits(PORTS))
     }
 }
 

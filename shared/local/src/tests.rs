@@ -215,3 +215,41 @@ fn workflow_starts_are_idempotent_by_name() {
     assert_eq!(queued[0].workflow, Workflow::PartitionPipeline);
     assert!(w.drain().is_empty());
 }
+
+/// A function's ports refuse what its grant leaves out, at compile time
+/// (a Lambda binary) and at run time (the CLI's `invoke`) alike, and say
+/// where the grant is declared.
+#[test]
+fn ungranted_ports_refuse_and_say_where_to_grant_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let adapters = Workspace::new(dir.path()).adapters();
+    let config = Config::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samplelocal/pipeline.toml"),
+    )
+    .unwrap();
+    let at_compile_time = adapters.granted_services::<{ Ports::STATE.bits() }>(&config);
+    let at_run_time = adapters.services(&config).granted(Ports::STATE);
+    rt().block_on(async {
+        for svc in [at_compile_time, at_run_time] {
+            svc.state
+                .put("p", "s", serde_json::json!({}), Condition::Always)
+                .await
+                .unwrap();
+            let err = svc.objects.get_bytes("raw/a.csv").await.unwrap_err();
+            assert!(!err.retryable());
+            let message = format!("{err}");
+            assert!(message.contains("get raw/a.csv on OBJECTS"), "{message}");
+            assert!(
+                message.contains("tributary_handlers::FUNCTIONS"),
+                "{message}"
+            );
+            let err = svc
+                .notifier
+                .notify("alerts", "run failed", "")
+                .await
+                .unwrap_err();
+            let source = std::error::Error::source(&err).unwrap().to_string();
+            assert_eq!(source, "this function is not granted the NOTIFIER port");
+        }
+    });
+}
