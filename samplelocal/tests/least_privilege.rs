@@ -309,14 +309,7 @@ fn every_function_runs_on_a_stack_with_only_its_rendered_policy() {
     // query-api reads the state table and cannot write it.
     let (id, secret) = &keys["query-api"];
     let readonly = runtime.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&moto.url)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sns::config::Credentials::new(
-                id, secret, None, None, "test",
-            ))
-            .load()
-            .await;
+        let config = moto.sdk_config_as(id, secret).await;
         let table = tributary_aws::DynamoStateStore::new(&config, "tributary-state");
         let read = table.get("watermark", "orders_daily").await;
         let write = table

@@ -91,11 +91,17 @@ impl Moto {
 
     /// The SDK configuration for this server: static test credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+        self.sdk_config_as("test", "test").await
+    }
+
+    /// The SDK configuration for this server with an access key of one's
+    /// own (moto's IAM enforcement tells callers apart by it).
+    pub async fn sdk_config_as(&self, access_key: &str, secret_key: &str) -> aws_config::SdkConfig {
+        tributary_aws::config_loader()
             .endpoint_url(&self.url)
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "test", "test", None, None, "moto",
+                access_key, secret_key, None, None, "moto",
             ))
             .load()
             .await
