@@ -4,7 +4,7 @@
 //! sibling `python` runs it).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,39 @@ server.run_simple = serial_run_simple
 from moto.iam import access_control
 access_control.IAMRequestBase.check_signature = lambda self: None
 server.main(sys.argv[1:])
+";
+
+/// A certificate authority and a server certificate for 127.0.0.1 signed
+/// by it (with moto's own dependency, cryptography), written to argv[1]:
+/// ca.pem, server.pem, server.key. ECDSA P-256, as the SDK's TLS allows.
+const TEST_CERTIFICATES: &str = "import sys, datetime, ipaddress, pathlib
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+out = pathlib.Path(sys.argv[1])
+now = datetime.datetime.now(datetime.timezone.utc)
+def name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def certificate(subject, key, issuer, issuer_key, ca):
+    builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = (builder
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))
+    return builder.sign(issuer_key, hashes.SHA256())
+ca_key = ec.generate_private_key(ec.SECP256R1())
+ca = certificate('tributary test CA', ca_key, 'tributary test CA', ca_key, True)
+key = ec.generate_private_key(ec.SECP256R1())
+server = certificate('127.0.0.1', key, 'tributary test CA', ca_key, False)
+pem = serialization.Encoding.PEM
+(out / 'ca.pem').write_bytes(ca.public_bytes(pem))
+(out / 'server.pem').write_bytes(server.public_bytes(pem))
+(out / 'server.key').write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 ";
 
 pub struct Moto {
@@ -36,6 +69,35 @@ impl Moto {
     /// Start one; panics with what to do when moto is not installed (this
     /// is for tests).
     pub fn start() -> Moto {
+        Moto::launch("http", &[])
+    }
+
+    /// Start one that speaks HTTPS only, with a certificate for 127.0.0.1
+    /// issued by a certificate authority made for it in `dir`. Returns the
+    /// server and the authority's certificate (PEM), for the client's trust
+    /// store. The helpers that talk to moto's own API ([`Moto::enforce_iam`],
+    /// …) speak plain HTTP and do not work against it.
+    pub fn start_https(dir: &Path) -> (Moto, PathBuf) {
+        let python = Moto::binary().with_file_name("python");
+        let made = Command::new(&python)
+            .args(["-c", TEST_CERTIFICATES])
+            .arg(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
+        assert!(
+            made.status.success(),
+            "making test certificates: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let cert = dir.join("server.pem").display().to_string();
+        let key = dir.join("server.key").display().to_string();
+        (
+            Moto::launch("https", &["-c", &cert, "-k", &key]),
+            dir.join("ca.pem"),
+        )
+    }
+
+    fn binary() -> PathBuf {
         let binary = std::env::var_os("TRIBUTARY_MOTO_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -47,6 +109,10 @@ impl Moto {
              moto[server] into .tools/venv) or set TRIBUTARY_MOTO_SERVER",
             binary.display()
         );
+        binary
+    }
+
+    fn launch(scheme: &str, extra_args: &[&str]) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -60,7 +126,7 @@ impl Moto {
         // differs from the SDK's encoding for some characters (a space, a
         // '<' in an SNS message): the signature check is left out, the
         // access key and its policies are still checked.
-        let python = binary.with_file_name("python");
+        let python = Moto::binary().with_file_name("python");
         let child = Command::new(&python)
             .args([
                 "-c",
@@ -70,13 +136,14 @@ impl Moto {
                 "-p",
                 &port.to_string(),
             ])
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start moto server with {}: {e}", python.display()));
         let server = Moto {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
