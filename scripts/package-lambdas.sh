@@ -51,6 +51,8 @@ for bin in functions/src/bin/*.rs; do
   name=$(basename "$bin" .rs)
   if [ -f "$lambda_dir/$name/bootstrap.zip" ]; then
     cp "$lambda_dir/$name/bootstrap.zip" "dist/lambda/$name.zip"
+    # What each cold start downloads: the number to watch as code is added.
+    printf '%-28s %6.2f MB\n' "$name.zip" "$(($(stat -c %s "dist/lambda/$name.zip") / 10000))e-2"
     count=$((count + 1))
   fi
 done
