@@ -76,6 +76,29 @@ pub fn config_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
 }
 
+/// The reason TLS refused the server's certificate, if that is why a
+/// request could not be sent. Trying again meets the same certificate, so
+/// unlike other connection failures this is not worth a retry.
+fn refused_certificate(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        // The TLS connector wraps rustls' error in I/O errors, whose
+        // `source` skips what they wrap: look inside them.
+        let mut inner: &(dyn std::error::Error + 'static) = current;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if let Some(rustls::Error::InvalidCertificate(reason)) = inner.downcast_ref() {
+            return Some(format!("{reason:?}"));
+        }
+        cause = current.source();
+    }
+    None
+}
+
 /// Error codes after which trying again can succeed.
 const TRANSIENT_CODES: &[&str] = &[
     "ThrottlingException",
@@ -103,7 +126,18 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+        SdkError::DispatchFailure(_) => {
+            if let Some(refused) = refused_certificate(&err as &(dyn std::error::Error + 'static)) {
+                let hint = format!(
+                    "the TLS certificate of {resource}'s endpoint was refused ({refused}): \
+                     check the endpoint URL (AWS_ENDPOINT_URL) and the trust store \
+                     (SSL_CERT_FILE names a private authority)"
+                );
+                return PortError::permanent(operation, hint, err);
+            }
+            return PortError::transient(operation, err);
+        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             return PortError::transient(operation, err)
         }
         SdkError::ConstructionFailure(_) => {
