@@ -78,7 +78,8 @@ impl Runtime {
 
 /// A Lambda binary:
 /// `tributary_functions::lambda!(Light, partition::mark_failed, STATE | NOTIFIER);`
-/// is its whole source (the workload, the handler and the ports granted). The binary calls its handler directly instead of
+/// is its whole source (the workload, the handler and the ports granted).
+/// The binary calls its handler directly instead of
 /// looking its name up in `tributary_handlers::FUNCTIONS`, because the
 /// table reaches every handler, and so every binary would link all of
 /// them (arrow, parquet and all); a test checks each binary names the

@@ -127,7 +127,7 @@ where
 {
     match &err {
         SdkError::DispatchFailure(_) => {
-            if let Some(refused) = refused_certificate(&err as &(dyn std::error::Error + 'static)) {
+            if let Some(refused) = refused_certificate(&err) {
                 let hint = format!(
                     "the TLS certificate of {resource}'s endpoint was refused ({refused}): \
                      check the endpoint URL (AWS_ENDPOINT_URL) and the trust store \

@@ -34,15 +34,10 @@ fn adapters_speak_https_to_a_trusted_endpoint_and_refuse_a_name_it_is_not_for() 
 
         // The same server and authority under a name the certificate does
         // not carry: verification is on, so the request never leaves.
-        let elsewhere = moto.url.replace("127.0.0.1", "localhost");
-        let config = tributary_aws::config_loader()
-            .endpoint_url(&elsewhere)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "test", "test", None, None, "moto",
-            ))
-            .load()
-            .await;
+        let config = config
+            .into_builder()
+            .endpoint_url(moto.url.replace("127.0.0.1", "localhost"))
+            .build();
         let refused = S3ObjectStore::new(&config, "tributary-tls", true)
             .get_bytes("raw/orders/dt=2026-12-01/a.csv")
             .await

@@ -78,7 +78,7 @@ impl Moto {
     /// store. The helpers that talk to moto's own API ([`Moto::enforce_iam`],
     /// …) speak plain HTTP and do not work against it.
     pub fn start_https(dir: &Path) -> (Moto, PathBuf) {
-        let python = Moto::binary().with_file_name("python");
+        let python = Moto::python();
         let made = Command::new(&python)
             .args(["-c", TEST_CERTIFICATES])
             .arg(dir)
@@ -97,7 +97,8 @@ impl Moto {
         )
     }
 
-    fn binary() -> PathBuf {
+    /// The python of moto's installation, which runs its server.
+    fn python() -> PathBuf {
         let binary = std::env::var_os("TRIBUTARY_MOTO_SERVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -109,7 +110,7 @@ impl Moto {
              moto[server] into .tools/venv) or set TRIBUTARY_MOTO_SERVER",
             binary.display()
         );
-        binary
+        binary.with_file_name("python")
     }
 
     fn launch(scheme: &str, extra_args: &[&str]) -> Moto {
@@ -126,7 +127,7 @@ impl Moto {
         // differs from the SDK's encoding for some characters (a space, a
         // '<' in an SNS message): the signature check is left out, the
         // access key and its policies are still checked.
-        let python = Moto::binary().with_file_name("python");
+        let python = Moto::python();
         let child = Command::new(&python)
             .args([
                 "-c",
